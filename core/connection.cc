@@ -1,0 +1,260 @@
+#include "core/connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/check.h"
+#include "core/reactor.h"
+
+namespace troupe {
+
+const char* CloseReasonName(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kPeerClosed: return "peer_closed";
+    case CloseReason::kPeerReset: return "peer_reset";
+    case CloseReason::kSocketError: return "socket_error";
+    case CloseReason::kLocalClose: return "local_close";
+    case CloseReason::kFlushedClose: return "flushed_close";
+    case CloseReason::kLingerTimeout: return "linger_timeout";
+    case CloseReason::kInputTooLarge: return "input_too_large";
+    case CloseReason::kProtocolError: return "protocol_error";
+    case CloseReason::kHandlerError: return "handler_error";
+    case CloseReason::kShutdown: return "shutdown";
+    case CloseReason::kCount: break;
+  }
+  return "unknown";
+}
+
+void ConnectionHandler::OnPeerClosed(Connection& conn) { conn.CloseAfterFlush(); }
+
+Connection::Connection(Reactor& reactor, ConnectionId id, Fd fd, Address peer,
+                       const ConnectionOptions& options)
+    : reactor_(reactor),
+      id_(id),
+      fd_(std::move(fd)),
+      peer_(std::move(peer)),
+      options_(options) {}
+
+Connection::~Connection() = default;
+
+void Connection::OpenInLoop() { handler_->OnOpen(*this); }
+
+void Connection::HandleEventsInLoop(uint32_t events) {
+  if (events & EPOLLERR) {
+    int error = 0;
+    socklen_t len = sizeof(error);
+    ::getsockopt(fd(), SOL_SOCKET, SO_ERROR, &error, &len);
+    if (error != 0) {
+      FailInLoop(error);
+      return;
+    }
+  }
+  if ((events & EPOLLOUT) && write_blocked_) WriteInLoop();
+  if (closed()) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+    // With RDHUP/HUP pending, a short read does not mean "drained": the EOF
+    // is still to be read, so read on until EAGAIN or 0.
+    const bool until_eagain = (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
+    if (ReadInLoop(reactor_.read_budget(), until_eagain)) {
+      reactor_.ScheduleReadInLoop(*this);
+    }
+  }
+}
+
+bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
+  char* const scratch = reactor_.scratch();
+  constexpr size_t kScratch = Reactor::kScratchBytes;
+  while (!closed() && !peer_eof_) {
+    if (state_ == State::kOpen && output_.size() > options_.high_watermark) {
+      read_paused_ = true;  // WriteInLoop resumes below the low watermark
+      return false;
+    }
+    // A partial frame waits in input_: read straight behind it, with the
+    // scratch buffer catching the overflow (muduo's readv trick). Otherwise
+    // read into scratch only, so a connection between messages owns no
+    // input memory at all.
+    const bool into_input = !input_.empty() && state_ == State::kOpen;
+    size_t asked;
+    ssize_t n;
+    if (into_input) {
+      iovec iov[2] = {{input_.writable_data(), input_.writable_size()},
+                      {scratch, kScratch}};
+      asked = iov[0].iov_len + kScratch;
+      n = ::readv(fd(), iov, 2);
+    } else {
+      asked = kScratch;
+      n = ::recv(fd(), scratch, kScratch, 0);
+    }
+    if (n > 0) {
+      reactor_.CountBytesIn(static_cast<size_t>(n));
+      // Flushing or lingering: input is read only to be discarded.
+      if (state_ == State::kOpen) DeliverInLoop(static_cast<size_t>(n), into_input);
+      // Edge-triggered epoll reports the next arrival, so a read that came
+      // back short has emptied the socket: skip the extra recv that would
+      // only say EAGAIN.
+      if (static_cast<size_t>(n) < asked && !until_eagain) return false;
+      if (static_cast<size_t>(n) >= budget) return !closed() && !peer_eof_;
+      budget -= static_cast<size_t>(n);
+    } else if (n == 0) {
+      OnPeerEofInLoop();
+      return false;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return false;
+    } else {
+      FailInLoop(errno);
+      return false;
+    }
+  }
+  return false;
+}
+
+void Connection::DeliverInLoop(size_t n, bool into_input) {
+  const char* const scratch = reactor_.scratch();
+  if (into_input) {
+    const size_t direct = std::min(n, input_.writable_size());
+    input_.Commit(direct);
+    if (n > direct) input_.Append(std::string_view(scratch, n - direct));
+    const size_t used = handler_->OnData(*this, input_.view());
+    if (closed()) return;
+    TROUPE_CHECK(used <= input_.size(), "OnData consumed more than it got");
+    input_.Consume(used);
+  } else {
+    const std::string_view fresh(scratch, n);
+    const size_t used = handler_->OnData(*this, fresh);
+    if (closed()) return;
+    TROUPE_CHECK(used <= n, "OnData consumed more than it got");
+    input_.Append(fresh.substr(used));
+  }
+  if (input_.empty()) {
+    if (input_.capacity() > options_.retained_buffer_bytes) input_.Release();
+  } else if (input_.size() > options_.max_input_bytes) {
+    Close(CloseReason::kInputTooLarge);
+  }
+}
+
+void Connection::Send(std::string_view bytes) {
+  reactor_.AssertInLoopThread();
+  if (state_ != State::kOpen || bytes.empty()) return;
+  if (output_.empty() && !write_blocked_) {
+    // Write-through: most small replies leave in this one syscall, without
+    // touching the output buffer or waiting for EPOLLOUT.
+    ssize_t n;
+    do {
+      n = ::send(fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      reactor_.CountBytesOut(static_cast<size_t>(n));
+      bytes.remove_prefix(static_cast<size_t>(n));
+      if (bytes.empty()) return;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      write_blocked_ = true;
+    } else {
+      FailInLoop(errno);
+      return;
+    }
+  }
+  output_.Append(bytes);
+  // After a partial write, try once more: EPOLLOUT is only promised after
+  // the kernel has said EAGAIN.
+  if (!write_blocked_) WriteInLoop();
+}
+
+void Connection::WriteInLoop() {
+  write_blocked_ = false;
+  while (!output_.empty()) {
+    const ssize_t n = ::send(fd(), output_.data(), output_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      reactor_.CountBytesOut(static_cast<size_t>(n));
+      output_.Consume(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      write_blocked_ = true;
+      break;
+    } else {
+      FailInLoop(n < 0 ? errno : EPIPE);
+      return;
+    }
+  }
+  if (read_paused_ && output_.size() <= options_.low_watermark) {
+    // Reading stopped with bytes possibly left in the socket and no new
+    // edge to come: go back for them on the next turn.
+    read_paused_ = false;
+    reactor_.ScheduleReadInLoop(*this);
+  }
+  if (!output_.empty()) return;
+  if (output_.capacity() > options_.retained_buffer_bytes) output_.Release();
+  if (state_ == State::kFlushing) FinishFlushInLoop();
+}
+
+void Connection::Close(CloseReason reason) {
+  reactor_.AssertInLoopThread();
+  if (closed()) return;
+  state_ = State::kClosed;
+  // Closing the only descriptor also removes it from the epoll set.
+  fd_.Reset();
+  reactor_.OnClosedInLoop(*this, reason);
+}
+
+void Connection::CloseAfterFlush() {
+  reactor_.AssertInLoopThread();
+  if (state_ != State::kOpen) return;
+  state_ = State::kFlushing;
+  if (output_.empty()) FinishFlushInLoop();
+}
+
+void Connection::FinishFlushInLoop() {
+  if (peer_eof_) {
+    // Everything the peer sent was read, so close() sends FIN, not RST.
+    Close(CloseReason::kPeerClosed);
+    return;
+  }
+  // Our FIN goes out after the queued bytes; unread input arriving from now
+  // on is read and discarded, because a close() with unread input would send
+  // RST and the peer could lose the tail of our output (DESIGN.md, 7).
+  ::shutdown(fd(), SHUT_WR);
+  state_ = State::kLingering;
+  reactor_.ScheduleReadInLoop(*this);
+  Reactor& reactor = reactor_;
+  const ConnectionId id = id_;
+  reactor_.RunAfter(options_.linger_timeout, [&reactor, id] {
+    if (Connection* conn = reactor.Find(id)) conn->LingerTimeoutInLoop();
+  });
+}
+
+void Connection::LingerTimeoutInLoop() {
+  if (state_ == State::kLingering) Close(CloseReason::kLingerTimeout);
+}
+
+void Connection::OnPeerEofInLoop() {
+  peer_eof_ = true;
+  switch (state_) {
+    case State::kOpen:
+      handler_->OnPeerClosed(*this);
+      break;
+    case State::kFlushing:
+      break;  // FinishFlushInLoop closes once the output is out
+    case State::kLingering:
+      Close(CloseReason::kFlushedClose);
+      break;
+    case State::kClosed:
+      break;
+  }
+}
+
+void Connection::DeliverMailInLoop(Mail mail) {
+  if (!closed()) handler_->OnMail(*this, std::move(mail));
+}
+
+void Connection::FailInLoop(int error) {
+  Close(error == ECONNRESET || error == EPIPE ? CloseReason::kPeerReset
+                                              : CloseReason::kSocketError);
+}
+
+}  // namespace troupe

@@ -1,0 +1,183 @@
+// Connection: one accepted TCP socket, its buffers and its handler, owned by
+// exactly one reactor.
+//
+// The life of a connection's bytes, all on the owning reactor's thread:
+//
+//   socket ──recv──► reactor scratch (64 KiB, shared) ──► handler->OnData()
+//                          │ bytes the handler did not consume
+//                          ▼
+//                      input_ Buffer (allocated only while a frame is partial)
+//
+//   handler: conn.Send(bytes) ──send (write-through)──► socket
+//                 │ what the kernel did not take
+//                 ▼
+//             output_ Buffer ──on EPOLLOUT──► socket
+//
+// States (CloseAfterFlush follows DESIGN.md invariant 7):
+//
+//   kOpen ──peer EOF──► kFlushing (peer_eof) ──output empty──► closed
+//     │
+//     └──CloseAfterFlush()──► kFlushing ──output empty: shutdown(SHUT_WR)──►
+//                             kLingering (read and discard) ──EOF or deadline──► closed
+//
+//   Close() from any state closes at once (output still queued is lost).
+//   OnClose runs at the end of the reactor's turn, never inside another
+//   callback of the same handler.
+//
+// Backpressure: above `high_watermark` bytes of queued output the connection
+// stops reading (the peer's sends then fill the kernel buffers and block it);
+// once the output drains below `low_watermark` reading resumes.
+//
+// Thread safety: loop-affine (owning reactor).
+// Ownership: the reactor's connection table owns each Connection; handlers
+// get references that are valid until OnClose returns.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "core/address.h"
+#include "core/buffer.h"
+#include "core/fd.h"
+#include "core/mail.h"
+
+namespace troupe {
+
+class Reactor;
+class Connection;
+
+// Names a connection anywhere, for as long as anyone cares: a closed
+// connection's slot gets a new generation when reused, so a stale id never
+// reaches the newcomer.
+struct ConnectionId {
+  uint32_t reactor = 0;
+  uint32_t slot = 0;
+  uint32_t generation = 0;  // 0 = no connection
+  bool valid() const { return generation != 0; }
+  friend bool operator==(const ConnectionId&, const ConnectionId&) = default;
+};
+
+// Why a connection ended. Counted per reactor; a new reason goes at the end
+// (before kCount) and gets a name in CloseReasonName().
+enum class CloseReason : uint8_t {
+  kPeerClosed,      // orderly EOF from the peer, after our output drained
+  kPeerReset,       // ECONNRESET / EPIPE
+  kSocketError,     // any other recv/send error
+  kLocalClose,      // the handler called Close()
+  kFlushedClose,    // CloseAfterFlush() completed and the peer closed
+  kLingerTimeout,   // CloseAfterFlush(): the peer did not close in time
+  kInputTooLarge,   // unconsumed input above ConnectionOptions::max_input_bytes
+  kProtocolError,   // the handler rejected the input (bad frame, too long)
+  kHandlerError,    // the handler failed (e.g. threw)
+  kShutdown,        // the server stopped and the drain deadline passed
+  kCount,
+};
+const char* CloseReasonName(CloseReason reason);
+
+struct ConnectionOptions {
+  // Unconsumed input above this closes the connection (kInputTooLarge): a
+  // handler waiting for a frame end cannot be made to buffer without bound.
+  size_t max_input_bytes = 16 << 20;
+  // How long CloseAfterFlush waits for the peer to close after our FIN.
+  absl::Duration linger_timeout = absl::Seconds(5);
+  // Output backpressure thresholds (bytes queued in the output buffer).
+  size_t high_watermark = 1 << 20;
+  size_t low_watermark = 256 << 10;
+  // An emptied buffer keeps up to this much capacity for the next message;
+  // a larger one is freed, so idle connections hold no large buffers.
+  size_t retained_buffer_bytes = 64 << 10;
+};
+
+// The callbacks a connection drives; implemented by the actor layer, or by a
+// user of core alone. All calls happen on the owning reactor, one at a time.
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  virtual void OnOpen(Connection& /*conn*/) {}
+  // `data` is every unconsumed byte received so far. Returns how many bytes
+  // were consumed; the rest is offered again, with more, on the next read.
+  virtual size_t OnData(Connection& conn, std::string_view data) = 0;
+  // Mail sent to this connection (Reactor::SendMail), in per-sender order.
+  virtual void OnMail(Connection& /*conn*/, Mail /*mail*/) {}
+  // The peer shut down its sending side (EOF). Every byte it sent has been
+  // through OnData. The default flushes what is queued and closes; a handler
+  // with replies still to come (offloaded work) may keep the connection open
+  // and call CloseAfterFlush() later.
+  virtual void OnPeerClosed(Connection& conn);
+  // The last call; the connection is gone when it returns.
+  virtual void OnClose(Connection& /*conn*/, CloseReason /*reason*/) {}
+};
+
+class Connection {
+ public:
+  enum class State : uint8_t { kOpen, kFlushing, kLingering, kClosed };
+
+  Connection(Reactor& reactor, ConnectionId id, Fd fd, Address peer,
+             const ConnectionOptions& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  ConnectionId id() const { return id_; }
+  int fd() const { return fd_.get(); }
+  const Address& peer() const { return peer_; }
+  Reactor& reactor() const { return reactor_; }
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
+  size_t pending_output() const { return output_.size(); }
+
+  // Sends at once what the kernel takes; queues the rest. Partial writes are
+  // normal. Ignored once the connection is flushing or closed.
+  void Send(std::string_view bytes);
+  // Closes now; queued output is dropped.
+  void Close(CloseReason reason = CloseReason::kLocalClose);
+  // Sends what is queued, then shuts down writing and waits (bounded) for
+  // the peer to close. Input arriving meanwhile is discarded.
+  void CloseAfterFlush();
+
+  void set_handler(std::unique_ptr<ConnectionHandler> handler) {
+    handler_ = std::move(handler);
+  }
+  ConnectionHandler* handler() const { return handler_.get(); }
+
+ private:
+  friend class Reactor;
+
+  // Reactor entry points (…InLoop: loop-only helpers, after muduo).
+  void OpenInLoop();
+  void HandleEventsInLoop(uint32_t events);
+  // Reads until EAGAIN or until `budget` bytes; returns true if the budget
+  // ran out with the socket possibly still readable.
+  bool ReadInLoop(size_t budget, bool until_eagain);
+  void WriteInLoop();
+  void DeliverMailInLoop(Mail mail);
+  void LingerTimeoutInLoop();
+
+  // Hands freshly read bytes to the handler, keeping what it leaves.
+  void DeliverInLoop(size_t n, bool into_input);
+  void OnPeerEofInLoop();
+  void FinishFlushInLoop();
+  // Handles a failed recv/send (errno), closing with the matching reason.
+  void FailInLoop(int error);
+
+  Reactor& reactor_;
+  const ConnectionId id_;
+  Fd fd_;
+  const Address peer_;
+  const ConnectionOptions& options_;  // the reactor's; outlives us
+  State state_ = State::kOpen;
+  bool peer_eof_ = false;        // the peer sent FIN; nothing more to read
+  bool write_blocked_ = false;   // the kernel refused bytes; await EPOLLOUT
+  bool in_read_backlog_ = false;  // queued for another read next turn
+  bool read_paused_ = false;     // output above the high watermark
+  Buffer input_;   // unconsumed input (a partial frame)
+  Buffer output_;  // bytes the kernel has not taken yet
+  std::unique_ptr<ConnectionHandler> handler_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,242 @@
+// Reactor: one epoll loop, owned by one thread, that owns its connections.
+//
+// Each turn of the loop runs these phases in a fixed order (after libuv):
+//
+//   1. epoll_wait   sleeps only if the Waker says no work was published
+//   2. I/O events   read (up to a per-connection budget), write, close
+//   3. read backlog connections whose budget ran out last turn read again
+//   4. handoffs     new sockets from the acceptor, drained in bulk
+//   5. inbox        posted tasks and mail from any thread, drained in bulk
+//   6. timers       due timers run
+//   7. reap         closed connections get OnClose, then are destroyed
+//
+// Everything a connection touches happens on this thread; other threads reach
+// a reactor only through Adopt(), Post(), SendMail(), Drain() and Stop(),
+// which enqueue onto lock-free queues and wake the loop (core/waker.h).
+//
+//   auto reactor = Reactor::Create({.index = 0}, factory).value();
+//   std::thread t([&] { reactor->Run(); });
+//   reactor->Post([] { /* runs on the reactor thread */ });
+//   reactor->Stop();
+//   t.join();
+//
+// Epoll mode: edge-triggered, registered once per connection for
+// IN|OUT|RDHUP. Edge-triggered lets a connection stay registered for EPOLLOUT
+// without a wake-up storm, so backpressure and partial writes need no
+// epoll_ctl calls at all; the price is that a reader must drain the socket
+// (or remember to come back: the read backlog).
+//
+// Thread safety: loop-affine (owning reactor); methods marked "Any thread."
+// are safe anywhere.
+#pragma once
+
+#include <atomic>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "concurrentqueue/concurrentqueue.h"
+#include "core/address.h"
+#include "core/connection.h"
+#include "core/fd.h"
+#include "core/mail.h"
+#include "core/waker.h"
+
+namespace troupe {
+
+// Creates the handler of each new connection. Called on the connection's
+// reactor thread, so concurrently from several reactors: must be thread-safe.
+using HandlerFactory =
+    std::function<std::unique_ptr<ConnectionHandler>(Connection&)>;
+
+struct ReactorOptions {
+  uint32_t index = 0;
+  ConnectionOptions connection;
+  // Bytes read from one connection per turn before others get a go. 256 KiB
+  // is four scratch-buffer reads: large enough that a bulk stream still
+  // moves in big reads, small enough that 1,000 such streams cannot starve a
+  // ping-pong peer for long.
+  size_t read_budget_bytes = 256 * 1024;
+};
+
+// A socket on its way from the acceptor to a reactor.
+struct Handoff {
+  int fd = -1;
+  Address peer;
+};
+
+// A point-in-time copy of a reactor's counters.
+struct ReactorStats {
+  uint64_t accepted = 0;
+  uint64_t closed = 0;
+  uint64_t open = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t mail_delivered = 0;
+  uint64_t mail_dropped = 0;
+  uint64_t tasks_run = 0;
+  uint64_t loop_turns = 0;
+  uint64_t wake_writes = 0;
+  std::array<uint64_t, static_cast<size_t>(CloseReason::kCount)> closed_by_reason{};
+};
+
+class Reactor {
+ public:
+  using Task = absl::AnyInvocable<void() &&>;
+
+  static absl::StatusOr<std::unique_ptr<Reactor>> Create(
+      const ReactorOptions& options, HandlerFactory factory);
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // Runs the loop on the calling thread until Stop(), or until Drain()
+  // finishes. Call once.
+  void Run();
+
+  // Any thread. Closes every connection at once and ends Run().
+  void Stop();
+  // Any thread. Stops taking new work, flushes and closes every connection
+  // (CloseAfterFlush), and ends Run() when none is left or at `deadline`,
+  // when the rest are closed with CloseReason::kShutdown.
+  void Drain(absl::Time deadline);
+
+  // Any thread. Queues `task` to run on this reactor; never runs it inline.
+  void Post(Task task);
+  // Any thread. Queues mail for connection `to`; if `to` is gone when the
+  // mail arrives it is dropped and counted. Per-sender order is kept.
+  void SendMail(ConnectionId to, Mail mail);
+
+  // Any thread (the acceptor). One token per producing thread.
+  moodycamel::ProducerToken MakeHandoffToken() {
+    return moodycamel::ProducerToken(handoffs_);
+  }
+  // Any thread (the acceptor). Takes ownership of `handoff.fd`.
+  void Adopt(moodycamel::ProducerToken& token, Handoff handoff);
+
+  // The live connection with this id, or nullptr.
+  Connection* Find(ConnectionId id);
+  // Runs `task` on this reactor after `delay`. O(log n) in pending timers.
+  void RunAfter(absl::Duration delay, Task task);
+
+  uint32_t index() const { return options_.index; }
+  // Any thread.
+  ReactorStats Stats() const;
+  // Any thread. Handoffs and inbox items not yet drained (approximate).
+  size_t QueueDepth() const {
+    return handoffs_.size_approx() + inbox_.size_approx();
+  }
+
+  bool IsInLoopThread() const {
+    return loop_thread_.load(std::memory_order_relaxed) ==
+           std::this_thread::get_id();
+  }
+  void AssertInLoopThread() const;
+
+ private:
+  friend class Connection;
+  using Clock = std::chrono::steady_clock;
+
+  struct InboxItem {
+    ConnectionId to;  // valid(): mail for `to`; otherwise `task`
+    Mail mail;
+    Task task;
+  };
+  struct Slot {
+    std::unique_ptr<Connection> connection;
+    uint32_t generation = 1;
+  };
+  struct Timer {
+    Clock::time_point when;
+    uint64_t sequence;  // FIFO among equal deadlines
+    mutable Task task;  // mutable: std::priority_queue::top() is const
+    bool operator>(const Timer& other) const {
+      return when != other.when ? when > other.when : sequence > other.sequence;
+    }
+  };
+  struct Closing {
+    ConnectionId id;
+    CloseReason reason;
+  };
+
+  Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll,
+          Waker waker);
+
+  void EnqueueInbox(InboxItem item);
+  bool HasQueuedWork() const;
+  int ComputeTimeoutMs();
+  void HandleEventsInLoop(int count);
+  void ProcessReadBacklogInLoop();
+  void DrainHandoffsInLoop();
+  void DrainInboxInLoop();
+  void RunTimersInLoop();
+  void ReapInLoop();
+  void AdoptInLoop(Handoff handoff);
+  void BeginDrainInLoop(absl::Time deadline);
+  void CloseAllInLoop(CloseReason reason);
+  bool ShouldExitInLoop();
+
+  // Called by Connection.
+  char* scratch() { return scratch_.get(); }
+  static constexpr size_t kScratchBytes = 64 * 1024;
+  void ScheduleReadInLoop(Connection& conn);
+  void OnClosedInLoop(Connection& conn, CloseReason reason);
+  void CountBytesIn(size_t n) { Bump(bytes_in_, n); }
+  void CountBytesOut(size_t n) { Bump(bytes_out_, n); }
+  const ConnectionOptions& connection_options() const { return options_.connection; }
+  size_t read_budget() const { return options_.read_budget_bytes; }
+
+  // Counters have one writer (this thread), so a relaxed load+store is
+  // enough and costs no locked instruction; readers may be anywhere.
+  static void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
+    counter.store(counter.load(std::memory_order_relaxed) + n,
+                  std::memory_order_relaxed);
+  }
+
+  const ReactorOptions options_;
+  const HandlerFactory factory_;
+  Fd epoll_;
+  Waker waker_;
+  std::atomic<std::thread::id> loop_thread_{};
+
+  // Cross-thread queues: the acceptor's handoffs (single producer, with a
+  // token) and the inbox of tasks and mail (any producer).
+  moodycamel::ConcurrentQueue<Handoff> handoffs_;
+  moodycamel::ConcurrentQueue<InboxItem> inbox_;
+
+  // Loop-thread state.
+  std::unique_ptr<char[]> scratch_;       // shared read buffer, kScratchBytes
+  std::vector<Slot> slots_;               // connection table
+  std::vector<uint32_t> free_slots_;      // reusable indexes into slots_
+  std::vector<ConnectionId> read_backlog_;  // budget ran out; read again
+  std::vector<ConnectionId> read_backlog_next_;
+  std::vector<Closing> closing_;          // closed this turn; reaped at its end
+  std::vector<Closing> reaping_;          // the batch ReapInLoop is working on
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
+  uint64_t timer_sequence_ = 0;
+  size_t live_connections_ = 0;
+  bool stopping_ = false;
+  bool draining_ = false;
+  Clock::time_point drain_deadline_{};
+
+  std::atomic<uint64_t> accepted_{0};
+  std::atomic<uint64_t> closed_{0};
+  std::atomic<uint64_t> bytes_in_{0};
+  std::atomic<uint64_t> bytes_out_{0};
+  std::atomic<uint64_t> mail_delivered_{0};
+  std::atomic<uint64_t> mail_dropped_{0};
+  std::atomic<uint64_t> tasks_run_{0};
+  std::atomic<uint64_t> loop_turns_{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(CloseReason::kCount)>
+      closed_by_reason_{};
+};
+
+}  // namespace troupe

@@ -1,0 +1,105 @@
+#include "core/server.h"
+
+#include <unistd.h>
+
+#include "core/check.h"
+
+namespace troupe {
+
+int OnlineCpus() {
+  const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+ReactorStats ServerStats::Total() const {
+  ReactorStats total;
+  for (const ReactorStats& r : reactors) {
+    total.accepted += r.accepted;
+    total.closed += r.closed;
+    total.open += r.open;
+    total.bytes_in += r.bytes_in;
+    total.bytes_out += r.bytes_out;
+    total.mail_delivered += r.mail_delivered;
+    total.mail_dropped += r.mail_dropped;
+    total.tasks_run += r.tasks_run;
+    total.loop_turns += r.loop_turns;
+    total.wake_writes += r.wake_writes;
+    for (size_t i = 0; i < total.closed_by_reason.size(); ++i) {
+      total.closed_by_reason[i] += r.closed_by_reason[i];
+    }
+  }
+  return total;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(
+    const ServerOptions& options, HandlerFactory factory) {
+  if (options.workers < 0) {
+    return absl::InvalidArgumentError("workers must be >= 0");
+  }
+  absl::StatusOr<Fd> listen_fd = ListenTcp(options.address, options.listen);
+  if (!listen_fd.ok()) return listen_fd.status();
+  absl::StatusOr<Address> bound = LocalAddress(listen_fd->get());
+  if (!bound.ok()) return bound.status();
+
+  std::unique_ptr<Server> server(new Server(options, *bound));
+  const int workers = options.workers > 0 ? options.workers : OnlineCpus();
+  std::vector<Reactor*> raw;
+  for (int i = 0; i < workers; ++i) {
+    ReactorOptions reactor_options;
+    reactor_options.index = static_cast<uint32_t>(i);
+    reactor_options.connection = options.connection;
+    reactor_options.read_budget_bytes = options.read_budget_bytes;
+    absl::StatusOr<std::unique_ptr<Reactor>> reactor =
+        Reactor::Create(reactor_options, factory);
+    if (!reactor.ok()) return reactor.status();
+    raw.push_back(reactor->get());
+    server->reactors_.push_back(std::move(*reactor));
+  }
+  absl::StatusOr<std::unique_ptr<Acceptor>> acceptor =
+      Acceptor::Create(std::move(*listen_fd), std::move(raw));
+  if (!acceptor.ok()) return acceptor.status();
+  server->acceptor_ = std::move(*acceptor);
+  return server;
+}
+
+Server::Server(const ServerOptions& options, Address address)
+    : options_(options), address_(std::move(address)) {}
+
+Server::~Server() { StopNow(); }
+
+void Server::Start() {
+  TROUPE_CHECK(threads_.empty(), "Server started twice");
+  for (auto& reactor : reactors_) {
+    threads_.emplace_back([r = reactor.get()] { r->Run(); });
+  }
+  acceptor_->Start();
+}
+
+void Server::Stop() {
+  if (threads_.empty()) return;
+  acceptor_->Stop();
+  const absl::Time deadline = absl::Now() + options_.drain_timeout;
+  for (auto& reactor : reactors_) reactor->Drain(deadline);
+  Join();
+}
+
+void Server::StopNow() {
+  if (threads_.empty()) return;
+  acceptor_->Stop();
+  for (auto& reactor : reactors_) reactor->Stop();
+  Join();
+}
+
+void Server::Join() {
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+ServerStats Server::Stats() const {
+  ServerStats stats;
+  for (const auto& reactor : reactors_) stats.reactors.push_back(reactor->Stats());
+  stats.refused = acceptor_->refused();
+  return stats;
+}
+
+}  // namespace troupe
