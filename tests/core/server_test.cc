@@ -1,0 +1,328 @@
+// Integration tests: an in-process Server with EchoActor on 127.0.0.1, real
+// sockets, ephemeral ports.
+#include "core/server.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "actors/actor.h"
+#include "core/socket.h"
+#include "gtest/gtest.h"
+#include "tests/support/wait.h"
+
+namespace troupe {
+namespace {
+
+using testing::CountOpenFds;
+using testing::WaitFor;
+
+std::unique_ptr<Server> StartEchoServer(int workers) {
+  ServerOptions options;
+  options.address = *Address::Parse("127.0.0.1:0");
+  options.workers = workers;
+  options.drain_timeout = absl::Seconds(10);
+  auto server = Server::Create(
+      options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return nullptr;
+  (*server)->Start();
+  return std::move(*server);
+}
+
+Fd Connect(const Server& server) {
+  absl::StatusOr<Fd> fd = ConnectTcpBlocking(server.address());
+  EXPECT_TRUE(fd.ok()) << fd.status();
+  return fd.ok() ? std::move(*fd) : Fd();
+}
+
+// Byte `i` of stream `seed`: cheap, position-dependent, differs per stream.
+char PatternByte(uint64_t seed, uint64_t i) {
+  uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed * 0xC2B2AE3D27D4EB4Full;
+  x ^= x >> 29;
+  return static_cast<char>(x);
+}
+
+bool SendAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads exactly `size` bytes or fails (EOF, error, or 20 s without data).
+bool RecvExactly(int fd, std::string& out, size_t size) {
+  out.resize(size);
+  size_t got = 0;
+  while (got < size) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 20000) != 1) return false;
+    const ssize_t n = ::recv(fd, out.data() + got, size - got, 0);
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// True if the peer closes (EOF or reset) within the timeout, discarding data.
+bool ReadsToEof(int fd, int timeout_ms = 20000) {
+  char buf[4096];
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) != 1) return false;
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return true;
+  }
+}
+
+// One client of the many-clients test: sends messages of random sizes and
+// reads the echo back in small random pieces, all non-blocking.
+struct StreamClient {
+  Fd fd;
+  std::string sent_plan;           // everything this client will send
+  std::vector<size_t> message_ends;  // send() boundaries within sent_plan
+  size_t next_message = 0;
+  size_t sent = 0;
+  std::string received;
+};
+
+TEST(ServerTest, ManyClientsRandomSizesEveryByteIntact) {
+  constexpr int kClients = 200;
+  constexpr int kMessagesPerClient = 6;
+  const int fds_before = CountOpenFds();
+  auto server = StartEchoServer(4);
+  ASSERT_NE(server, nullptr);
+
+  std::mt19937_64 rng(20261123);
+  std::vector<StreamClient> clients(kClients);
+  Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  ASSERT_TRUE(epoll.valid());
+  for (int c = 0; c < kClients; ++c) {
+    StreamClient& client = clients[c];
+    absl::StatusOr<Fd> fd = ConnectTcpNonBlocking(server->address());
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    client.fd = std::move(*fd);
+    for (int m = 0; m < kMessagesPerClient; ++m) {
+      const size_t size = 1 + rng() % (64 * 1024);
+      for (size_t i = 0; i < size; ++i) {
+        client.sent_plan.push_back(PatternByte(c, client.sent_plan.size()));
+      }
+      client.message_ends.push_back(client.sent_plan.size());
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.u32 = static_cast<uint32_t>(c);
+    ASSERT_EQ(::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, client.fd.get(), &ev), 0);
+  }
+
+  int done = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  char buf[1024];
+  epoll_event events[64];
+  while (done < kClients && absl::Now() < deadline) {
+    const int n = ::epoll_wait(epoll.get(), events, 64, 1000);
+    for (int i = 0; i < n; ++i) {
+      StreamClient& client = clients[events[i].data.u32];
+      if ((events[i].events & EPOLLOUT) && client.sent < client.sent_plan.size()) {
+        // One send() per planned message (the kernel may still split it).
+        const size_t end = client.message_ends[client.next_message];
+        const ssize_t w = ::send(client.fd.get(), client.sent_plan.data() + client.sent,
+                                 end - client.sent, MSG_NOSIGNAL);
+        if (w > 0) {
+          client.sent += static_cast<size_t>(w);
+          if (client.sent == end) ++client.next_message;
+        }
+        if (client.sent == client.sent_plan.size()) {
+          epoll_event ev{};
+          ev.events = EPOLLIN;
+          ev.data.u32 = events[i].data.u32;
+          ::epoll_ctl(epoll.get(), EPOLL_CTL_MOD, client.fd.get(), &ev);
+        }
+      }
+      if (events[i].events & EPOLLIN) {
+        // Small reads on purpose: the server must cope with a slow consumer.
+        const size_t want = 1 + rng() % sizeof(buf);
+        const ssize_t r = ::recv(client.fd.get(), buf, want, 0);
+        ASSERT_GT(r, 0) << "client " << events[i].data.u32 << " lost its connection";
+        client.received.append(buf, static_cast<size_t>(r));
+        if (client.received.size() == client.sent_plan.size()) {
+          ++done;
+          ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, client.fd.get(), nullptr);
+        }
+      }
+    }
+  }
+  ASSERT_EQ(done, kClients) << "timed out";
+  for (int c = 0; c < kClients; ++c) {
+    ASSERT_EQ(clients[c].received.size(), clients[c].sent_plan.size());
+    ASSERT_TRUE(clients[c].received == clients[c].sent_plan) << "client " << c;
+  }
+
+  const ServerStats stats = server->Stats();
+  ASSERT_EQ(stats.reactors.size(), 4u);
+  for (const ReactorStats& r : stats.reactors) {
+    EXPECT_GT(r.accepted, 0u) << "a reactor got no connection";
+  }
+  EXPECT_EQ(stats.Total().accepted, static_cast<uint64_t>(kClients));
+  clients.clear();
+  EXPECT_TRUE(WaitFor([&] { return server->Stats().Total().open == 0; }));
+  server->Stop();
+  server.reset();
+  epoll.Reset();
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST(ServerTest, ClientCloseClosesServerSide) {
+  auto server = StartEchoServer(2);
+  ASSERT_NE(server, nullptr);
+  std::vector<Fd> fds;
+  for (int i = 0; i < 10; ++i) fds.push_back(Connect(*server));
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().open == 10; }));
+  fds.clear();  // orderly close: FIN
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().closed == 10; }));
+  const ReactorStats total = server->Stats().Total();
+  EXPECT_EQ(total.open, 0u);
+  EXPECT_EQ(total.closed_by_reason[static_cast<size_t>(CloseReason::kPeerClosed)], 10u);
+}
+
+TEST(ServerTest, HalfCloseStillGetsWholeEcho) {
+  auto server = StartEchoServer(1);
+  ASSERT_NE(server, nullptr);
+  Fd fd = Connect(*server);
+  const std::string message(300000, 'h');
+  ASSERT_TRUE(SendAll(fd.get(), message.data(), message.size()));
+  ASSERT_EQ(::shutdown(fd.get(), SHUT_WR), 0);
+  std::string echoed;
+  ASSERT_TRUE(RecvExactly(fd.get(), echoed, message.size()));
+  EXPECT_EQ(echoed, message);
+  EXPECT_TRUE(ReadsToEof(fd.get()));  // then the server closes
+}
+
+TEST(ServerTest, LargeStreamComesBackIdentical) {
+  constexpr size_t kTotal = 64u << 20;
+  auto server = StartEchoServer(2);
+  ASSERT_NE(server, nullptr);
+  Fd fd = Connect(*server);
+  std::thread sender([&] {
+    std::string chunk(256 * 1024, '\0');
+    for (size_t offset = 0; offset < kTotal; offset += chunk.size()) {
+      for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = PatternByte(7, offset + i);
+      if (!SendAll(fd.get(), chunk.data(), chunk.size())) return;
+    }
+  });
+  size_t received = 0;
+  size_t mismatches = 0;
+  std::string buf(128 * 1024, '\0');
+  while (received < kTotal) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 20000) != 1) break;
+    const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] != PatternByte(7, received + i)) ++mismatches;
+    }
+    received += static_cast<size_t>(n);
+  }
+  sender.join();
+  EXPECT_EQ(received, kTotal);
+  EXPECT_EQ(mismatches, 0u);
+}
+
+TEST(ServerTest, ResetMidStreamLeavesOthersServing) {
+  auto server = StartEchoServer(1);  // one reactor: the victim and the rest share it
+  ASSERT_NE(server, nullptr);
+  Fd survivor = Connect(*server);
+  for (int round = 0; round < 20; ++round) {
+    Fd victim = Connect(*server);
+    // Fill the server's output towards the victim (the victim never reads).
+    const std::string bulk(512 * 1024, 'x');
+    ::send(victim.get(), bulk.data(), bulk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    linger hard{1, 0};  // close() now sends RST
+    ASSERT_EQ(::setsockopt(victim.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof(hard)), 0);
+    victim.Reset();
+    const std::string ping = "ping " + std::to_string(round);
+    ASSERT_TRUE(SendAll(survivor.get(), ping.data(), ping.size()));
+    std::string pong;
+    ASSERT_TRUE(RecvExactly(survivor.get(), pong, ping.size()));
+    EXPECT_EQ(pong, ping);
+  }
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().closed == 20; }));
+  EXPECT_EQ(server->Stats().Total().open, 1u);
+}
+
+TEST(ServerTest, PortInUseNamesTheAddress) {
+  auto first = StartEchoServer(1);
+  ASSERT_NE(first, nullptr);
+  ServerOptions options;
+  options.address = first->address();
+  options.workers = 1;
+  auto second = Server::Create(
+      options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  ASSERT_FALSE(second.ok());
+  const std::string message(second.status().message());
+  EXPECT_NE(message.find("bind " + first->address().ToString()), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("in use"), std::string::npos) << message;
+}
+
+TEST(ServerTest, StopFlushesReadBytesThenCloses) {
+  auto server = StartEchoServer(2);
+  ASSERT_NE(server, nullptr);
+  std::vector<Fd> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.push_back(Connect(*server));
+    const std::string hello = "hello " + std::to_string(i);
+    ASSERT_TRUE(SendAll(clients.back().get(), hello.data(), hello.size()));
+  }
+  // Every connection has been read (bytes echoed), then the server drains.
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().bytes_out >= 8 * 7; }));
+  absl::Notification stopped;
+  std::thread stopper([&] {
+    server->Stop();
+    stopped.Notify();
+  });
+  for (int i = 0; i < 8; ++i) {
+    const std::string hello = "hello " + std::to_string(i);
+    std::string echoed;
+    ASSERT_TRUE(RecvExactly(clients[i].get(), echoed, hello.size()));
+    EXPECT_EQ(echoed, hello);
+    EXPECT_TRUE(ReadsToEof(clients[i].get()));  // the server's FIN
+  }
+  clients.clear();  // our FIN lets the lingering server side close
+  EXPECT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  stopper.join();
+  const ReactorStats total = server->Stats().Total();
+  EXPECT_EQ(total.open, 0u);
+  EXPECT_EQ(total.closed_by_reason[static_cast<size_t>(CloseReason::kShutdown)], 0u);
+}
+
+TEST(ServerTest, StopCutsPeersThatNeverCloseAtTheDeadline) {
+  ServerOptions options;
+  options.address = *Address::Parse("127.0.0.1:0");
+  options.workers = 1;
+  options.drain_timeout = absl::Milliseconds(200);
+  auto server = Server::Create(
+      options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  ASSERT_TRUE(server.ok());
+  (*server)->Start();
+  Fd idle = Connect(**server);
+  ASSERT_TRUE(WaitFor([&] { return (*server)->Stats().Total().open == 1; }));
+  (*server)->Stop();  // the client never closes: the deadline must end it
+  EXPECT_EQ((*server)->Stats().Total().open, 0u);
+}
+
+}  // namespace
+}  // namespace troupe
