@@ -165,6 +165,50 @@ void Connection::Send(std::string_view bytes) {
   if (!write_blocked_) WriteInLoop();
 }
 
+void Connection::Send(std::initializer_list<std::string_view> pieces) {
+  reactor_.AssertInLoopThread();
+  if (state_ != State::kOpen) return;
+  if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
+    for (std::string_view piece : pieces) Send(piece);
+    return;
+  }
+  iovec iov[8];
+  size_t count = 0;
+  size_t total = 0;
+  for (std::string_view piece : pieces) {
+    iov[count++] = {const_cast<char*>(piece.data()), piece.size()};
+    total += piece.size();
+  }
+  msghdr message{};
+  message.msg_iov = iov;
+  message.msg_iovlen = count;
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd(), &message, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      FailInLoop(errno);
+      return;
+    }
+    n = 0;
+    write_blocked_ = true;
+  }
+  reactor_.CountBytesOut(static_cast<size_t>(n));
+  if (static_cast<size_t>(n) == total) return;
+  // Queue what the kernel did not take, piece by piece.
+  size_t skip = static_cast<size_t>(n);
+  for (std::string_view piece : pieces) {
+    if (skip >= piece.size()) {
+      skip -= piece.size();
+      continue;
+    }
+    output_.Append(piece.substr(skip));
+    skip = 0;
+  }
+  if (!write_blocked_) WriteInLoop();
+}
+
 void Connection::WriteInLoop() {
   write_blocked_ = false;
   while (!output_.empty()) {

@@ -37,6 +37,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string_view>
 
@@ -134,6 +135,9 @@ class Connection {
   // Sends at once what the kernel takes; queues the rest. Partial writes are
   // normal. Ignored once the connection is flushing or closed.
   void Send(std::string_view bytes);
+  // Sends several pieces as one write (sendmsg with an iovec per piece), e.g.
+  // a frame header and its payload, without first copying them together.
+  void Send(std::initializer_list<std::string_view> pieces);
   // Closes now; queued output is dropped.
   void Close(CloseReason reason = CloseReason::kLocalClose);
   // Sends what is queued, then shuts down writing and waits (bounded) for

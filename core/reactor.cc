@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/log.h"
 
 namespace troupe {
 namespace {
@@ -106,6 +107,7 @@ bool Reactor::HasQueuedWork() const {
 
 void Reactor::Run() {
   loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  SetLogThreadReactor(static_cast<int>(options_.index));
   epoll_event events[kMaxEvents];
   while (!ShouldExitInLoop()) {
     int timeout_ms = ComputeTimeoutMs();
@@ -247,16 +249,20 @@ void Reactor::DrainInboxInLoop() {
         Bump(tasks_run_);
         continue;
       }
-      Connection* conn = Find(item.to);
-      if (conn == nullptr) {
-        Bump(mail_dropped_);
-      } else {
-        Bump(mail_delivered_);
-        conn->DeliverMailInLoop(std::move(item.mail));
-      }
+      DeliverMailInLoop(item.to, std::move(item.mail));
       item.mail = Mail();
     }
   }
+}
+
+void Reactor::DeliverMailInLoop(ConnectionId to, Mail mail) {
+  Connection* conn = Find(to);
+  if (conn == nullptr) {
+    Bump(mail_dropped_);
+    return;
+  }
+  Bump(mail_delivered_);
+  conn->DeliverMailInLoop(std::move(mail));
 }
 
 void Reactor::RunAfter(absl::Duration delay, Task task) {

@@ -38,8 +38,10 @@
 #include <memory>
 #include <queue>
 #include <thread>
+#include <typeindex>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -124,6 +126,26 @@ class Reactor {
 
   // The live connection with this id, or nullptr.
   Connection* Find(ConnectionId id);
+  // Hands `mail` to connection `to` now (a task on this reactor fanning out
+  // mail it already holds); dropped and counted if `to` is gone.
+  void DeliverMailInLoop(ConnectionId to, Mail mail);
+
+  // Every reactor of the same server, by index (this one included), so that
+  // code on one reactor can Post or SendMail to another. Set before Run().
+  void set_peers(std::vector<Reactor*> peers) { peers_ = std::move(peers); }
+  Reactor& peer(uint32_t index) const { return *peers_.at(index); }
+  size_t peer_count() const { return peers_.size(); }
+
+  // Per-reactor state of type T, created on first use (default-constructed)
+  // and destroyed with the reactor: shared-nothing storage for layers above
+  // core (e.g. the actor directory's local members).
+  template <typename T>
+  T& Local() {
+    AssertInLoopThread();
+    std::shared_ptr<void>& slot = locals_[std::type_index(typeid(T))];
+    if (slot == nullptr) slot = std::make_shared<T>();
+    return *static_cast<T*>(slot.get());
+  }
   // Runs `task` on this reactor after `delay`. O(log n) in pending timers.
   void RunAfter(absl::Duration delay, Task task);
 
@@ -212,7 +234,10 @@ class Reactor {
   moodycamel::ConcurrentQueue<Handoff> handoffs_;
   moodycamel::ConcurrentQueue<InboxItem> inbox_;
 
+  std::vector<Reactor*> peers_;  // fixed before Run(); read-only after
+
   // Loop-thread state.
+  absl::flat_hash_map<std::type_index, std::shared_ptr<void>> locals_;
   std::unique_ptr<char[]> scratch_;       // shared read buffer, kScratchBytes
   std::vector<Slot> slots_;               // connection table
   std::vector<uint32_t> free_slots_;      // reusable indexes into slots_

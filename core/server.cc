@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
     raw.push_back(reactor->get());
     server->reactors_.push_back(std::move(*reactor));
   }
+  for (auto& reactor : server->reactors_) reactor->set_peers(raw);
   absl::StatusOr<std::unique_ptr<Acceptor>> acceptor =
       Acceptor::Create(std::move(*listen_fd), std::move(raw));
   if (!acceptor.ok()) return acceptor.status();

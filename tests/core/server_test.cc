@@ -16,7 +16,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "actors/actor.h"
+#include "actors/builtin.h"
 #include "core/socket.h"
 #include "gtest/gtest.h"
 #include "tests/support/wait.h"

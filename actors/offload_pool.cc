@@ -1,0 +1,49 @@
+#include "actors/offload_pool.h"
+
+#include "core/check.h"
+#include "core/server.h"
+
+namespace troupe {
+
+OffloadPool::OffloadPool(int threads) {
+  const int n = threads > 0 ? threads : OnlineCpus();
+  workers_.reserve(n);
+  for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+OffloadPool::~OffloadPool() {
+  // An empty job is the stop sign: one per worker, queued after real work.
+  for (size_t i = 0; i < workers_.size(); ++i) jobs_.enqueue(Job());
+  for (std::thread& t : workers_) t.join();
+}
+
+void OffloadPool::Submit(Job job) {
+  TROUPE_CHECK(job != nullptr, "OffloadPool::Submit of an empty job");
+  TROUPE_CHECK(jobs_.enqueue(std::move(job)), "offload queue allocation failed");
+}
+
+void OffloadPool::WorkerLoop() {
+  while (true) {
+    Job job;
+    jobs_.wait_dequeue(job);
+    if (job == nullptr) {
+      // Stop sign. Order holds per producer only, so jobs from other
+      // threads may still sit behind it: run what is left, then exit.
+      while (jobs_.try_dequeue(job)) {
+        if (job == nullptr) continue;
+        std::move(job)();
+        completed_.fetch_add(1, std::memory_order_relaxed);
+      }
+      return;
+    }
+    std::move(job)();
+    completed_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+OffloadPool& OffloadPool::Default() {
+  static OffloadPool* pool = new OffloadPool();  // never destroyed: reactors
+  return *pool;                                  // may outlive static teardown
+}
+
+}  // namespace troupe
