@@ -12,6 +12,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/flags/internal/program_name.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/strings/match.h"
 #include "core/string_view_compat.h"
 
@@ -45,6 +47,7 @@ bool IsFlag(const char* arg, const char* name) {
 
 std::vector<char*> ParseFlagsOrExit(int argc, char* argv[], std::string_view usage) {
   const std::string program = argc > 0 ? argv[0] : "troupe";
+  absl::flags_internal::SetProgramInvocationName(argc > 0 ? argv[0] : "troupe");
   absl::SetProgramUsageMessage(AsAbsl(usage));
   absl::FlagsUsageConfig config;
   config.version_string = [] { return std::string(TROUPE_VERSION) + "\n"; };
@@ -68,11 +71,11 @@ std::vector<char*> ParseFlagsOrExit(int argc, char* argv[], std::string_view usa
     }
     if (IsFlag(argv[i], "help") || IsFlag(argv[i], "h") ||
         IsFlag(argv[i], "helpfull")) {
-      // Abseil prints the usage; map "-h" to its --help.
-      char help[] = "--help";
-      char* args[] = {argv[0], help, nullptr};
-      std::fflush(stdout);
-      absl::ParseCommandLine(2, args);  // prints and exits
+      // Abseil's own --help exits 1; help asked for is a success here.
+      absl::flags_internal::FlagsHelp(std::cout, "apps/",
+                                      absl::flags_internal::HelpFormat::kHumanReadable,
+                                      absl::ProgramUsageMessage());
+      std::cout.flush();
       std::exit(0);
     }
   }

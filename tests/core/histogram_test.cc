@@ -27,7 +27,8 @@ uint64_t ExactPercentile(std::vector<uint64_t> values, double percentile) {
 void ExpectPercentilesWithinBound(const std::vector<uint64_t>& values) {
   LatencyHistogram h;
   for (uint64_t v : values) h.Record(v);
-  for (double p : {0.0, 1.0, 25.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
+  for (double p :
+       {0.0, 1.0, 25.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
     const uint64_t exact = ExactPercentile(values, p);
     const uint64_t got = h.ValueAtPercentile(p);
     EXPECT_GE(got, exact) << "p" << p;
@@ -130,8 +131,9 @@ TEST(LatencyHistogramTest, BucketsTileTheRangeWithBoundedWidth) {
           << "bucket " << i;
     }
   }
-  EXPECT_EQ(LatencyHistogram::BucketHighest(LatencyHistogram::BucketCount() - 1),
-            UINT64_MAX);
+  EXPECT_EQ(
+      LatencyHistogram::BucketHighest(LatencyHistogram::BucketCount() - 1),
+      UINT64_MAX);
 }
 
 TEST(LatencyHistogramTest, MergeEqualsRecordingEverythingInOne) {
