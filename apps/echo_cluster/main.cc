@@ -12,6 +12,7 @@
 #include "actors/builtin.h"
 #include "apps/cli.h"
 #include "core/server.h"
+#include "core/signals.h"
 #include "core/string_view_compat.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
@@ -94,12 +95,7 @@ int main(int argc, char* argv[]) {
   }
 
   // Block the stop signals in every thread; main waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);  // belt and braces: sends use MSG_NOSIGNAL
+  troupe::BlockStopSignals();
 
   troupe::ServerOptions options;
   options.address = *address;
@@ -116,8 +112,7 @@ int main(int argc, char* argv[]) {
               (*server)->address().ToString().c_str(), (*server)->workers());
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = troupe::WaitForStopSignal();
   std::fprintf(stderr, "echo-cluster: %s, draining\n",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Stop();

@@ -1,0 +1,22 @@
+// Stop signals for programs built on troupe: block SIGINT and SIGTERM before
+// any thread starts (threads inherit the mask, so no reactor is ever
+// interrupted by them), then wait for one on the main thread.
+//
+//   troupe::BlockStopSignals();          // first thing in main
+//   server->Start();
+//   int sig = troupe::WaitForStopSignal();   // SIGINT or SIGTERM
+//   server->Stop();
+//
+// Also ignores SIGPIPE: a peer that vanished must cost one connection, not
+// the process (sends use MSG_NOSIGNAL anyway).
+//
+// Thread safety: call from main, BlockStopSignals before starting threads.
+#pragma once
+
+namespace troupe {
+
+void BlockStopSignals();
+// Blocks until SIGINT or SIGTERM arrives; returns which.
+int WaitForStopSignal();
+
+}  // namespace troupe

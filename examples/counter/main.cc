@@ -1,0 +1,44 @@
+// counter-server: each connection counts its lines and answers "<n> <line>".
+// Usage: counter-server [port]   (0 or none: a free port, printed at start)
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "actors/actor.h"
+#include "core/server.h"
+#include "core/signals.h"
+
+class CounterActor final : public troupe::Actor {
+ public:
+  void OnMessage(troupe::Context& ctx, troupe::Bytes line) override {
+    reply_ = std::to_string(++count_);
+    reply_.append(" ").append(line);
+    ctx.WriteFrame(reply_);  // the lines codec adds the "\n"
+  }
+
+ private:
+  uint64_t count_ = 0;  // no lock: an actor runs on one reactor thread
+  std::string reply_;
+};
+
+int main(int argc, char* argv[]) {
+  troupe::BlockStopSignals();
+  troupe::ServerOptions options;
+  options.address = troupe::Address::FromHostPort(
+      "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
+  troupe::ActorOptions actors;
+  actors.codec.kind = troupe::CodecKind::kLines;
+  auto server = troupe::Server::Create(
+      options, troupe::ActorFactory([] { return std::make_unique<CounterActor>(); }, actors));
+  if (!server.ok()) {
+    std::fprintf(stderr, "counter-server: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  (*server)->Start();
+  std::printf("counter-server listening on %s\n", (*server)->address().ToString().c_str());
+  std::fflush(stdout);
+  troupe::WaitForStopSignal();
+  (*server)->Stop();
+  return 0;
+}

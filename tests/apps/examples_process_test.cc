@@ -1,0 +1,86 @@
+// Runs the out-of-tree examples (built against the installed package by the
+// "examples" ctest fixture) and talks to them over loopback.
+#include <signal.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "tests/support/line_client.h"
+#include "tests/support/subprocess.h"
+
+#ifndef TROUPE_EXAMPLES_BIN_DIR
+#error "TROUPE_EXAMPLES_BIN_DIR must name the examples' build directory"
+#endif
+
+namespace troupe {
+namespace {
+
+using ::troupe::testing::LineClient;
+using ::troupe::testing::Subprocess;
+
+constexpr absl::Duration kTimeout = absl::Seconds(60);
+
+// Starts an example and returns its loopback address from "... listening on HOST:PORT".
+std::unique_ptr<Subprocess> StartExample(const std::string& name, Address* address) {
+  auto p = Subprocess::Start({std::string(TROUPE_EXAMPLES_BIN_DIR) + "/" + name});
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return nullptr;
+  absl::StatusOr<std::string> line = (*p)->ReadLine(kTimeout);
+  EXPECT_TRUE(line.ok()) << line.status();
+  if (!line.ok()) return nullptr;
+  const size_t at = line->rfind(' ');
+  absl::StatusOr<Address> parsed = Address::Parse(line->substr(at + 1));
+  EXPECT_TRUE(parsed.ok()) << *line;
+  if (parsed.ok()) *address = *parsed;
+  return std::move(*p);
+}
+
+void StopAndExpectZero(Subprocess& p) {
+  ASSERT_TRUE(p.Signal(SIGTERM).ok());
+  absl::StatusOr<int> code = p.Wait(kTimeout);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+}
+
+TEST(ExamplesTest, CounterServerCountsLines) {
+  Address address;
+  auto server = StartExample("counter-server", &address);
+  ASSERT_NE(server, nullptr);
+  LineClient client(address);
+  ASSERT_TRUE(client.Send("apple\npear\r\n"));
+  EXPECT_EQ(client.ReadLine(), "1 apple");
+  EXPECT_EQ(client.ReadLine(), "2 pear");
+  client.Close();
+  StopAndExpectZero(*server);
+}
+
+TEST(ExamplesTest, ChatRoomRelaysWithNicknames) {
+  Address address;
+  auto server = StartExample("chat-room", &address);
+  ASSERT_NE(server, nullptr);
+  // Each client first renames itself and waits for its own notice, which
+  // proves it has joined the room before anyone else's line can be sent.
+  LineClient ann(address);
+  ASSERT_TRUE(ann.Send("/nick ann\n"));
+  std::optional<std::string> renamed = ann.ReadLine();
+  ASSERT_TRUE(renamed.has_value());
+  EXPECT_TRUE(absl::EndsWith(*renamed, " is now ann")) << *renamed;
+  LineClient bob(address);
+  std::optional<std::string> joined = ann.ReadLine();
+  ASSERT_TRUE(joined.has_value());
+  EXPECT_TRUE(absl::EndsWith(*joined, " joined")) << *joined;
+  ASSERT_TRUE(bob.Send("/nick bob\nhello\n"));
+  EXPECT_TRUE(absl::EndsWith(*ann.ReadLine(), " is now bob"));
+  EXPECT_EQ(ann.ReadLine(), "bob: hello");
+  bob.Close();
+  EXPECT_EQ(ann.ReadLine(), "* bob left");
+  ann.Close();
+  StopAndExpectZero(*server);
+}
+
+}  // namespace
+}  // namespace troupe
