@@ -62,6 +62,16 @@ std::vector<char*> ParseFlagsOrExit(int argc, char* argv[], std::string_view usa
   };
   absl::SetFlagsUsageConfig(config);
 
+  // Flag names are C identifiers for Abseil; accept the dashed spelling too
+  // (--idle-timeout == --idle_timeout). Only the name part is rewritten.
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) break;
+    if (argv[i][0] != '-') continue;
+    char* name = argv[i] + (argv[i][1] == '-' ? 2 : 1);
+    for (char* c = name; *c != '\0' && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--") == 0) break;
     if (IsFlag(argv[i], "version")) {

@@ -1,4 +1,5 @@
 // Command-line conventions shared by troupe's programs:
+//   - flags may be spelled with dashes or underscores: --max-line, --max_line;
 //   - a bad flag or value is a usage error: message on stderr, exit status 2;
 //   - --help prints the usage and every flag of the program with its default,
 //     exit 0; --version prints the version, exit 0.

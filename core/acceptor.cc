@@ -7,11 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 
-#include "absl/time/clock.h"
 #include "core/check.h"
+#include "core/log.h"
 #include "core/socket.h"
 
 namespace troupe {
@@ -27,19 +26,22 @@ Fd OpenSpare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Create(
-    Fd listen_fd, std::vector<Reactor*> reactors) {
+    Fd listen_fd, std::vector<Reactor*> reactors, size_t max_connections) {
   TROUPE_CHECK(!reactors.empty(), "Acceptor needs at least one reactor");
   Fd stop(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!stop.valid()) return absl::ErrnoToStatus(errno, "eventfd for acceptor");
   return std::unique_ptr<Acceptor>(
-      new Acceptor(std::move(listen_fd), std::move(stop), std::move(reactors)));
+      new Acceptor(std::move(listen_fd), std::move(stop), std::move(reactors),
+                   max_connections));
 }
 
-Acceptor::Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors)
+Acceptor::Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors,
+                   size_t max_connections)
     : listen_fd_(std::move(listen_fd)),
       stop_fd_(std::move(stop_fd)),
       spare_fd_(OpenSpare()),
-      reactors_(std::move(reactors)) {
+      reactors_(std::move(reactors)),
+      max_connections_(max_connections) {
   tokens_.reserve(reactors_.size());
   for (Reactor* r : reactors_) tokens_.push_back(r->MakeHandoffToken());
 }
@@ -67,7 +69,8 @@ void Acceptor::Loop() {
     // While paused, watch only the stop fd, with a timeout.
     const int rc = ::poll(fds, pause_ms >= 0 ? 1 : 2, pause_ms);
     if (rc < 0 && errno != EINTR) {
-      std::fprintf(stderr, "troupe: acceptor poll failed: %s\n", std::strerror(errno));
+      TROUPE_LOG(kError, "acceptor: poll failed: %s; no longer accepting",
+                 std::strerror(errno));
       return;
     }
     if (fds[0].revents & POLLIN) return;
@@ -95,9 +98,18 @@ bool Acceptor::AcceptBatch() {
           ShedOne();
           return false;
         default:
-          std::fprintf(stderr, "troupe: accept failed: %s\n", std::strerror(errno));
+          TROUPE_LOG_EVERY_SECOND(kWarning, "accept: %s", std::strerror(errno));
           return false;  // pause rather than spin on an unexpected error
       }
+    }
+    if (max_connections_ > 0 && OpenConnections() >= max_connections_) {
+      ::close(fd);
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      TROUPE_LOG_EVERY_SECOND(kWarning,
+                              "max_connections (%d) reached; closing new connections "
+                              "(%d rejected so far)",
+                              max_connections_, rejected());
+      continue;
     }
     (void)SetNoDelay(fd);  // best effort: failure only costs latency
     accepted_.fetch_add(1, std::memory_order_relaxed);
@@ -119,14 +131,17 @@ void Acceptor::ShedOne() {
     refused_.fetch_add(1, std::memory_order_relaxed);
   }
   spare_fd_ = OpenSpare();
-  const int64_t now_ns = absl::GetCurrentTimeNanos();
-  if (now_ns - last_log_ns_ >= 1'000'000'000) {
-    last_log_ns_ = now_ns;
-    std::fprintf(stderr,
-                 "troupe: accept: %s; shedding new connections (%llu refused so far)\n",
-                 std::strerror(saved_errno),
-                 static_cast<unsigned long long>(refused()));
-  }
+  TROUPE_LOG_EVERY_SECOND(kWarning,
+                          "accept: %s; shedding new connections and pausing "
+                          "%d ms (%d refused so far)",
+                          std::strerror(saved_errno), kExhaustedPauseMs, refused());
+}
+
+uint64_t Acceptor::OpenConnections() const {
+  uint64_t closed = 0;
+  for (const Reactor* r : reactors_) closed += r->ClosedCount();
+  const uint64_t handed = accepted();
+  return handed > closed ? handed - closed : 0;
 }
 
 }  // namespace troupe

@@ -33,8 +33,11 @@ namespace troupe {
 
 class Acceptor {
  public:
+  // `max_connections` > 0: connections beyond that many open are accepted
+  // and closed at once (the peer sees a clean close rather than a hang in
+  // the backlog), and counted in rejected().
   static absl::StatusOr<std::unique_ptr<Acceptor>> Create(
-      Fd listen_fd, std::vector<Reactor*> reactors);
+      Fd listen_fd, std::vector<Reactor*> reactors, size_t max_connections = 0);
   ~Acceptor();
 
   void Start();
@@ -43,9 +46,15 @@ class Acceptor {
   uint64_t accepted() const { return accepted_.load(std::memory_order_relaxed); }
   // Connections accepted and closed at once because descriptors ran out.
   uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
+  // Connections closed at once because max_connections were open.
+  uint64_t rejected() const { return rejected_.load(std::memory_order_relaxed); }
 
  private:
-  Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors);
+  Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors,
+           size_t max_connections);
+  // Handed to reactors minus closed by them: O(reactors), read per accept
+  // only when a limit is set.
+  uint64_t OpenConnections() const;
   void Loop();
   // Accepts until EAGAIN; returns false if descriptors ran out.
   bool AcceptBatch();
@@ -55,12 +64,13 @@ class Acceptor {
   Fd stop_fd_;   // eventfd: Stop() makes it readable
   Fd spare_fd_;  // released on EMFILE to accept-and-close one connection
   std::vector<Reactor*> reactors_;
+  const size_t max_connections_;
   std::vector<moodycamel::ProducerToken> tokens_;  // one per reactor
   size_t next_ = 0;
   std::thread thread_;
   std::atomic<uint64_t> accepted_{0};
   std::atomic<uint64_t> refused_{0};
-  int64_t last_log_ns_ = 0;
+  std::atomic<uint64_t> rejected_{0};
 };
 
 }  // namespace troupe

@@ -24,6 +24,7 @@ const char* CloseReasonName(CloseReason reason) {
     case CloseReason::kProtocolError: return "protocol_error";
     case CloseReason::kHandlerError: return "handler_error";
     case CloseReason::kShutdown: return "shutdown";
+    case CloseReason::kIdleTimeout: return "idle_timeout";
     case CloseReason::kCount: break;
   }
   return "unknown";
@@ -91,6 +92,7 @@ bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
     }
     if (n > 0) {
       reactor_.CountBytesIn(static_cast<size_t>(n));
+      last_active_ = reactor_.now();
       // Flushing or lingering: input is read only to be discarded.
       if (state_ == State::kOpen) DeliverInLoop(static_cast<size_t>(n), into_input);
       // Edge-triggered epoll reports the next arrival, so a read that came
@@ -215,6 +217,7 @@ void Connection::WriteInLoop() {
     const ssize_t n = ::send(fd(), output_.data(), output_.size(), MSG_NOSIGNAL);
     if (n > 0) {
       reactor_.CountBytesOut(static_cast<size_t>(n));
+      last_active_ = reactor_.now();
       output_.Consume(static_cast<size_t>(n));
     } else if (n < 0 && errno == EINTR) {
       continue;

@@ -36,6 +36,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -76,6 +77,7 @@ enum class CloseReason : uint8_t {
   kProtocolError,   // the handler rejected the input (bad frame, too long)
   kHandlerError,    // the handler failed (e.g. threw)
   kShutdown,        // the server stopped and the drain deadline passed
+  kIdleTimeout,     // no bytes either way for ReactorOptions::idle_timeout
   kCount,
 };
 const char* CloseReasonName(CloseReason reason);
@@ -179,6 +181,9 @@ class Connection {
   bool write_blocked_ = false;   // the kernel refused bytes; await EPOLLOUT
   bool in_read_backlog_ = false;  // queued for another read next turn
   bool read_paused_ = false;     // output above the high watermark
+  // Last time bytes moved either way (the reactor's per-turn clock); the
+  // idle-timeout wheel compares against it when this connection's entry expires.
+  std::chrono::steady_clock::time_point last_active_;
   Buffer input_;   // unconsumed input (a partial frame)
   Buffer output_;  // bytes the kernel has not taken yet
   std::unique_ptr<ConnectionHandler> handler_;

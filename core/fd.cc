@@ -1,5 +1,6 @@
 #include "core/fd.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace troupe {
@@ -11,6 +12,17 @@ void Fd::Reset(int fd) {
     ::close(fd_);
   }
   fd_ = fd;
+}
+
+uint64_t RaiseOpenFileLimitToHard() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return limit.rlim_cur;
 }
 
 }  // namespace troupe

@@ -8,6 +8,7 @@
 // Ownership: exactly one Fd owns a descriptor; moving transfers it.
 #pragma once
 
+#include <cstdint>
 #include <utility>
 
 namespace troupe {
@@ -36,5 +37,10 @@ class Fd {
  private:
   int fd_ = -1;
 };
+
+// Raises this process's soft RLIMIT_NOFILE to its hard limit (a server with
+// thousands of connections needs it; the soft default is often 1024).
+// Returns the soft limit in force afterwards.
+uint64_t RaiseOpenFileLimitToHard();
 
 }  // namespace troupe

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <thread>
 #include <typeindex>
@@ -50,6 +51,7 @@
 #include "core/connection.h"
 #include "core/fd.h"
 #include "core/mail.h"
+#include "core/timer_wheel.h"
 #include "core/waker.h"
 
 namespace troupe {
@@ -67,6 +69,9 @@ struct ReactorOptions {
   // moves in big reads, small enough that 1,000 such streams cannot starve a
   // ping-pong peer for long.
   size_t read_budget_bytes = 256 * 1024;
+  // Close connections with no bytes in either direction for this long
+  // (CloseReason::kIdleTimeout). Zero: never.
+  absl::Duration idle_timeout = absl::ZeroDuration();
 };
 
 // A socket on its way from the acceptor to a reactor.
@@ -87,7 +92,15 @@ struct ReactorStats {
   uint64_t tasks_run = 0;
   uint64_t loop_turns = 0;
   uint64_t wake_writes = 0;
+  uint64_t queue_depth = 0;  // handoffs + inbox items waiting (approximate)
   std::array<uint64_t, static_cast<size_t>(CloseReason::kCount)> closed_by_reason{};
+  // Loop-turn latency: time from epoll_wait's return to the end of the turn.
+  static constexpr std::array<int64_t, 9> kTurnBucketsUs = {
+      10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000};
+  // turn_buckets[i]: turns that took <= kTurnBucketsUs[i] (cumulative, as
+  // Prometheus wants); the last entry counts every turn (+Inf).
+  std::array<uint64_t, kTurnBucketsUs.size() + 1> turn_buckets{};
+  uint64_t turn_sum_ns = 0;
 };
 
 class Reactor {
@@ -152,6 +165,8 @@ class Reactor {
   uint32_t index() const { return options_.index; }
   // Any thread.
   ReactorStats Stats() const;
+  // Any thread. Connections this reactor has closed so far.
+  uint64_t ClosedCount() const { return closed_.load(std::memory_order_relaxed); }
   // Any thread. Handoffs and inbox items not yet drained (approximate).
   size_t QueueDepth() const {
     return handoffs_.size_approx() + inbox_.size_approx();
@@ -208,6 +223,10 @@ class Reactor {
 
   // Called by Connection.
   char* scratch() { return scratch_.get(); }
+  // The time this turn's events were taken (one clock read per turn).
+  Clock::time_point now() const { return now_; }
+  void RecordTurnInLoop(Clock::time_point end);
+  void ExpireIdleInLoop();
   static constexpr size_t kScratchBytes = 64 * 1024;
   void ScheduleReadInLoop(Connection& conn);
   void OnClosedInLoop(Connection& conn, CloseReason reason);
@@ -248,6 +267,8 @@ class Reactor {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_sequence_ = 0;
   size_t live_connections_ = 0;
+  Clock::time_point now_ = Clock::now();
+  std::optional<TimerWheel> idle_wheel_;  // only with an idle timeout
   bool stopping_ = false;
   bool draining_ = false;
   Clock::time_point drain_deadline_{};
@@ -262,6 +283,8 @@ class Reactor {
   std::atomic<uint64_t> loop_turns_{0};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(CloseReason::kCount)>
       closed_by_reason_{};
+  std::array<std::atomic<uint64_t>, ReactorStats::kTurnBucketsUs.size() + 1> turn_buckets_{};
+  std::atomic<uint64_t> turn_sum_ns_{0};
 };
 
 }  // namespace troupe

@@ -24,9 +24,14 @@ ReactorStats ServerStats::Total() const {
     total.tasks_run += r.tasks_run;
     total.loop_turns += r.loop_turns;
     total.wake_writes += r.wake_writes;
+    total.queue_depth += r.queue_depth;
     for (size_t i = 0; i < total.closed_by_reason.size(); ++i) {
       total.closed_by_reason[i] += r.closed_by_reason[i];
     }
+    for (size_t i = 0; i < total.turn_buckets.size(); ++i) {
+      total.turn_buckets[i] += r.turn_buckets[i];
+    }
+    total.turn_sum_ns += r.turn_sum_ns;
   }
   return total;
 }
@@ -49,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
     reactor_options.index = static_cast<uint32_t>(i);
     reactor_options.connection = options.connection;
     reactor_options.read_budget_bytes = options.read_budget_bytes;
+    reactor_options.idle_timeout = options.idle_timeout;
     absl::StatusOr<std::unique_ptr<Reactor>> reactor =
         Reactor::Create(reactor_options, factory);
     if (!reactor.ok()) return reactor.status();
@@ -57,7 +63,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
   }
   for (auto& reactor : server->reactors_) reactor->set_peers(raw);
   absl::StatusOr<std::unique_ptr<Acceptor>> acceptor =
-      Acceptor::Create(std::move(*listen_fd), std::move(raw));
+      Acceptor::Create(std::move(*listen_fd), std::move(raw), options.max_connections);
   if (!acceptor.ok()) return acceptor.status();
   server->acceptor_ = std::move(*acceptor);
   return server;
@@ -74,10 +80,12 @@ void Server::Start() {
     threads_.emplace_back([r = reactor.get()] { r->Run(); });
   }
   acceptor_->Start();
+  accepting_.store(true);
 }
 
 void Server::Stop() {
   if (threads_.empty()) return;
+  accepting_.store(false);
   acceptor_->Stop();
   const absl::Time deadline = absl::Now() + options_.drain_timeout;
   for (auto& reactor : reactors_) reactor->Drain(deadline);
@@ -86,9 +94,14 @@ void Server::Stop() {
 
 void Server::StopNow() {
   if (threads_.empty()) return;
+  accepting_.store(false);
   acceptor_->Stop();
   for (auto& reactor : reactors_) reactor->Stop();
   Join();
+}
+
+void Server::Abort() {
+  for (auto& reactor : reactors_) reactor->Stop();
 }
 
 void Server::Join() {
@@ -100,6 +113,7 @@ ServerStats Server::Stats() const {
   ServerStats stats;
   for (const auto& reactor : reactors_) stats.reactors.push_back(reactor->Stats());
   stats.refused = acceptor_->refused();
+  stats.rejected = acceptor_->rejected();
   return stats;
 }
 

@@ -15,6 +15,7 @@
 // reactor thread: Stop joins them); Stats() and SendMail() from any thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -34,13 +35,18 @@ struct ServerOptions {
   ConnectionOptions connection;
   ListenOptions listen;
   size_t read_budget_bytes = ReactorOptions{}.read_budget_bytes;
+  absl::Duration idle_timeout = absl::ZeroDuration();  // zero: off
+  // Open connections beyond this are accepted and closed at once (counted
+  // as rejected). Zero: no limit.
+  size_t max_connections = 0;
   // Stop(): how long connections get to flush before they are cut.
   absl::Duration drain_timeout = absl::Seconds(10);
 };
 
 struct ServerStats {
   std::vector<ReactorStats> reactors;
-  uint64_t refused = 0;  // shed by the acceptor on descriptor exhaustion
+  uint64_t refused = 0;   // shed by the acceptor on descriptor exhaustion
+  uint64_t rejected = 0;  // closed at once: max_connections were open
   ReactorStats Total() const;
 };
 
@@ -56,6 +62,11 @@ class Server {
   void Stop();
   // Like Stop() but closes every connection at once.
   void StopNow();
+  // Any thread (e.g. a second SIGTERM while Stop() drains): ends the drain
+  // now; every connection is closed and Stop() returns promptly.
+  void Abort();
+  // Any thread. True from Start() until Stop()/StopNow() begins.
+  bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
 
   // The bound address (with the real port when asked for port 0).
   const Address& address() const { return address_; }
@@ -77,6 +88,7 @@ class Server {
   std::vector<std::unique_ptr<Reactor>> reactors_;
   std::unique_ptr<Acceptor> acceptor_;
   std::vector<std::thread> threads_;
+  std::atomic<bool> accepting_{false};
 };
 
 // Online CPUs, at least 1.

@@ -28,4 +28,11 @@ int WaitForStopSignal() {
   return sig;
 }
 
+int WaitForStopSignalFor(int timeout_ms) {
+  const sigset_t set = StopSet();
+  timespec timeout{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1'000'000};
+  const int sig = sigtimedwait(&set, nullptr, &timeout);
+  return sig > 0 ? sig : 0;
+}
+
 }  // namespace troupe

@@ -18,5 +18,7 @@ namespace troupe {
 void BlockStopSignals();
 // Blocks until SIGINT or SIGTERM arrives; returns which.
 int WaitForStopSignal();
+// Like WaitForStopSignal, but gives up after `timeout_ms`; returns 0 then.
+int WaitForStopSignalFor(int timeout_ms);
 
 }  // namespace troupe

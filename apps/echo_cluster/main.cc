@@ -2,22 +2,29 @@
 // Flag parsing and wiring only; everything else lives in core/ and actors/.
 #include <signal.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actors/builtin.h"
 #include "apps/cli.h"
+#include "core/log.h"
+#include "core/metrics_server.h"
 #include "core/server.h"
 #include "core/signals.h"
 #include "core/string_view_compat.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
-          "Address to listen on (IPv4, IPv6 or a name). Use 0.0.0.0 or :: to "
-          "accept from other machines.");
+          "Address to listen on (IPv4, IPv6 or a name). The default accepts "
+          "only local clients; use 0.0.0.0 or :: to accept from other machines.");
 ABSL_FLAG(int, port, 7007, "TCP port; 0 picks a free one (printed at start).");
 ABSL_FLAG(int, workers, 0, "Reactor threads; 0 means one per online CPU.");
 ABSL_FLAG(std::string, mode, "echo",
@@ -27,49 +34,99 @@ ABSL_FLAG(std::string, codec, "",
           "Empty: raw for echo/upper, lines for ack/chat/work.");
 ABSL_FLAG(int64_t, max_line, 64 * 1024,
           "lines codec: the longest line accepted; a longer one closes that "
-          "connection.");
+          "connection (protocol_error).");
 ABSL_FLAG(int64_t, max_frame, 16 << 20,
           "length codec: the largest frame accepted; a larger one closes that "
-          "connection.");
+          "connection (protocol_error).");
 ABSL_FLAG(int64_t, work_us, 1000,
-          "work mode: microseconds of CPU work per line, done on the offload "
-          "pool.");
+          "work mode: microseconds of CPU work per line, done on the offload pool.");
 ABSL_FLAG(int, offload_threads, 0,
           "work mode: offload pool threads; 0 means one per online CPU.");
+ABSL_FLAG(int64_t, high_watermark, 1 << 20,
+          "Bytes of unsent output per connection above which the server stops "
+          "reading from it (backpressure).");
+ABSL_FLAG(int64_t, low_watermark, 0,
+          "Reading resumes once unsent output drains to this; 0 means a quarter "
+          "of --high-watermark.");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::ZeroDuration(),
+          "Close connections with no traffic for this long, e.g. 30s; 0 is off.");
+ABSL_FLAG(int64_t, max_connections, 0,
+          "Open connections beyond this are accepted and closed at once "
+          "(counted as rejected); 0 means no limit (the descriptor limit still "
+          "applies).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
-          "On SIGINT/SIGTERM, how long connections may take to flush before "
-          "they are closed.");
+          "On SIGINT/SIGTERM: how long connections may take to flush before "
+          "they are cut. A second signal cuts them at once.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Serve Prometheus /metrics and /healthz on this port (0 picks one); "
+          "-1 is off.");
+ABSL_FLAG(std::string, metrics_host, "127.0.0.1", "Address for --metrics-port.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning, error or off.");
+ABSL_FLAG(absl::Duration, stats_interval, absl::ZeroDuration(),
+          "Log a one-line summary this often, e.g. 5s; 0 is off.");
 
 namespace {
 
 constexpr char kUsage[] =
-    "troupe's multi-reactor echo server.\n\n"
+    "troupe's multi-reactor echo server: one acceptor thread, N reactor threads\n"
+    "(one epoll loop each), one actor per connection.\n\n"
     "Usage: echo-cluster [--host=127.0.0.1] [--port=7007] [--workers=N] "
-    "[--mode=echo|upper|ack|chat|work]\n\n"
-    "Example: echo-cluster --workers 8 --port 7007\n"
-    "Stops cleanly on SIGINT or SIGTERM.";
+    "[--mode=echo|upper|ack|chat|work] [flags]\n\n"
+    "Example: echo-cluster --workers 8 --port 7007 --metrics-port 9100\n"
+    "Flags may be written with dashes or underscores. Stops cleanly on SIGINT "
+    "or SIGTERM.";
+
+[[noreturn]] void Usage(const char* argv0, std::string_view message) {
+  troupe::cli::UsageError(argv0, message);
+}
+
+// One summary line from two snapshots `seconds` apart.
+void LogStats(const troupe::ReactorStats& now, const troupe::ReactorStats& before,
+              double seconds) {
+  const double mib = 1024.0 * 1024.0;
+  TROUPE_LOG(kInfo,
+             "stats: open=%d accepted=%d closed=%d in=%.2f MiB/s out=%.2f MiB/s "
+             "mail=%d dropped=%d",
+             now.open, now.accepted, now.closed,
+             (now.bytes_in - before.bytes_in) / mib / seconds,
+             (now.bytes_out - before.bytes_out) / mib / seconds, now.mail_delivered,
+             now.mail_dropped);
+}
 
 }  // namespace
 
 int main(int argc, char* argv[]) {
   std::vector<char*> rest = troupe::cli::ParseFlagsOrExit(argc, argv, kUsage);
-  if (rest.size() > 1) {
-    troupe::cli::UsageError(argv[0], absl::StrCat("unexpected argument '", rest[1], "'"));
-  }
+  if (rest.size() > 1) Usage(argv[0], absl::StrCat("unexpected argument '", rest[1], "'"));
   const int port = absl::GetFlag(FLAGS_port);
-  if (port < 0 || port > 65535) {
-    troupe::cli::UsageError(argv[0], absl::StrCat("--port must be 0..65535, got ", port));
-  }
+  if (port < 0 || port > 65535) Usage(argv[0], absl::StrCat("--port must be 0..65535, got ", port));
   const int workers = absl::GetFlag(FLAGS_workers);
   if (workers < 0 || workers > 1024) {
-    troupe::cli::UsageError(argv[0], absl::StrCat("--workers must be 0..1024, got ", workers));
+    Usage(argv[0], absl::StrCat("--workers must be 0..1024, got ", workers));
   }
   if (absl::GetFlag(FLAGS_max_line) < 1 || absl::GetFlag(FLAGS_max_frame) < 1) {
-    troupe::cli::UsageError(argv[0], "--max_line and --max_frame must be at least 1");
+    Usage(argv[0], "--max-line and --max-frame must be at least 1");
   }
-  if (absl::GetFlag(FLAGS_offload_threads) < 0) {
-    troupe::cli::UsageError(argv[0], "--offload_threads must not be negative");
+  if (absl::GetFlag(FLAGS_offload_threads) < 0) Usage(argv[0], "--offload-threads must be >= 0");
+  const int64_t high = absl::GetFlag(FLAGS_high_watermark);
+  int64_t low = absl::GetFlag(FLAGS_low_watermark);
+  if (high < 1) Usage(argv[0], "--high-watermark must be at least 1");
+  if (low == 0) low = high / 4;
+  if (low < 0 || low > high) Usage(argv[0], "--low-watermark must be 0..--high-watermark");
+  if (absl::GetFlag(FLAGS_idle_timeout) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_drain_timeout) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_stats_interval) < absl::ZeroDuration()) {
+    Usage(argv[0], "durations must not be negative");
   }
+  if (absl::GetFlag(FLAGS_max_connections) < 0) Usage(argv[0], "--max-connections must be >= 0");
+  const int metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  if (metrics_port < -1 || metrics_port > 65535) {
+    Usage(argv[0], "--metrics-port must be -1 (off) or 0..65535");
+  }
+  absl::StatusOr<troupe::LogLevel> level = troupe::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!level.ok()) Usage(argv[0], troupe::AsStd(level.status().message()));
+  troupe::SetLogLevel(*level);
+
   troupe::OffloadPool offload(absl::GetFlag(FLAGS_mode) == "work"
                                   ? absl::GetFlag(FLAGS_offload_threads)
                                   : 1);
@@ -81,47 +138,106 @@ int main(int argc, char* argv[]) {
   builtin.work_us = absl::GetFlag(FLAGS_work_us);
   builtin.offload = &offload;
   absl::StatusOr<troupe::HandlerFactory> factory = troupe::MakeBuiltinFactory(builtin);
-  if (!factory.ok()) {
-    troupe::cli::UsageError(argv[0], troupe::AsStd(factory.status().message()));
-  }
-  if (absl::GetFlag(FLAGS_drain_timeout) < absl::ZeroDuration()) {
-    troupe::cli::UsageError(argv[0], "--drain_timeout must not be negative");
-  }
+  if (!factory.ok()) Usage(argv[0], troupe::AsStd(factory.status().message()));
+
   absl::StatusOr<troupe::Address> address =
       troupe::Address::FromHostPort(absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port));
   if (!address.ok()) {
     std::fprintf(stderr, "echo-cluster: %s\n", std::string(address.status().message()).c_str());
     return 1;
   }
+  absl::StatusOr<troupe::Address> metrics_address;
+  if (metrics_port >= 0) {
+    metrics_address = troupe::Address::FromHostPort(absl::GetFlag(FLAGS_metrics_host),
+                                                    static_cast<uint16_t>(metrics_port));
+    if (!metrics_address.ok()) {
+      std::fprintf(stderr, "echo-cluster: --metrics-host: %s\n",
+                   std::string(metrics_address.status().message()).c_str());
+      return 1;
+    }
+  }
 
   // Block the stop signals in every thread; main waits for them below.
   troupe::BlockStopSignals();
+  troupe::RaiseOpenFileLimitToHard();
 
   troupe::ServerOptions options;
   options.address = *address;
   options.workers = workers;
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  options.max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections));
+  options.connection.high_watermark = static_cast<size_t>(high);
+  options.connection.low_watermark = static_cast<size_t>(low);
   absl::StatusOr<std::unique_ptr<troupe::Server>> server =
       troupe::Server::Create(options, std::move(*factory));
   if (!server.ok()) {
     std::fprintf(stderr, "echo-cluster: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }
+  std::unique_ptr<troupe::MetricsServer> metrics;
+  if (metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<troupe::MetricsServer>> m =
+        troupe::MetricsServer::Create(*metrics_address, server->get());
+    if (!m.ok()) {
+      std::fprintf(stderr, "echo-cluster: metrics: %s\n", std::string(m.status().message()).c_str());
+      return 1;
+    }
+    metrics = std::move(*m);
+  }
   (*server)->Start();
+  if (metrics) metrics->Start();
   std::printf("echo-cluster listening on %s with %d workers\n",
               (*server)->address().ToString().c_str(), (*server)->workers());
+  if (metrics) std::printf("metrics on http://%s/metrics\n", metrics->address().ToString().c_str());
   std::fflush(stdout);
+  TROUPE_LOG(kInfo, "started: %s, %d workers, mode %s", (*server)->address().ToString(),
+             (*server)->workers(), builtin.mode);
 
-  const int signal_number = troupe::WaitForStopSignal();
-  std::fprintf(stderr, "echo-cluster: %s, draining\n",
-               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
-  (*server)->Stop();
-  const troupe::ReactorStats total = (*server)->Stats().Total();
-  std::fprintf(stderr,
-               "echo-cluster: stopped; %llu connections served, %llu bytes in, "
-               "%llu bytes out\n",
-               static_cast<unsigned long long>(total.accepted),
-               static_cast<unsigned long long>(total.bytes_in),
-               static_cast<unsigned long long>(total.bytes_out));
+  // Wait for a stop signal, logging a summary every --stats-interval.
+  const absl::Duration interval = absl::GetFlag(FLAGS_stats_interval);
+  troupe::ReactorStats last = (*server)->Stats().Total();
+  absl::Time last_time = absl::Now();
+  int sig = 0;
+  while (sig == 0) {
+    if (interval <= absl::ZeroDuration()) {
+      sig = troupe::WaitForStopSignal();
+      break;
+    }
+    const absl::Time next = last_time + interval;
+    sig = troupe::WaitForStopSignalFor(
+        static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(next - absl::Now()))));
+    if (sig == 0 && absl::Now() >= next) {
+      troupe::ReactorStats now = (*server)->Stats().Total();
+      LogStats(now, last, absl::ToDoubleSeconds(absl::Now() - last_time));
+      last = now;
+      last_time = absl::Now();
+    }
+  }
+
+  TROUPE_LOG(kInfo, "%s: draining (up to %s; a second signal cuts connections now)",
+             sig == SIGINT ? "SIGINT" : "SIGTERM",
+             absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    (*server)->Stop();
+    stopped.store(true);
+  });
+  while (!stopped.load()) {
+    if (troupe::WaitForStopSignalFor(100) != 0) {
+      TROUPE_LOG(kWarning, "second signal: closing every connection now");
+      (*server)->Abort();
+      break;
+    }
+  }
+  stopper.join();
+  if (metrics) metrics->Stop();
+  const troupe::ServerStats stats = (*server)->Stats();
+  const troupe::ReactorStats total = stats.Total();
+  TROUPE_LOG(kInfo,
+             "stopped: %d connections served, %d bytes in, %d bytes out, %d cut at the "
+             "drain deadline",
+             total.accepted, total.bytes_in, total.bytes_out,
+             total.closed_by_reason[static_cast<size_t>(troupe::CloseReason::kShutdown)]);
   return 0;
 }
