@@ -103,8 +103,8 @@ bool Acceptor::AcceptBatch() {
       }
     }
     if (max_connections_ > 0 && OpenConnections() >= max_connections_) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);  // counted before the peer sees EOF
       ::close(fd);
-      rejected_.fetch_add(1, std::memory_order_relaxed);
       TROUPE_LOG_EVERY_SECOND(kWarning,
                               "max_connections (%d) reached; closing new connections "
                               "(%d rejected so far)",
@@ -127,8 +127,8 @@ void Acceptor::ShedOne() {
   spare_fd_.Reset();
   const int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd >= 0) {
-    ::close(fd);
     refused_.fetch_add(1, std::memory_order_relaxed);
+    ::close(fd);
   }
   spare_fd_ = OpenSpare();
   TROUPE_LOG_EVERY_SECOND(kWarning,

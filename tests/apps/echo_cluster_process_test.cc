@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/support/cluster_process.h"
 #include "tests/support/line_client.h"
 #include "tests/support/subprocess.h"
 
@@ -45,42 +46,7 @@ Result RunProgram(std::vector<std::string> args) {
   return result;
 }
 
-// A running echo-cluster; SIGKILLed by Subprocess's destructor if a test
-// fails before stopping it.
-class Cluster {
- public:
-  explicit Cluster(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {BinPath("echo-cluster"), "--port=0"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
-    if (!p.ok()) {
-      ADD_FAILURE() << p.status();
-      return;
-    }
-    process_ = std::move(*p);
-    absl::StatusOr<std::string> line = process_->ReadLine(kTimeout);
-    if (!line.ok()) {
-      ADD_FAILURE() << "no start line: " << line.status();
-      return;
-    }
-    first_line_ = *line;
-    // "echo-cluster listening on 127.0.0.1:PORT with N workers"
-    const size_t colon = line->rfind(':');
-    const size_t space = line->find(' ', colon);
-    if (colon == std::string::npos || space == std::string::npos ||
-        !absl::SimpleAtoi(line->substr(colon + 1, space - colon - 1), &port_)) {
-      ADD_FAILURE() << "cannot read the port from: " << *line;
-    }
-  }
-  int port() const { return port_; }
-  const std::string& first_line() const { return first_line_; }
-  Subprocess& process() { return *process_; }
-
- private:
-  std::unique_ptr<Subprocess> process_;
-  std::string first_line_;
-  int port_ = 0;
-};
+using Cluster = ::troupe::testing::ClusterProcess;
 
 TEST(EchoClusterProcessTest, ServesEchoLoadWithZeroErrorsAndStopsOnSigterm) {
   Cluster cluster({"--workers=2"});

@@ -91,7 +91,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   args.push_back(nullptr);
 
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr,
+  const int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr,
                                args.data(), environ);
   ::posix_spawn_file_actions_destroy(&actions);
   ::posix_spawnattr_destroy(&attr);

@@ -1,0 +1,157 @@
+// The metrics endpoint, scraped over real loopback HTTP while a server runs.
+#include "core/metrics_server.h"
+
+#include <map>
+#include <string>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
+#include "actors/builtin.h"
+#include "gtest/gtest.h"
+#include "tests/support/line_client.h"
+#include "tests/support/wait.h"
+
+namespace troupe {
+namespace {
+
+using ::troupe::testing::LineClient;
+using ::troupe::testing::WaitFor;
+
+struct Fixture {
+  std::unique_ptr<Server> server;
+  std::unique_ptr<MetricsServer> metrics;
+};
+
+Fixture Start(int workers) {
+  Fixture f;
+  ServerOptions options;
+  options.address = *Address::Parse("127.0.0.1:0");
+  options.workers = workers;
+  f.server = std::move(Server::Create(options, *MakeBuiltinFactory({})).value());
+  f.metrics = std::move(MetricsServer::Create(*Address::Parse("127.0.0.1:0"), f.server.get()).value());
+  f.server->Start();
+  f.metrics->Start();
+  return f;
+}
+
+// Sends `request` raw and returns everything the server answers until EOF.
+std::string Http(const MetricsServer& metrics, const std::string& request) {
+  LineClient client(metrics.address());
+  EXPECT_TRUE(client.Send(request));
+  EXPECT_TRUE(client.WaitForEof());
+  std::string all;
+  while (std::optional<std::string> line = client.ReadLine(absl::Milliseconds(10))) {
+    all += *line + "\n";
+  }
+  return all;
+}
+
+// Sums every sample of `name` whose labels contain `label_filter`.
+double Sum(const std::string& body, const std::string& name, const std::string& label_filter = "") {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    const absl::string_view key = line.substr(0, space);
+    if (!(key == name || absl::StartsWith(key, name + "{"))) continue;
+    if (!label_filter.empty() && !absl::StrContains(key, label_filter)) continue;
+    double v = 0;
+    EXPECT_TRUE(absl::SimpleAtod(line.substr(space + 1), &v)) << line;
+    sum += v;
+  }
+  return sum;
+}
+
+TEST(MetricsServerTest, CountersAddUpAfterEchoTraffic) {
+  Fixture f = Start(2);
+  constexpr int kClients = 12;
+  uint64_t bytes = 0;
+  {
+    std::vector<std::unique_ptr<LineClient>> clients;
+    for (int i = 0; i < kClients; ++i) {
+      clients.push_back(std::make_unique<LineClient>(f.server->address()));
+      const std::string line = absl::StrCat("client ", i, " says hello\n");
+      ASSERT_TRUE(clients.back()->Send(line));
+      ASSERT_TRUE(clients.back()->ReadLine().has_value());
+      bytes += line.size();
+    }
+    // Mid-run scrape: every connection is open.
+    const std::string mid = Http(*f.metrics, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(absl::StartsWith(mid, "HTTP/1.1 200 OK")) << mid;
+    EXPECT_EQ(Sum(mid, "troupe_connections_open"), kClients);
+    EXPECT_EQ(Sum(mid, "troupe_connections_accepted_total"), kClients);
+    EXPECT_GT(Sum(mid, "troupe_loop_turn_seconds_count"), 0);
+  }
+  ASSERT_TRUE(WaitFor([&] { return f.server->Stats().Total().closed == kClients; }));
+  const std::string body = Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n");
+  const double accepted = Sum(body, "troupe_connections_accepted_total");
+  EXPECT_EQ(accepted, kClients);
+  EXPECT_EQ(accepted, Sum(body, "troupe_connections_open") +
+                          Sum(body, "troupe_connections_closed_total"));
+  EXPECT_EQ(Sum(body, "troupe_connections_closed_total", "reason=\"peer_closed\""), kClients);
+  EXPECT_EQ(Sum(body, "troupe_bytes_received_total"), bytes);
+  EXPECT_EQ(Sum(body, "troupe_bytes_sent_total"), bytes);  // echo: out == in
+  // Both reactors are reported.
+  EXPECT_TRUE(absl::StrContains(body, "troupe_bytes_sent_total{reactor=\"1\"}"));
+  EXPECT_EQ(Sum(body, "troupe_loop_turn_seconds_bucket", "le=\"+Inf\""),
+            Sum(body, "troupe_loop_turn_seconds_count"));
+}
+
+TEST(MetricsServerTest, HealthzFlipsTo503WhileDraining) {
+  Fixture f = Start(1);
+  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "GET /healthz HTTP/1.1\r\n\r\n"),
+                               "HTTP/1.1 200 OK"));
+  // A client that stays connected keeps the drain going.
+  LineClient holdout(f.server->address());
+  ASSERT_TRUE(holdout.Send("x\n"));
+  ASSERT_EQ(holdout.ReadLine(), "x");
+  absl::Notification stopped;
+  std::thread stopper([&] {
+    f.server->Stop();
+    stopped.Notify();
+  });
+  ASSERT_TRUE(WaitFor([&] { return !f.server->accepting(); }));
+  const std::string draining = Http(*f.metrics, "GET /healthz HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(absl::StartsWith(draining, "HTTP/1.1 503")) << draining;
+  EXPECT_TRUE(absl::StrContains(draining, "draining"));
+  EXPECT_EQ(Sum(Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n"), "troupe_up"), 0);
+  holdout.WaitForEof();
+  holdout.Close();
+  EXPECT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  stopper.join();
+}
+
+TEST(MetricsServerTest, BadRequestsGetErrorsNotCrashes) {
+  Fixture f = Start(1);
+  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "NONSENSE\r\n\r\n"), "HTTP/1.1 400"));
+  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "GET /metrics SPDY/9\r\n\r\n"), "HTTP/1.1 400"));
+  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "POST /metrics HTTP/1.1\r\n\r\n"), "HTTP/1.1 405"));
+  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "GET /nope HTTP/1.1\r\n\r\n"), "HTTP/1.1 404"));
+  const std::string huge = "GET /metrics HTTP/1.1\r\nX-Filler: " + std::string(20000, 'a');
+  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, huge), "HTTP/1.1 431"));
+  // Still serving after all that.
+  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "GET /healthz HTTP/1.0\r\n\r\n"),
+                               "HTTP/1.1 200 OK"));
+  // HEAD: headers only.
+  const std::string head = Http(*f.metrics, "HEAD /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(absl::StartsWith(head, "HTTP/1.1 200 OK"));
+  EXPECT_FALSE(absl::StrContains(head, "troupe_up"));
+}
+
+TEST(MetricsServerTest, RenderNamesEveryCloseReason) {
+  ServerStats stats;
+  stats.reactors.resize(1);
+  const std::string body = RenderPrometheus(stats, true);
+  for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); ++r) {
+    EXPECT_TRUE(absl::StrContains(
+        body, absl::StrCat("reason=\"", CloseReasonName(static_cast<CloseReason>(r)), "\"")));
+  }
+  EXPECT_FALSE(absl::StrContains(body, "unknown"));
+}
+
+}  // namespace
+}  // namespace troupe

@@ -1,0 +1,319 @@
+// Fault tests (issue: survive load, faults and bad input). Each one fails
+// without the behaviour it names. Real sockets on 127.0.0.1 only.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "actors/builtin.h"
+#include "core/server.h"
+#include "core/socket.h"
+#include "gtest/gtest.h"
+#include "tests/support/cluster_process.h"
+#include "tests/support/line_client.h"
+#include "tests/support/proc.h"
+#include "tests/support/wait.h"
+
+namespace troupe {
+namespace {
+
+using ::troupe::testing::ClusterProcess;
+using ::troupe::testing::CpuSeconds;
+using ::troupe::testing::LineClient;
+using ::troupe::testing::ResidentKiB;
+using ::troupe::testing::WaitFor;
+
+char PatternByte(uint64_t i) { return static_cast<char>((i * 2654435761u) >> 13); }
+
+std::unique_ptr<Server> StartEcho(ServerOptions options) {
+  options.address = *Address::Parse("127.0.0.1:0");
+  if (options.workers == 0) options.workers = 1;
+  auto server = Server::Create(options, *MakeBuiltinFactory({}));
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return nullptr;
+  (*server)->Start();
+  return std::move(*server);
+}
+
+size_t ClosedFor(const Server& server, CloseReason reason) {
+  return server.Stats().Total().closed_by_reason[static_cast<size_t>(reason)];
+}
+
+// A client that writes and never reads must not make the server buffer
+// without bound: above the high watermark the server stops reading, so the
+// kernel's buffers fill and the client blocks. Reading again, it gets every
+// byte. Without backpressure the server would buffer the whole 256 MiB.
+TEST(FaultTest, SlowReaderKeepsServerMemoryBounded) {
+  constexpr uint64_t kTotal = 256ull << 20;
+  ClusterProcess cluster({"--workers=1", "--high-watermark=1048576"});
+  ASSERT_GT(cluster.port(), 0);
+  absl::StatusOr<Fd> fd = ConnectTcpNonBlocking(cluster.address());
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  pollfd p{fd->get(), POLLOUT, 0};
+  ASSERT_EQ(::poll(&p, 1, 20000), 1);
+  const int64_t rss_before = ResidentKiB(cluster.pid());
+
+  // Phase 1: write without reading for two seconds (or until all is out).
+  std::string chunk(64 * 1024, '\0');
+  uint64_t sent = 0;
+  auto fill = [&](uint64_t from) {
+    for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = PatternByte(from + i);
+  };
+  fill(0);
+  size_t chunk_offset = 0;  // bytes of `chunk` already sent
+  auto send_some = [&]() -> bool {
+    const size_t want = std::min<uint64_t>(chunk.size() - chunk_offset, kTotal - sent);
+    const ssize_t n = ::send(fd->get(), chunk.data() + chunk_offset, want, MSG_NOSIGNAL);
+    if (n < 0) return errno == EAGAIN;
+    sent += static_cast<uint64_t>(n);
+    chunk_offset += static_cast<size_t>(n);
+    if (chunk_offset == chunk.size()) {
+      chunk_offset = 0;
+      fill(sent);
+    }
+    return true;
+  };
+  const absl::Time stall_end = absl::Now() + absl::Seconds(2);
+  while (absl::Now() < stall_end && sent < kTotal) {
+    pollfd w{fd->get(), POLLOUT, 0};
+    ::poll(&w, 1, 50);
+    ASSERT_TRUE(send_some());
+  }
+  const int64_t rss_stalled = ResidentKiB(cluster.pid());
+  EXPECT_LT(sent, kTotal) << "the server never pushed back";
+  // 1 MiB watermark + one 64 KiB read + slack for allocator and stacks.
+  EXPECT_LT(rss_stalled - rss_before, 16 * 1024)
+      << "server RSS grew " << (rss_stalled - rss_before) << " KiB while the client did not read ("
+      << sent << " bytes sent)";
+
+  // Phase 2: read everything back (while sending the rest), byte-exact.
+  uint64_t received = 0;
+  uint64_t mismatches = 0;
+  std::string buf(256 * 1024, '\0');
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (received < kTotal && absl::Now() < deadline) {
+    pollfd rw{fd->get(), static_cast<short>(POLLIN | (sent < kTotal ? POLLOUT : 0)), 0};
+    ::poll(&rw, 1, 1000);
+    if ((rw.revents & POLLOUT) && sent < kTotal) {
+      ASSERT_TRUE(send_some());
+    }
+    if (rw.revents & POLLIN) {
+      const ssize_t n = ::recv(fd->get(), buf.data(), buf.size(), 0);
+      ASSERT_GT(n, 0) << "connection lost after " << received << " bytes";
+      for (ssize_t i = 0; i < n; ++i) mismatches += buf[i] != PatternByte(received + i);
+      received += static_cast<uint64_t>(n);
+    }
+  }
+  EXPECT_EQ(received, kTotal);
+  EXPECT_EQ(mismatches, 0u);
+}
+
+TEST(FaultTest, IdleConnectionClosedActiveOneKept) {
+  ServerOptions options;
+  options.idle_timeout = absl::Seconds(1);
+  auto server = StartEcho(options);
+  ASSERT_NE(server, nullptr);
+  LineClient idle(server->address());
+  LineClient active(server->address());
+  // Active: a ping every 100 ms for 3 s, far inside the 1 s timeout.
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(active.Send("ping\n")) << "active connection was closed";
+    ASSERT_EQ(active.ReadLine(), "ping");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // pacing, not sync
+  }
+  EXPECT_TRUE(idle.WaitForEof(absl::Seconds(20)));
+  EXPECT_FALSE(active.eof());
+  ASSERT_TRUE(active.Send("still\n"));
+  EXPECT_EQ(active.ReadLine(), "still");
+  EXPECT_EQ(ClosedFor(*server, CloseReason::kIdleTimeout), 1u);
+}
+
+TEST(FaultTest, MaxConnectionsRejectsTheRestAndRecovers) {
+  ServerOptions options;
+  options.max_connections = 5;
+  options.workers = 2;
+  auto server = StartEcho(options);
+  ASSERT_NE(server, nullptr);
+  std::vector<std::unique_ptr<LineClient>> held;
+  for (int i = 0; i < 5; ++i) {
+    held.push_back(std::make_unique<LineClient>(server->address()));
+    ASSERT_TRUE(held.back()->Send("hi\n"));
+    ASSERT_EQ(held.back()->ReadLine(), "hi");
+  }
+  LineClient extra(server->address());
+  EXPECT_TRUE(extra.WaitForEof());  // accepted and closed at once
+  EXPECT_EQ(server->Stats().rejected, 1u);
+  held.pop_back();
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().open == 4; }));
+  LineClient again(server->address());
+  ASSERT_TRUE(again.Send("back\n"));
+  EXPECT_EQ(again.ReadLine(), "back");
+}
+
+// Out of descriptors, the acceptor must neither spin nor die: it sheds the
+// connection, pauses, logs at a bounded rate, and serves again once
+// descriptors free up.
+TEST(FaultTest, DescriptorExhaustionShedsWithoutSpinningAndRecovers) {
+  ClusterProcess cluster({"--workers=1"}, {"prlimit", "--nofile=48:48", "--"});
+  ASSERT_GT(cluster.port(), 0);
+  std::vector<std::unique_ptr<LineClient>> held;
+  // More connections than the server has descriptors for.
+  for (int i = 0; i < 60; ++i) held.push_back(std::make_unique<LineClient>(cluster.address()));
+  // Some of them were shed: they see EOF.
+  int shed = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    for (auto& c : held) shed += !c->eof() && c->WaitForEof(absl::Milliseconds(1)) ? 1 : 0;
+    return shed > 0;
+  }));
+  // Keep knocking while exhausted and measure the server's CPU meanwhile.
+  const double cpu_before = CpuSeconds(cluster.pid());
+  std::vector<std::unique_ptr<LineClient>> knocking;
+  const absl::Time end = absl::Now() + absl::Seconds(1);
+  while (absl::Now() < end) {
+    knocking.push_back(std::make_unique<LineClient>(cluster.address()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a steady trickle
+  }
+  const double cpu_used = CpuSeconds(cluster.pid()) - cpu_before;
+  EXPECT_LT(cpu_used, 0.5) << "the acceptor spun while out of descriptors";
+  // Free descriptors: service resumes.
+  held.clear();
+  knocking.clear();
+  bool served = false;
+  for (int attempt = 0; attempt < 100 && !served; ++attempt) {
+    LineClient probe(cluster.address());
+    if (probe.Send("again\n")) served = probe.ReadLine(absl::Milliseconds(500)) == "again";
+  }
+  EXPECT_TRUE(served) << "the server did not recover";
+  ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
+  absl::StatusOr<std::string> err = cluster.process().ReadAllStderr(absl::Seconds(60));
+  ASSERT_TRUE(err.ok());
+  EXPECT_TRUE(absl::StrContains(*err, "shedding new connections")) << *err;
+  EXPECT_EQ(cluster.process().Wait(absl::Seconds(60)).value_or(-1), 0);
+}
+
+// Hundreds of clients reset (SO_LINGER {1, 0}) while the server writes to
+// them; the server closes each and keeps serving the rest.
+TEST(FaultTest, ResetStormLeavesTheServerServing) {
+  ServerOptions options;
+  options.workers = 2;
+  auto server = StartEcho(options);
+  ASSERT_NE(server, nullptr);
+  LineClient survivor(server->address());
+  constexpr int kStorm = 300;
+  std::vector<Fd> victims;
+  const std::string bulk(256 * 1024, 'r');
+  for (int i = 0; i < kStorm; ++i) {
+    absl::StatusOr<Fd> fd = ConnectTcpBlocking(server->address());
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    ::send(fd->get(), bulk.data(), bulk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    victims.push_back(std::move(*fd));
+  }
+  for (Fd& v : victims) {
+    linger hard{1, 0};
+    ::setsockopt(v.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+    v.Reset();  // RST while the server is echoing to it
+  }
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().closed == kStorm; }));
+  ASSERT_TRUE(survivor.Send("alive\n"));
+  EXPECT_EQ(survivor.ReadLine(), "alive");
+  EXPECT_EQ(server->Stats().Total().open, 1u);
+}
+
+// SIGTERM with 50 connections mid-stream: every client gets a byte-exact
+// prefix of its own stream and then a clean EOF (FIN, not RST), and the
+// server exits 0.
+TEST(FaultTest, DrainWithFiftyStreamsEndsCleanly) {
+  constexpr int kClients = 50;
+  ClusterProcess cluster({"--workers=2", "--drain-timeout=20s"});
+  ASSERT_GT(cluster.port(), 0);
+  struct Stream {
+    Fd fd;
+    uint64_t sent = 0;
+    uint64_t received = 0;
+    bool eof = false;
+    bool reset = false;
+    uint64_t mismatches = 0;
+  };
+  std::vector<Stream> streams(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    absl::StatusOr<Fd> fd = ConnectTcpBlocking(cluster.address());
+    ASSERT_TRUE(fd.ok());
+    ::fcntl(fd->get(), F_SETFL, O_NONBLOCK);
+    streams[i].fd = std::move(*fd);
+  }
+  auto byte = [](int client, uint64_t i) { return static_cast<char>(PatternByte(i) ^ client); };
+  std::string out(8192, '\0');
+  std::string in(65536, '\0');
+  bool signalled = false;
+  const absl::Time signal_at = absl::Now() + absl::Milliseconds(500);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  int done = 0;
+  while (done < kClients && absl::Now() < deadline) {
+    if (!signalled && absl::Now() >= signal_at) {
+      ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
+      signalled = true;
+    }
+    for (int c = 0; c < kClients; ++c) {
+      Stream& s = streams[c];
+      if (s.eof) continue;
+      if (!signalled || s.sent < 64 * 1024) {  // keep streaming until the signal
+        for (size_t i = 0; i < out.size(); ++i) out[i] = byte(c, s.sent + i);
+        const ssize_t n = ::send(s.fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
+        if (n > 0) s.sent += static_cast<uint64_t>(n);
+      }
+      while (true) {
+        const ssize_t n = ::recv(s.fd.get(), in.data(), in.size(), 0);
+        if (n > 0) {
+          for (ssize_t i = 0; i < n; ++i) s.mismatches += in[i] != byte(c, s.received + i);
+          s.received += static_cast<uint64_t>(n);
+          continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+          s.eof = true;
+          s.reset = n < 0;
+          s.fd.Reset();  // our FIN lets the server's lingering side finish
+          ++done;
+        }
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(done, kClients) << "some connections never ended";
+  for (int c = 0; c < kClients; ++c) {
+    EXPECT_FALSE(streams[c].reset) << "client " << c << " got a reset";
+    EXPECT_EQ(streams[c].mismatches, 0u) << "client " << c;
+    EXPECT_GT(streams[c].received, 0u) << "client " << c;
+    EXPECT_LE(streams[c].received, streams[c].sent);
+  }
+  absl::StatusOr<int> code = cluster.process().Wait(absl::Seconds(60));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0);
+}
+
+TEST(FaultTest, SecondSignalCutsTheDrain) {
+  ClusterProcess cluster({"--workers=1", "--drain-timeout=60s"});
+  ASSERT_GT(cluster.port(), 0);
+  LineClient stubborn(cluster.address());  // never closes: the drain would wait 60 s
+  ASSERT_TRUE(stubborn.Send("x\n"));
+  ASSERT_EQ(stubborn.ReadLine(), "x");
+  ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
+  EXPECT_TRUE(stubborn.WaitForEof());  // the server's FIN: draining
+  ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
+  absl::StatusOr<int> code = cluster.process().Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << "a second signal did not stop the drain";
+  EXPECT_EQ(*code, 0);
+}
+
+}  // namespace
+}  // namespace troupe
