@@ -82,5 +82,28 @@ TEST(ExamplesTest, ChatRoomRelaysWithNicknames) {
   StopAndExpectZero(*server);
 }
 
+TEST(ExamplesTest, KvStoreSharesKeysAcrossReactors) {
+  Address address;
+  auto server = StartExample("kv-store", &address);
+  ASSERT_NE(server, nullptr);
+  // Several clients (spread over the reactors) see one another's keys.
+  LineClient writer(address);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(writer.Send("set key" + std::to_string(i) + " value " + std::to_string(i) + "\n"));
+    ASSERT_EQ(writer.ReadLine(), "ok");
+  }
+  for (int reader_index = 0; reader_index < 4; ++reader_index) {
+    LineClient reader(address);
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE(reader.Send("get key" + std::to_string(i) + "\n"));
+      EXPECT_EQ(reader.ReadLine(), "key" + std::to_string(i) + "=value " + std::to_string(i));
+    }
+  }
+  LineClient confused(address);
+  ASSERT_TRUE(confused.Send("delete everything\n"));
+  EXPECT_TRUE(absl::StartsWith(*confused.ReadLine(), "error:"));
+  StopAndExpectZero(*server);
+}
+
 }  // namespace
 }  // namespace troupe

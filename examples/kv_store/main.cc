@@ -1,0 +1,81 @@
+// kv-store: a line-protocol key-value store sharded across reactors.
+//   set KEY VALUE   -> "ok"
+//   get KEY         -> "KEY=VALUE" (empty value if unset)
+// Each key lives on one reactor (chosen by its hash), in that reactor's own
+// Local<Store>; connections on other reactors reach it by posting a task there
+// and get the answer back as mail. No lock anywhere.
+// Usage: kv-store [port]   (0 or none: a free port, printed at start)
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "actors/actor.h"
+#include "core/server.h"
+#include "core/signals.h"
+
+struct Store {  // one per reactor, touched only by that reactor
+  std::unordered_map<std::string, std::string> values;
+};
+struct Reply {  // mail carrying an answer back to the asking actor
+  std::string text;
+};
+
+class KvActor final : public troupe::Actor {
+ public:
+  void OnMessage(troupe::Context& ctx, troupe::Bytes line) override {
+    const bool is_set = line.substr(0, 4) == "set ";
+    if (!is_set && line.substr(0, 4) != "get ") {
+      ctx.WriteFrame("error: expected 'set KEY VALUE' or 'get KEY'");
+      return;
+    }
+    std::string rest(line.substr(4));
+    const size_t space = rest.find(' ');
+    std::string key = is_set ? rest.substr(0, space) : rest;
+    std::string value = is_set && space != std::string::npos ? rest.substr(space + 1) : "";
+
+    troupe::Reactor& here = ctx.connection().reactor();
+    troupe::Reactor& home = here.peer(std::hash<std::string>{}(key) % here.peer_count());
+    // Runs on the key's home reactor; answers by mail to this actor.
+    home.Post([&home, &here, me = ctx.Self(), is_set, key = std::move(key),
+               value = std::move(value)]() mutable {
+      auto& values = home.Local<Store>().values;
+      std::string text;
+      if (is_set) {
+        values[key] = std::move(value);
+        text = "ok";
+      } else {
+        auto it = values.find(key);
+        text = key + "=" + (it == values.end() ? "" : it->second);
+      }
+      here.SendMail(me, troupe::Mail::Of(Reply{std::move(text)}));
+    });
+  }
+
+  void OnMail(troupe::Context& ctx, troupe::Mail mail) override {
+    if (const Reply* reply = mail.Get<Reply>()) ctx.WriteFrame(reply->text);
+  }
+};
+
+int main(int argc, char* argv[]) {
+  troupe::BlockStopSignals();
+  troupe::ServerOptions options;
+  options.address = troupe::Address::FromHostPort(
+      "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
+  troupe::ActorOptions actors;
+  actors.codec.kind = troupe::CodecKind::kLines;
+  auto server = troupe::Server::Create(
+      options, troupe::ActorFactory([] { return std::make_unique<KvActor>(); }, actors));
+  if (!server.ok()) {
+    std::fprintf(stderr, "kv-store: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  (*server)->Start();
+  std::printf("kv-store listening on %s\n", (*server)->address().ToString().c_str());
+  std::fflush(stdout);
+  troupe::WaitForStopSignal();
+  (*server)->Stop();
+  return 0;
+}
