@@ -1,6 +1,7 @@
 // The metrics endpoint, scraped over real loopback HTTP while a server runs.
 #include "core/metrics_server.h"
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
@@ -99,6 +100,41 @@ TEST(MetricsServerTest, CountersAddUpAfterEchoTraffic) {
   EXPECT_TRUE(absl::StrContains(body, "troupe_bytes_sent_total{reactor=\"1\"}"));
   EXPECT_EQ(Sum(body, "troupe_loop_turn_seconds_bucket", "le=\"+Inf\""),
             Sum(body, "troupe_loop_turn_seconds_count"));
+}
+
+TEST(MetricsServerTest, ScrapesDuringTrafficAreConsistentAndMonotonic) {
+  Fixture f = Start(2);
+  std::atomic<bool> stop{false};
+  std::atomic<int> round_trips{0};
+  std::vector<std::thread> traffic;
+  for (int t = 0; t < 4; ++t) {
+    traffic.emplace_back([&, t] {
+      LineClient client(f.server->address());
+      const std::string line = absl::StrCat("traffic ", t, "\n");
+      while (!stop.load()) {
+        if (!client.Send(line) || !client.ReadLine().has_value()) return;
+        round_trips.fetch_add(1);
+      }
+    });
+  }
+  double last_in = 0, last_out = 0;
+  for (int scrape = 0; scrape < 5; ++scrape) {
+    const int before = round_trips.load();
+    ASSERT_TRUE(WaitFor([&] { return round_trips.load() > before; }));  // traffic is flowing
+    const std::string body = Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n");
+    const double in = Sum(body, "troupe_bytes_received_total");
+    const double out = Sum(body, "troupe_bytes_sent_total");
+    EXPECT_EQ(Sum(body, "troupe_connections_accepted_total"),
+              Sum(body, "troupe_connections_open") + Sum(body, "troupe_connections_closed_total"));
+    EXPECT_LE(out, in) << "an echo server cannot send more than it received";
+    EXPECT_GE(in, last_in);
+    EXPECT_GE(out, last_out);
+    last_in = in;
+    last_out = out;
+  }
+  EXPECT_GT(last_out, 0);
+  stop.store(true);
+  for (auto& t : traffic) t.join();
 }
 
 TEST(MetricsServerTest, HealthzFlipsTo503WhileDraining) {
