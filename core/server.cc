@@ -1,8 +1,11 @@
 #include "core/server.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/log.h"
 
 namespace troupe {
 
@@ -76,8 +79,17 @@ Server::~Server() { StopNow(); }
 
 void Server::Start() {
   TROUPE_CHECK(threads_.empty(), "Server started twice");
-  for (auto& reactor : reactors_) {
-    threads_.emplace_back([r = reactor.get()] { r->Run(); });
+  const int cpus = OnlineCpus();
+  for (size_t i = 0; i < reactors_.size(); ++i) {
+    threads_.emplace_back([r = reactors_[i].get()] { r->Run(); });
+    if (options_.pin_cpus) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET((options_.first_cpu + static_cast<int>(i)) % cpus, &set);
+      if (pthread_setaffinity_np(threads_.back().native_handle(), sizeof(set), &set) != 0) {
+        TROUPE_LOG(kWarning, "could not pin reactor %d to a CPU", i);
+      }
+    }
   }
   acceptor_->Start();
   accepting_.store(true);

@@ -39,6 +39,11 @@ struct ServerOptions {
   // Open connections beyond this are accepted and closed at once (counted
   // as rejected). Zero: no limit.
   size_t max_connections = 0;
+  // Pin reactor i to CPU (first_cpu + i) modulo the online CPUs. Helps when
+  // the machine runs little else; hurts when it shares cores with a busy
+  // neighbour (a pinned reactor cannot move away from it).
+  bool pin_cpus = false;
+  int first_cpu = 0;
   // Stop(): how long connections get to flush before they are cut.
   absl::Duration drain_timeout = absl::Seconds(10);
 };
