@@ -18,30 +18,93 @@ namespace {
 // Connections accepted per wake before checking for Stop(): keeps a flood of
 // connects from delaying shutdown.
 constexpr int kMaxAcceptsPerWake = 256;
-// How long to stop accepting after descriptors ran out. Long enough not to
-// burn CPU on a full table, short enough that service resumes promptly.
-constexpr int kExhaustedPauseMs = 100;
 
 Fd OpenSpare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Create(
-    Fd listen_fd, std::vector<Reactor*> reactors, size_t max_connections) {
+Admission::Admission(int listen_fd, size_t max_connections, OpenCount open_count)
+    : listen_fd_(listen_fd),
+      spare_fd_(OpenSpare()),
+      max_connections_(max_connections),
+      open_count_(std::move(open_count)) {
+  TROUPE_CHECK(max_connections_ == 0 || open_count_ != nullptr,
+               "a connection limit needs an open-connection count");
+}
+
+Admission::Result Admission::AcceptOne(Handoff& out) {
+  while (true) {
+    sockaddr_storage storage;
+    socklen_t len = sizeof(storage);
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&storage), &len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      switch (errno) {
+        case EINTR:
+        case ECONNABORTED:  // the peer gave up while in the backlog
+        case EPROTO:
+          continue;
+        case EAGAIN:
+          return Result::kEmpty;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+          Shed(errno);
+          return Result::kExhausted;
+        default:
+          TROUPE_LOG_EVERY_SECOND(kWarning, "accept: %s", std::strerror(errno));
+          return Result::kFailed;
+      }
+    }
+    if (max_connections_ > 0 && open_count_() >= max_connections_) {
+      counters_.rejected.fetch_add(1, std::memory_order_relaxed);  // before the peer sees EOF
+      ::close(fd);
+      TROUPE_LOG_EVERY_SECOND(kWarning,
+                              "max_connections (%d) reached; closing new connections "
+                              "(%d rejected so far)",
+                              max_connections_, counters_.rejected.load());
+      continue;
+    }
+    (void)SetNoDelay(fd);  // best effort: failure only costs latency
+    counters_.accepted.fetch_add(1, std::memory_order_relaxed);
+    out.fd = fd;
+    out.peer = Address::FromSockaddr(reinterpret_cast<sockaddr*>(&storage), len);
+    return Result::kAdmitted;
+  }
+}
+
+void Admission::Shed(int error) {
+  spare_fd_.Reset();
+  const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) {
+    counters_.refused.fetch_add(1, std::memory_order_relaxed);
+    ::close(fd);
+  }
+  spare_fd_ = OpenSpare();
+  TROUPE_LOG_EVERY_SECOND(kWarning,
+                          "accept: %s; shedding new connections and pausing "
+                          "%d ms (%d refused so far)",
+                          std::strerror(error), kExhaustedPauseMs,
+                          counters_.refused.load());
+}
+
+absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Create(Fd listen_fd,
+                                                          std::vector<Reactor*> reactors,
+                                                          Options options) {
   TROUPE_CHECK(!reactors.empty(), "Acceptor needs at least one reactor");
   Fd stop(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!stop.valid()) return absl::ErrnoToStatus(errno, "eventfd for acceptor");
-  return std::unique_ptr<Acceptor>(
-      new Acceptor(std::move(listen_fd), std::move(stop), std::move(reactors),
-                   max_connections));
+  return std::unique_ptr<Acceptor>(new Acceptor(std::move(listen_fd), std::move(stop),
+                                                std::move(reactors), std::move(options)));
 }
 
-Acceptor::Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors,
-                   size_t max_connections)
+Acceptor::Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors, Options options)
     : listen_fd_(std::move(listen_fd)),
       stop_fd_(std::move(stop_fd)),
-      spare_fd_(OpenSpare()),
       reactors_(std::move(reactors)),
-      max_connections_(max_connections) {
+      balance_(options.balance),
+      admission_(listen_fd_.get(), options.max_connections, std::move(options.open_count)),
+      handed_(reactors_.size(), 0) {
   tokens_.reserve(reactors_.size());
   for (Reactor* r : reactors_) tokens_.push_back(r->MakeHandoffToken());
 }
@@ -79,69 +142,43 @@ void Acceptor::Loop() {
 }
 
 bool Acceptor::AcceptBatch() {
+  Handoff handoff;
   for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
-    sockaddr_storage storage;
-    socklen_t len = sizeof(storage);
-    const int fd = ::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&storage),
-                             &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      switch (errno) {
-        case EAGAIN:
-        case EINTR:
-        case ECONNABORTED:  // the peer gave up while in the backlog
-        case EPROTO:
-          return true;
-        case EMFILE:
-        case ENFILE:
-        case ENOBUFS:
-        case ENOMEM:
-          ShedOne();
-          return false;
-        default:
-          TROUPE_LOG_EVERY_SECOND(kWarning, "accept: %s", std::strerror(errno));
-          return false;  // pause rather than spin on an unexpected error
+    switch (admission_.AcceptOne(handoff)) {
+      case Admission::Result::kAdmitted: {
+        const size_t r = PickReactor();
+        ++handed_[r];
+        reactors_[r]->Adopt(tokens_[r], std::move(handoff));
+        break;
       }
+      case Admission::Result::kEmpty:
+        return true;
+      case Admission::Result::kExhausted:
+      case Admission::Result::kFailed:
+        return false;
     }
-    if (max_connections_ > 0 && OpenConnections() >= max_connections_) {
-      rejected_.fetch_add(1, std::memory_order_relaxed);  // counted before the peer sees EOF
-      ::close(fd);
-      TROUPE_LOG_EVERY_SECOND(kWarning,
-                              "max_connections (%d) reached; closing new connections "
-                              "(%d rejected so far)",
-                              max_connections_, rejected());
-      continue;
-    }
-    (void)SetNoDelay(fd);  // best effort: failure only costs latency
-    accepted_.fetch_add(1, std::memory_order_relaxed);
-    const size_t i_reactor = next_;
-    next_ = next_ + 1 == reactors_.size() ? 0 : next_ + 1;
-    reactors_[i_reactor]->Adopt(
-        tokens_[i_reactor],
-        Handoff{fd, Address::FromSockaddr(reinterpret_cast<sockaddr*>(&storage), len)});
   }
   return true;
 }
 
-void Acceptor::ShedOne() {
-  const int saved_errno = errno;
-  spare_fd_.Reset();
-  const int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd >= 0) {
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    ::close(fd);
+size_t Acceptor::PickReactor() {
+  if (balance_ == Balance::kLeastLoaded) {
+    // Fewest open: handed over by us minus closed by it. O(reactors).
+    size_t best = 0;
+    uint64_t best_open = UINT64_MAX;
+    for (size_t i = 0; i < reactors_.size(); ++i) {
+      const uint64_t closed = reactors_[i]->ClosedCount();
+      const uint64_t open = handed_[i] > closed ? handed_[i] - closed : 0;
+      if (open < best_open) {
+        best_open = open;
+        best = i;
+      }
+    }
+    return best;
   }
-  spare_fd_ = OpenSpare();
-  TROUPE_LOG_EVERY_SECOND(kWarning,
-                          "accept: %s; shedding new connections and pausing "
-                          "%d ms (%d refused so far)",
-                          std::strerror(saved_errno), kExhaustedPauseMs, refused());
-}
-
-uint64_t Acceptor::OpenConnections() const {
-  uint64_t closed = 0;
-  for (const Reactor* r : reactors_) closed += r->ClosedCount();
-  const uint64_t handed = accepted();
-  return handed > closed ? handed - closed : 0;
+  const size_t r = next_;
+  next_ = next_ + 1 == reactors_.size() ? 0 : next_ + 1;
+  return r;
 }
 
 }  // namespace troupe

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "core/acceptor.h"
 #include "core/check.h"
 #include "core/log.h"
 
@@ -16,6 +17,7 @@ namespace {
 // epoll_event.data for the waker; connections use slot | generation << 32
 // and generation is never 0, so the two never collide.
 constexpr uint64_t kWakerToken = 0;
+constexpr uint64_t kListenerToken = 1;  // reuse-port mode's own listener
 // Events taken from one epoll_wait. 256 keeps the array on the stack small
 // while a loaded reactor still sees many ready sockets per syscall.
 constexpr int kMaxEvents = 256;
@@ -64,6 +66,46 @@ Reactor::Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll
                                             std::chrono::seconds(1));
     const size_t slots = std::min<size_t>(timeout / tick + 2, 4096);
     idle_wheel_.emplace(tick, slots, Clock::now());
+  }
+}
+
+void Reactor::AddListener(Fd listen_fd, std::unique_ptr<Admission> admission) {
+  TROUPE_CHECK(!listen_fd_.valid(), "Reactor::AddListener called twice");
+  listen_fd_ = std::move(listen_fd);
+  admission_ = std::move(admission);
+  SetListeningInLoop(true);  // before Run(): no other thread touches us yet
+}
+
+void Reactor::SetListeningInLoop(bool on) {
+  if (!listen_fd_.valid()) return;
+  epoll_event event{};
+  event.events = EPOLLIN;  // level-triggered: a paused backlog re-reports
+  event.data.u64 = kListenerToken;
+  ::epoll_ctl(epoll_.get(), on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, listen_fd_.get(), &event);
+}
+
+void Reactor::AcceptInLoop() {
+  // A bounded batch per turn keeps accepting from starving established
+  // connections during a connect storm (64: libuv's and nginx's order of
+  // magnitude for accepts per wake-up).
+  constexpr int kMaxAcceptsPerTurn = 64;
+  Handoff handoff;
+  for (int i = 0; i < kMaxAcceptsPerTurn && listen_fd_.valid(); ++i) {
+    switch (admission_->AcceptOne(handoff)) {
+      case Admission::Result::kAdmitted:
+        AdoptInLoop(std::move(handoff));
+        break;
+      case Admission::Result::kEmpty:
+        return;
+      case Admission::Result::kExhausted:
+      case Admission::Result::kFailed:
+        // Stop listening for a moment rather than spin on a full table.
+        SetListeningInLoop(false);
+        RunAfter(absl::Milliseconds(kExhaustedPauseMs), [this] {
+          if (!draining_ && !stopping_) SetListeningInLoop(true);
+        });
+        return;
+    }
   }
 }
 
@@ -138,6 +180,10 @@ void Reactor::Run() {
           waker_.Drain();
           continue;
         }
+        if (token == kListenerToken) {
+          AcceptInLoop();
+          continue;
+        }
         const uint32_t slot = static_cast<uint32_t>(token);
         const uint32_t generation = static_cast<uint32_t>(token >> 32);
         // A connection closed earlier in this batch may have left events
@@ -159,6 +205,7 @@ void Reactor::Run() {
     ReapInLoop();
     RecordTurnInLoop(Clock::now());
   }
+  listen_fd_.Reset();  // reuse-port mode: refuse new connects at once
   CloseAllInLoop(CloseReason::kShutdown);
   ReapInLoop();
 }
@@ -361,6 +408,9 @@ void Reactor::ReapInLoop() {
 
 void Reactor::BeginDrainInLoop(absl::Time deadline) {
   draining_ = true;
+  // Reuse-port mode: stop accepting (closing the listener leaves epoll; the
+  // Admission stays, since Stats() may read its counters from any thread).
+  listen_fd_.Reset();
   const absl::Duration left = deadline - absl::Now();
   drain_deadline_ = Clock::now() + absl::ToChronoNanoseconds(
                                        left < absl::ZeroDuration()
@@ -394,6 +444,10 @@ ReactorStats Reactor::Stats() const {
   s.loop_turns = loop_turns_.load(std::memory_order_relaxed);
   s.wake_writes = waker_.wake_writes();
   s.queue_depth = QueueDepth();
+  if (admission_ != nullptr) {  // set before Run() and never replaced while running
+    s.refused = admission_->counters().refused.load(std::memory_order_relaxed);
+    s.rejected = admission_->counters().rejected.load(std::memory_order_relaxed);
+  }
   for (size_t i = 0; i < s.closed_by_reason.size(); ++i) {
     s.closed_by_reason[i] = closed_by_reason_[i].load(std::memory_order_relaxed);
   }

@@ -93,6 +93,8 @@ struct ReactorStats {
   uint64_t loop_turns = 0;
   uint64_t wake_writes = 0;
   uint64_t queue_depth = 0;  // handoffs + inbox items waiting (approximate)
+  uint64_t refused = 0;      // reuse-port mode: shed, descriptors ran out
+  uint64_t rejected = 0;     // reuse-port mode: closed at once, max_connections
   std::array<uint64_t, static_cast<size_t>(CloseReason::kCount)> closed_by_reason{};
   // Loop-turn latency: time from epoll_wait's return to the end of the turn.
   static constexpr std::array<int64_t, 9> kTurnBucketsUs = {
@@ -102,6 +104,8 @@ struct ReactorStats {
   std::array<uint64_t, kTurnBucketsUs.size() + 1> turn_buckets{};
   uint64_t turn_sum_ns = 0;
 };
+
+class Admission;
 
 class Reactor {
  public:
@@ -129,6 +133,11 @@ class Reactor {
   // Any thread. Queues mail for connection `to`; if `to` is gone when the
   // mail arrives it is dropped and counted. Per-sender order is kept.
   void SendMail(ConnectionId to, Mail mail);
+
+  // Reuse-port mode: this reactor accepts from its own SO_REUSEPORT listener
+  // instead of taking handoffs. Call before Run(). `admission` wraps
+  // `listen_fd` (see core/acceptor.h).
+  void AddListener(Fd listen_fd, std::unique_ptr<Admission> admission);
 
   // Any thread (the acceptor). One token per producing thread.
   moodycamel::ProducerToken MakeHandoffToken() {
@@ -165,6 +174,8 @@ class Reactor {
   uint32_t index() const { return options_.index; }
   // Any thread.
   ReactorStats Stats() const;
+  // Any thread. Connections this reactor has adopted so far.
+  uint64_t AcceptedCount() const { return accepted_.load(std::memory_order_relaxed); }
   // Any thread. Connections this reactor has closed so far.
   uint64_t ClosedCount() const { return closed_.load(std::memory_order_relaxed); }
   // Any thread. Handoffs and inbox items not yet drained (approximate).
@@ -217,6 +228,8 @@ class Reactor {
   void RunTimersInLoop();
   void ReapInLoop();
   void AdoptInLoop(Handoff handoff);
+  void AcceptInLoop();
+  void SetListeningInLoop(bool on);
   void BeginDrainInLoop(absl::Time deadline);
   void CloseAllInLoop(CloseReason reason);
   bool ShouldExitInLoop();
@@ -254,6 +267,8 @@ class Reactor {
   moodycamel::ConcurrentQueue<InboxItem> inbox_;
 
   std::vector<Reactor*> peers_;  // fixed before Run(); read-only after
+  Fd listen_fd_;                          // reuse-port mode only
+  std::unique_ptr<Admission> admission_;  // reuse-port mode only
 
   // Loop-thread state.
   absl::flat_hash_map<std::type_index, std::shared_ptr<void>> locals_;

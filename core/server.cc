@@ -44,13 +44,27 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
   if (options.workers < 0) {
     return absl::InvalidArgumentError("workers must be >= 0");
   }
-  absl::StatusOr<Fd> listen_fd = ListenTcp(options.address, options.listen);
-  if (!listen_fd.ok()) return listen_fd.status();
-  absl::StatusOr<Address> bound = LocalAddress(listen_fd->get());
-  if (!bound.ok()) return bound.status();
-
-  std::unique_ptr<Server> server(new Server(options, *bound));
   const int workers = options.workers > 0 ? options.workers : OnlineCpus();
+  const bool reuse_port = options.accept_mode == AcceptMode::kReusePort;
+  ListenOptions listen = options.listen;
+  listen.reuse_port = listen.reuse_port || reuse_port;
+
+  // One listener, or (reuse-port) one per reactor, all on the port the
+  // first one got (which matters when asked for port 0).
+  std::vector<Fd> listeners;
+  Address address = options.address;
+  for (int i = 0; i < (reuse_port ? workers : 1); ++i) {
+    absl::StatusOr<Fd> listen_fd = ListenTcp(address, listen);
+    if (!listen_fd.ok()) return listen_fd.status();
+    if (i == 0) {
+      absl::StatusOr<Address> bound = LocalAddress(listen_fd->get());
+      if (!bound.ok()) return bound.status();
+      address = *bound;
+    }
+    listeners.push_back(std::move(*listen_fd));
+  }
+
+  std::unique_ptr<Server> server(new Server(options, address));
   std::vector<Reactor*> raw;
   for (int i = 0; i < workers; ++i) {
     ReactorOptions reactor_options;
@@ -65,11 +79,37 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
     server->reactors_.push_back(std::move(*reactor));
   }
   for (auto& reactor : server->reactors_) reactor->set_peers(raw);
-  absl::StatusOr<std::unique_ptr<Acceptor>> acceptor =
-      Acceptor::Create(std::move(*listen_fd), std::move(raw), options.max_connections);
-  if (!acceptor.ok()) return acceptor.status();
-  server->acceptor_ = std::move(*acceptor);
+
+  Server* self = server.get();
+  Admission::OpenCount open_count = [self] { return self->OpenConnections(); };
+  if (reuse_port) {
+    for (int i = 0; i < workers; ++i) {
+      auto admission = std::make_unique<Admission>(listeners[i].get(), options.max_connections,
+                                                   open_count);
+      server->reactors_[i]->AddListener(std::move(listeners[i]), std::move(admission));
+    }
+  } else {
+    Acceptor::Options acceptor_options;
+    acceptor_options.max_connections = options.max_connections;
+    acceptor_options.balance = options.balance;
+    acceptor_options.open_count = open_count;
+    absl::StatusOr<std::unique_ptr<Acceptor>> acceptor =
+        Acceptor::Create(std::move(listeners[0]), std::move(raw), std::move(acceptor_options));
+    if (!acceptor.ok()) return acceptor.status();
+    server->acceptor_ = std::move(*acceptor);
+  }
   return server;
+}
+
+uint64_t Server::OpenConnections() const {
+  // Accepted (by the acceptor or the reactors' own listeners) minus closed.
+  uint64_t accepted = acceptor_ != nullptr ? acceptor_->counters().accepted.load() : 0;
+  uint64_t closed = 0;
+  for (const auto& reactor : reactors_) {
+    if (acceptor_ == nullptr) accepted += reactor->AcceptedCount();
+    closed += reactor->ClosedCount();
+  }
+  return accepted > closed ? accepted - closed : 0;
 }
 
 Server::Server(const ServerOptions& options, Address address)
@@ -91,14 +131,14 @@ void Server::Start() {
       }
     }
   }
-  acceptor_->Start();
+  if (acceptor_) acceptor_->Start();
   accepting_.store(true);
 }
 
 void Server::Stop() {
   if (threads_.empty()) return;
   accepting_.store(false);
-  acceptor_->Stop();
+  if (acceptor_) acceptor_->Stop();
   const absl::Time deadline = absl::Now() + options_.drain_timeout;
   for (auto& reactor : reactors_) reactor->Drain(deadline);
   Join();
@@ -107,7 +147,7 @@ void Server::Stop() {
 void Server::StopNow() {
   if (threads_.empty()) return;
   accepting_.store(false);
-  acceptor_->Stop();
+  if (acceptor_) acceptor_->Stop();
   for (auto& reactor : reactors_) reactor->Stop();
   Join();
 }
@@ -123,9 +163,15 @@ void Server::Join() {
 
 ServerStats Server::Stats() const {
   ServerStats stats;
-  for (const auto& reactor : reactors_) stats.reactors.push_back(reactor->Stats());
-  stats.refused = acceptor_->refused();
-  stats.rejected = acceptor_->rejected();
+  for (const auto& reactor : reactors_) {
+    stats.reactors.push_back(reactor->Stats());
+    stats.refused += stats.reactors.back().refused;
+    stats.rejected += stats.reactors.back().rejected;
+  }
+  if (acceptor_) {
+    stats.refused += acceptor_->counters().refused.load(std::memory_order_relaxed);
+    stats.rejected += acceptor_->counters().rejected.load(std::memory_order_relaxed);
+  }
   return stats;
 }
 

@@ -29,9 +29,21 @@
 
 namespace troupe {
 
+// Who accepts connections.
+//   kAcceptorThread: one acceptor thread hands each socket to a reactor over
+//     its lock-free queue; it can balance (round robin, least loaded) and one
+//     listener means one accept queue to drain on shutdown.
+//   kReusePort: every reactor has its own SO_REUSEPORT listener and accepts
+//     itself: no handoff hop and no acceptor thread, but the kernel spreads
+//     connections by a hash of the 4-tuple, blind to how busy each reactor
+//     is, and connections still queued on a listener when it closes are reset.
+enum class AcceptMode { kAcceptorThread, kReusePort };
+
 struct ServerOptions {
   Address address = Address::FromHostPort("127.0.0.1", 7007).value();
   int workers = 0;  // 0: one per online CPU
+  AcceptMode accept_mode = AcceptMode::kAcceptorThread;
+  Balance balance = Balance::kRoundRobin;  // kAcceptorThread only
   ConnectionOptions connection;
   ListenOptions listen;
   size_t read_budget_bytes = ReactorOptions{}.read_budget_bytes;
@@ -87,11 +99,13 @@ class Server {
  private:
   Server(const ServerOptions& options, Address address);
   void Join();
+  // Handed to reactors minus closed: the max-connections gate's view.
+  uint64_t OpenConnections() const;
 
   const ServerOptions options_;
   const Address address_;
   std::vector<std::unique_ptr<Reactor>> reactors_;
-  std::unique_ptr<Acceptor> acceptor_;
+  std::unique_ptr<Acceptor> acceptor_;  // kAcceptorThread only
   std::vector<std::thread> threads_;
   std::atomic<bool> accepting_{false};
 };

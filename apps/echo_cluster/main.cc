@@ -57,6 +57,12 @@ ABSL_FLAG(int64_t, max_connections, 0,
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGINT/SIGTERM: how long connections may take to flush before "
           "they are cut. A second signal cuts them at once.");
+ABSL_FLAG(std::string, accept_mode, "acceptor",
+          "acceptor: one acceptor thread hands sockets to reactors over lock-free "
+          "queues; reuseport: each reactor accepts on its own SO_REUSEPORT "
+          "listener (no handoff, but the kernel's hash decides the spread).");
+ABSL_FLAG(std::string, balance, "round-robin",
+          "acceptor mode: round-robin or least-loaded (fewest open connections).");
 ABSL_FLAG(bool, pin_cpus, false,
           "Pin reactor i to CPU (--first-cpu + i): steadier latency on a quiet "
           "machine, worse when sharing cores with a busy process.");
@@ -124,6 +130,18 @@ int main(int argc, char* argv[]) {
   }
   if (absl::GetFlag(FLAGS_max_connections) < 0) Usage(argv[0], "--max-connections must be >= 0");
   if (absl::GetFlag(FLAGS_first_cpu) < 0) Usage(argv[0], "--first-cpu must be >= 0");
+  troupe::AcceptMode accept_mode = troupe::AcceptMode::kAcceptorThread;
+  if (absl::GetFlag(FLAGS_accept_mode) == "reuseport") {
+    accept_mode = troupe::AcceptMode::kReusePort;
+  } else if (absl::GetFlag(FLAGS_accept_mode) != "acceptor") {
+    Usage(argv[0], "--accept-mode must be acceptor or reuseport");
+  }
+  troupe::Balance balance = troupe::Balance::kRoundRobin;
+  if (absl::GetFlag(FLAGS_balance) == "least-loaded") {
+    balance = troupe::Balance::kLeastLoaded;
+  } else if (absl::GetFlag(FLAGS_balance) != "round-robin") {
+    Usage(argv[0], "--balance must be round-robin or least-loaded");
+  }
   const int metrics_port = absl::GetFlag(FLAGS_metrics_port);
   if (metrics_port < -1 || metrics_port > 65535) {
     Usage(argv[0], "--metrics-port must be -1 (off) or 0..65535");
@@ -172,6 +190,8 @@ int main(int argc, char* argv[]) {
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   options.pin_cpus = absl::GetFlag(FLAGS_pin_cpus);
+  options.accept_mode = accept_mode;
+  options.balance = balance;
   options.first_cpu = absl::GetFlag(FLAGS_first_cpu);
   options.max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections));
   options.connection.high_watermark = static_cast<size_t>(high);
