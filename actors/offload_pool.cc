@@ -12,9 +12,15 @@ OffloadPool::OffloadPool(int threads) {
 }
 
 OffloadPool::~OffloadPool() {
-  // An empty job is the stop sign: one per worker, queued after real work.
+  // An empty job is the stop sign: one per worker; each worker takes one and
+  // exits. Order holds per producer only, so jobs other threads queued
+  // earlier may sit behind the signs: run those here, after the join.
   for (size_t i = 0; i < workers_.size(); ++i) jobs_.enqueue(Job());
   for (std::thread& t : workers_) t.join();
+  Job job;
+  while (jobs_.try_dequeue(job)) {
+    if (job != nullptr) std::move(job)();
+  }
 }
 
 void OffloadPool::Submit(Job job) {
@@ -26,16 +32,7 @@ void OffloadPool::WorkerLoop() {
   while (true) {
     Job job;
     jobs_.wait_dequeue(job);
-    if (job == nullptr) {
-      // Stop sign. Order holds per producer only, so jobs from other
-      // threads may still sit behind it: run what is left, then exit.
-      while (jobs_.try_dequeue(job)) {
-        if (job == nullptr) continue;
-        std::move(job)();
-        completed_.fetch_add(1, std::memory_order_relaxed);
-      }
-      return;
-    }
+    if (job == nullptr) return;  // stop sign
     std::move(job)();
     completed_.fetch_add(1, std::memory_order_relaxed);
   }

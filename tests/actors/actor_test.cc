@@ -206,6 +206,18 @@ TEST(ActorTest, OffloadKeepsReactorResponsive) {
   EXPECT_EQ(slow.ReadLine(), "slow");
 }
 
+TEST(OffloadPoolTest, DestructionRunsQueuedJobsAndJoinsEveryWorker) {
+  // Repeated: a worker must never take another worker's stop sign.
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<int> ran{0};
+    {
+      OffloadPool pool(2);
+      for (int i = 0; i < 10; ++i) pool.Submit([&] { ran.fetch_add(1); });
+    }
+    ASSERT_EQ(ran.load(), 10) << "round " << round;
+  }
+}
+
 TEST(ActorTest, WorkModeHalfCloseGetsEveryReplyThenClose) {
   OffloadPool pool(2);
   BuiltinOptions options;
