@@ -3,6 +3,11 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdio>
+#include <string>
+
+#include "core/server.h"
+
 namespace troupe {
 namespace {
 sigset_t StopSet() {
@@ -33,6 +38,23 @@ int WaitForStopSignalFor(int timeout_ms) {
   timespec timeout{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1'000'000};
   const int sig = sigtimedwait(&set, nullptr, &timeout);
   return sig > 0 ? sig : 0;
+}
+
+int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
+                         HandlerFactory factory) {
+  const std::string program(name);
+  BlockStopSignals();
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(options, std::move(factory));
+  if (!server.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), std::string(server.status().message()).c_str());
+    return 1;
+  }
+  (*server)->Start();
+  std::printf("%s listening on %s\n", program.c_str(), (*server)->address().ToString().c_str());
+  std::fflush(stdout);
+  WaitForStopSignal();
+  (*server)->Stop();
+  return 0;
 }
 
 }  // namespace troupe

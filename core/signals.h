@@ -13,12 +13,27 @@
 // Thread safety: call from main, BlockStopSignals before starting threads.
 #pragma once
 
+#include <string_view>
+
+#include "core/reactor.h"
+
 namespace troupe {
+
+struct ServerOptions;
 
 void BlockStopSignals();
 // Blocks until SIGINT or SIGTERM arrives; returns which.
 int WaitForStopSignal();
 // Like WaitForStopSignal, but gives up after `timeout_ms`; returns 0 then.
 int WaitForStopSignalFor(int timeout_ms);
+
+// The whole life of a small server program, for main(): blocks the stop
+// signals, creates and starts the server, prints "<name> listening on
+// <address>" on stdout, waits for SIGINT/SIGTERM, drains, and returns the
+// exit status (0, or 1 after printing "<name>: <what failed>" on stderr).
+//
+//   int main() { return troupe::ServeUntilStopSignal("my-server", options, factory); }
+int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
+                         HandlerFactory factory);
 
 }  // namespace troupe

@@ -1,7 +1,6 @@
 // chat-room: a line-based chat across every reactor. "/nick NAME" sets your
 // name; any other line goes to everyone else in the room.
 // Usage: chat-room [port]   (0 or none: a free port, printed at start)
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -44,22 +43,12 @@ class ChatRoomActor final : public troupe::Actor {
 };
 
 int main(int argc, char* argv[]) {
-  troupe::BlockStopSignals();
   troupe::ServerOptions options;
   options.address = troupe::Address::FromHostPort(
       "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
-  auto server = troupe::Server::Create(
-      options, troupe::ActorFactory([] { return std::make_unique<ChatRoomActor>(); }, actors));
-  if (!server.ok()) {
-    std::fprintf(stderr, "chat-room: %s\n", server.status().ToString().c_str());
-    return 1;
-  }
-  (*server)->Start();
-  std::printf("chat-room listening on %s\n", (*server)->address().ToString().c_str());
-  std::fflush(stdout);
-  troupe::WaitForStopSignal();
-  (*server)->Stop();
-  return 0;
+  return troupe::ServeUntilStopSignal(
+      "chat-room", options,
+      troupe::ActorFactory([] { return std::make_unique<ChatRoomActor>(); }, actors));
 }

@@ -1,6 +1,5 @@
 // counter-server: each connection counts its lines and answers "<n> <line>".
 // Usage: counter-server [port]   (0 or none: a free port, printed at start)
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -23,22 +22,12 @@ class CounterActor final : public troupe::Actor {
 };
 
 int main(int argc, char* argv[]) {
-  troupe::BlockStopSignals();
   troupe::ServerOptions options;
   options.address = troupe::Address::FromHostPort(
       "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
-  auto server = troupe::Server::Create(
-      options, troupe::ActorFactory([] { return std::make_unique<CounterActor>(); }, actors));
-  if (!server.ok()) {
-    std::fprintf(stderr, "counter-server: %s\n", server.status().ToString().c_str());
-    return 1;
-  }
-  (*server)->Start();
-  std::printf("counter-server listening on %s\n", (*server)->address().ToString().c_str());
-  std::fflush(stdout);
-  troupe::WaitForStopSignal();
-  (*server)->Stop();
-  return 0;
+  return troupe::ServeUntilStopSignal(
+      "counter-server", options,
+      troupe::ActorFactory([] { return std::make_unique<CounterActor>(); }, actors));
 }

@@ -5,7 +5,6 @@
 // Local<Store>; connections on other reactors reach it by posting a task there
 // and get the answer back as mail. No lock anywhere.
 // Usage: kv-store [port]   (0 or none: a free port, printed at start)
-#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -60,22 +59,12 @@ class KvActor final : public troupe::Actor {
 };
 
 int main(int argc, char* argv[]) {
-  troupe::BlockStopSignals();
   troupe::ServerOptions options;
   options.address = troupe::Address::FromHostPort(
       "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
-  auto server = troupe::Server::Create(
-      options, troupe::ActorFactory([] { return std::make_unique<KvActor>(); }, actors));
-  if (!server.ok()) {
-    std::fprintf(stderr, "kv-store: %s\n", server.status().ToString().c_str());
-    return 1;
-  }
-  (*server)->Start();
-  std::printf("kv-store listening on %s\n", (*server)->address().ToString().c_str());
-  std::fflush(stdout);
-  troupe::WaitForStopSignal();
-  (*server)->Stop();
-  return 0;
+  return troupe::ServeUntilStopSignal(
+      "kv-store", options,
+      troupe::ActorFactory([] { return std::make_unique<KvActor>(); }, actors));
 }
