@@ -1,17 +1,30 @@
 // Runs the echo-load program as a user would, against the standalone
 // corrupt-echo-server fixture, and checks its exit status and output.
 
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/address.h"
 #include "core/fd.h"
@@ -49,6 +62,110 @@ Result RunEchoLoad(std::vector<std::string> args) {
   if (output.ok()) result.output = *output;
   if (code.ok()) result.code = *code;
   return result;
+}
+
+// Runs echo-load with stdin, stdout and stderr on a pseudo-terminal in raw
+// mode (so the terminal adds no '\r' of its own), as a user at a terminal
+// would. Returns everything written to the terminal.
+Result RunEchoLoadOnTerminal(std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("echo-load"));
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  termios raw{};
+  ::cfmakeraw(&raw);
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, &raw, nullptr);
+  Result result;
+  if (pid < 0) {
+    ADD_FAILURE() << "forkpty: " << std::strerror(errno);
+    return result;
+  }
+  if (pid == 0) {
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  Fd terminal(master);
+  const absl::Time deadline = absl::Now() + kTimeout;
+  char buffer[4096];
+  for (;;) {
+    pollfd p{terminal.get(), POLLIN, 0};
+    const int timeout_ms = static_cast<int>(
+        absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (timeout_ms <= 0 || ::poll(&p, 1, timeout_ms) == 0) {
+      ADD_FAILURE() << "echo-load on a terminal did not finish";
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    const ssize_t n = ::read(terminal.get(), buffer, sizeof(buffer));
+    if (n > 0) {
+      result.output.append(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EIO: the child closed the terminal's last slave descriptor.
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) == pid && WIFEXITED(status)) {
+    result.code = WEXITSTATUS(status);
+  }
+  return result;
+}
+
+// Runs echo-load with stdout and stderr on separate pipes.
+struct SplitResult {
+  int code = -1000;
+  std::string out;
+  std::string err;
+};
+
+SplitResult RunEchoLoadSplit(std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("echo-load"));
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
+  SplitResult result;
+  if (!p.ok()) {
+    ADD_FAILURE() << p.status();
+    return result;
+  }
+  absl::StatusOr<std::string> out = (*p)->ReadAllStdout(kTimeout);
+  absl::StatusOr<std::string> err = (*p)->ReadAllStderr(kTimeout);
+  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
+  EXPECT_TRUE(out.ok() && err.ok() && code.ok());
+  if (out.ok()) result.out = *out;
+  if (err.ok()) result.err = *err;
+  if (code.ok()) result.code = *code;
+  return result;
+}
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its files.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp",
+                                       "/echo-load-test-XXXXXX");
+    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    for (const std::string& f : files_) ::unlink(f.c_str());
+    if (!path_.empty()) ::rmdir(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) {
+    files_.push_back(absl::StrCat(path_, "/", name));
+    return files_.back();
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::string> files_;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // Starts the fixture and reads the port from its first line.
@@ -150,6 +267,161 @@ TEST(EchoLoadProcessTest, RefusedTargetExitsOneNamingIt) {
   EXPECT_TRUE(absl::StrContains(r.output, absl::StrCat("127.0.0.1:", port)))
       << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "refused")) << r.output;
+}
+
+// A server that never corrupts anything: a plain echo server.
+constexpr uint64_t kNever = uint64_t{1} << 62;
+
+TEST(EchoLoadProcessTest, ProgressLineIsRedrawnOnATerminal) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoadOnTerminal(
+      {"--port", absl::StrCat(server.port()), "--connections", "2",
+       "--duration", "1500ms", "--warmup", "0s"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  // "\r1.0s/1.5s  12345 msg/s  p99 ...\033[K", redrawn in place.
+  EXPECT_TRUE(absl::StrContains(r.output, "\r0.")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, " msg/s  p99 ")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "\033[K")) << r.output;
+  // The line is wiped before the report.
+  EXPECT_TRUE(absl::StrContains(r.output, "\r\033[Ktarget ")) << r.output;
+  EXPECT_FALSE(absl::StrContains(r.output, "echo-load: progress")) << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, WithoutATerminalProgressIsPlainLines) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  const SplitResult r = RunEchoLoadSplit(
+      {"--port", absl::StrCat(server.port()), "--connections", "2",
+       "--duration", "1s", "--warmup", "0s", "--progress-interval", "200ms",
+       "--json"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find('\r'), std::string::npos) << r.out;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\033'), std::string::npos) << r.err;
+  EXPECT_TRUE(absl::StartsWith(r.err, "echo-load: progress ")) << r.err;
+  for (absl::string_view line : absl::StrSplit(r.err, '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "echo-load: progress ")) << line;
+  }
+  // stdout holds the report alone.
+  EXPECT_TRUE(absl::StartsWith(r.out, "{\"target\":")) << r.out;
+  EXPECT_EQ(r.out.find('\n'), r.out.size() - 1) << r.out;
+}
+
+TEST(EchoLoadProcessTest, ProgressIntervalZeroIsSilent) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  const SplitResult r = RunEchoLoadSplit(
+      {"--port", absl::StrCat(server.port()), "--connections", "2",
+       "--duration", "600ms", "--warmup", "0s", "--progress-interval", "0"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(EchoLoadProcessTest, CsvIsAHeaderAndOneValueLine) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  const SplitResult r = RunEchoLoadSplit(
+      {"--port", absl::StrCat(server.port()), "--connections", "2",
+       "--duration", "500ms", "--warmup", "0s", "--csv"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  const std::vector<std::string> names = absl::StrSplit(lines[0], ',');
+  const std::vector<std::string> values = absl::StrSplit(lines[1], ',');
+  ASSERT_EQ(names.size(), values.size()) << r.out;
+  EXPECT_EQ(names[0], "target");
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "ok") {
+      EXPECT_EQ(values[i], "true");
+    } else if (names[i] == "connections_established") {
+      EXPECT_EQ(values[i], "2");
+    } else if (names[i] == "mode") {
+      EXPECT_EQ(values[i], "closed");
+    }
+  }
+}
+
+TEST(EchoLoadProcessTest, HistogramOutWritesThePercentileDistribution) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string file = dir.File("latency.hgrm");
+  const Result r = RunEchoLoad(
+      {"--port", absl::StrCat(server.port()), "--connections", "2",
+       "--duration", "500ms", "--warmup", "0s", "--histogram-out", file});
+  EXPECT_EQ(r.code, 0) << r.output;
+  const std::string text = ReadFile(file);
+  EXPECT_TRUE(absl::StrContains(
+      text, "       Value     Percentile TotalCount 1/(1-Percentile)\n\n"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text, " 1.000000000000 ")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "#[Mean    = ")) << text;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, UnwritableHistogramOutExitsOneNamingTheFile) {
+  const Result r = RunEchoLoad({"--port", "9", "--histogram-out",
+                                "/nonexistent-dir/latency.hgrm"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "/nonexistent-dir/latency.hgrm"))
+      << r.output;
+}
+
+TEST(EchoLoadProcessTest, MessagesAreSentOnceEachAndVerified) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  const Result r =
+      RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections",
+                   "3", "--messages", "--", "Message 1 from client.",
+                   "-starts with a dash"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "2 messages of 41 bytes in all"))
+      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "messages      6 ")) << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, MessagesModeCatchesACorruptEcho) {
+  CorruptServer server(/*corrupt_after=*/30);
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()),
+                                "--connections", "1", "--messages",
+                                "Message 1 from client.",
+                                "Message 2 from client."});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo mismatch at stream offset 30"))
+      << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, FixedRateRunReportsOpenLoop) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoad(
+      {"--port", absl::StrCat(server.port()), "--connections", "4",
+       "--duration", "1s", "--warmup", "0s", "--rate", "500", "--json"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "\"mode\":\"open\",\"rate\":500.0"))
+      << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, NewFlagsCheckTheirUsage) {
+  EXPECT_EQ(RunEchoLoad({"--json", "--csv"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--messages"}).code, 2);      // No message given.
+  EXPECT_EQ(RunEchoLoad({"--messages", ""}).code, 2);  // An empty one.
+  EXPECT_EQ(RunEchoLoad({"--rate", "-5"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--rate", "fast"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--messages", "--rate", "10", "a"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--progress-interval", "-1s"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--source-addresses", "-1"}).code, 2);
+  const Result both = RunEchoLoad({"--json", "--csv"});
+  EXPECT_TRUE(absl::StrContains(both.output, "mutually exclusive"))
+      << both.output;
 }
 
 }  // namespace

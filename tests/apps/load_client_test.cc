@@ -7,14 +7,21 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/address.h"
 #include "core/check.h"
@@ -38,10 +45,14 @@ int CountOpenFds() {
 // written independently of the troupe server so the client is tested
 // against something else. It can misbehave on purpose:
 //   corrupt_at: flips the byte at this stream offset of every connection;
-//   close_at:   closes a connection once it has received this many bytes.
+//   close_at:   closes a connection once it has received this many bytes;
+//   stall_at:   once, when any connection has received this many bytes,
+//               stops serving everyone for `stall` (a GC pause, say).
 struct EchoFaults {
   int64_t corrupt_at = -1;
   int64_t close_at = -1;
+  int64_t stall_at = -1;
+  absl::Duration stall = absl::ZeroDuration();
 };
 
 class TestEchoServer {
@@ -65,6 +76,12 @@ class TestEchoServer {
   }
 
   Address address() const { return *Address::FromHostPort("127.0.0.1", port_); }
+
+  // The peer hosts of every connection accepted so far.
+  std::set<std::string> peer_hosts() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peer_hosts_;
+  }
 
  private:
   struct Peer {
@@ -94,9 +111,19 @@ class TestEchoServer {
       if (fds[0].revents != 0) return;
       if (fds[1].revents != 0) {
         for (;;) {
-          const int fd = ::accept4(listener_.get(), nullptr, nullptr,
-                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+          sockaddr_storage from{};
+          socklen_t from_len = sizeof(from);
+          const int fd =
+              ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&from),
+                        &from_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (fd < 0) break;
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            peer_hosts_.insert(
+                Address::FromSockaddr(reinterpret_cast<sockaddr*>(&from),
+                                      from_len)
+                    .HostString());
+          }
           auto peer = std::make_unique<Peer>();
           peer->fd = Fd(fd);
           peers.push_back(std::move(peer));
@@ -112,6 +139,12 @@ class TestEchoServer {
             const int64_t corrupt = faults_.corrupt_at;
             if (corrupt >= p.offset && corrupt < p.offset + n) {
               buffer[corrupt - p.offset] ^= 0x01;
+            }
+            if (!stalled_ && faults_.stall_at >= 0 &&
+                p.offset + n > faults_.stall_at) {
+              stalled_ = true;
+              // The fault itself: this thread serves nobody meanwhile.
+              absl::SleepFor(faults_.stall);
             }
             p.offset += n;
             p.pending.append(buffer, static_cast<size_t>(n));
@@ -137,6 +170,9 @@ class TestEchoServer {
   }
 
   const EchoFaults faults_;
+  bool stalled_ = false;  // Server thread only.
+  std::mutex mu_;
+  std::set<std::string> peer_hosts_;  // Guarded by mu_.
   Fd listener_;
   Fd stop_;
   uint16_t port_ = 0;
@@ -345,6 +381,477 @@ TEST(LoadClientTest, TextReportNamesTheUnits) {
   EXPECT_TRUE(absl::StrContains(text, "one direction")) << text;
   EXPECT_TRUE(absl::StrContains(text, "p50 1.5")) << text;
   EXPECT_TRUE(absl::StrContains(text, "errors        none")) << text;
+}
+
+// A minimal JSON reader for the reports: objects, arrays, strings (with the
+// escapes the writer uses), numbers, true/false/null. It flattens the value
+// into "a.b" -> text (strings unquoted and unescaped; arrays as
+// "[n]" plus "a.b.0", "a.b.1", ...). Returns false on anything malformed.
+class FlatJson {
+ public:
+  static bool Parse(const std::string& text,
+                    std::map<std::string, std::string>* out) {
+    FlatJson p(text, out);
+    p.SkipSpace();
+    if (!p.Value("")) return false;
+    p.SkipSpace();
+    return p.at_ == text.size();
+  }
+
+ private:
+  FlatJson(const std::string& text, std::map<std::string, std::string>* out)
+      : text_(text), out_(*out) {}
+
+  void SkipSpace() {
+    while (at_ < text_.size() && std::strchr(" \t\r\n", text_[at_]) != nullptr) {
+      ++at_;
+    }
+  }
+  bool Eat(char c) {
+    SkipSpace();
+    if (at_ < text_.size() && text_[at_] == c) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  static std::string Join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+  bool String(std::string* s) {
+    if (!Eat('"')) return false;
+    while (at_ < text_.size()) {
+      const char c = text_[at_++];
+      if (c == '"') return true;
+      if (static_cast<unsigned char>(c) < 0x20) return false;
+      if (c != '\\') {
+        s->push_back(c);
+        continue;
+      }
+      if (at_ >= text_.size()) return false;
+      const char e = text_[at_++];
+      switch (e) {
+        case '"': case '\\': case '/': s->push_back(e); break;
+        case 'n': s->push_back('\n'); break;
+        case 'r': s->push_back('\r'); break;
+        case 't': s->push_back('\t'); break;
+        case 'b': s->push_back('\b'); break;
+        case 'f': s->push_back('\f'); break;
+        case 'u': {
+          uint32_t code = 0;
+          if (at_ + 4 > text_.size() ||
+              !absl::SimpleHexAtoi(text_.substr(at_, 4), &code) || code > 0x7f) {
+            return false;  // The writer escapes only control characters.
+          }
+          s->push_back(static_cast<char>(code));
+          at_ += 4;
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  }
+  bool Value(const std::string& path) {
+    SkipSpace();
+    if (at_ >= text_.size()) return false;
+    const char c = text_[at_];
+    if (c == '{') {
+      ++at_;
+      if (Eat('}')) return true;
+      do {
+        std::string key;
+        if (!String(&key) || !Eat(':') || !Value(Join(path, key))) return false;
+      } while (Eat(','));
+      return Eat('}');
+    }
+    if (c == '[') {
+      ++at_;
+      int n = 0;
+      if (!Eat(']')) {
+        do {
+          if (!Value(Join(path, std::to_string(n++)))) return false;
+        } while (Eat(','));
+        if (!Eat(']')) return false;
+      }
+      out_[path] = "[" + std::to_string(n) + "]";
+      return true;
+    }
+    if (c == '"') {
+      std::string s;
+      if (!String(&s)) return false;
+      out_[path] = s;
+      return true;
+    }
+    const size_t start = at_;
+    while (at_ < text_.size() &&
+           std::strchr("{}[],: \t\r\n\"", text_[at_]) == nullptr) {
+      ++at_;
+    }
+    const std::string word = text_.substr(start, at_ - start);
+    double number = 0;
+    if (word != "true" && word != "false" && word != "null" &&
+        !absl::SimpleAtod(word, &number)) {
+      return false;
+    }
+    out_[path] = word;
+    return true;
+  }
+
+  const std::string& text_;
+  std::map<std::string, std::string>& out_;
+  size_t at_ = 0;
+};
+
+// The value after `label` on the text report's line starting with `line`.
+std::string TextValue(const std::string& text, absl::string_view line,
+                      absl::string_view label) {
+  for (absl::string_view l : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(l, line)) continue;
+    const size_t at = l.find(label);
+    if (at == absl::string_view::npos) return "";
+    absl::string_view rest = l.substr(at + label.size());
+    return std::string(rest.substr(0, rest.find_first_of(" )")));
+  }
+  return "";
+}
+
+TEST(LoadClientTest, JsonParsesAndMatchesTheTextReport) {
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.duration = absl::Milliseconds(300);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string json = FormatReportJson(*report);
+  const std::string text = FormatReportText(*report);
+  std::map<std::string, std::string> v;
+  ASSERT_TRUE(FlatJson::Parse(json, &v)) << json;
+  EXPECT_EQ(v["target"], report->target);
+  EXPECT_EQ(v["mode"], "closed");
+  EXPECT_EQ(v["connections.requested"], "4");
+  EXPECT_EQ(v["connections.established"], "4");
+  EXPECT_EQ(v["errors.total"], "0");
+  EXPECT_EQ(v["errors.first"], "[0]");
+  EXPECT_EQ(v["ok"], "true");
+  EXPECT_EQ(v["latency_us.count"], v["messages"]);
+  // The same numbers as the text report, to the digits both print.
+  EXPECT_EQ(v["messages"], TextValue(text, "messages", "messages      "));
+  EXPECT_EQ(v["messages_per_s"], TextValue(text, "messages", "("));
+  EXPECT_EQ(v["latency_us.p50"], TextValue(text, "latency", "p50 "));
+  EXPECT_EQ(v["latency_us.p90"], TextValue(text, "latency", "p90 "));
+  EXPECT_EQ(v["latency_us.p99"], TextValue(text, "latency", "p99 "));
+  EXPECT_EQ(v["latency_us.p99_9"], TextValue(text, "latency", "p99.9 "));
+  EXPECT_EQ(v["latency_us.max"], TextValue(text, "latency", "max "));
+  EXPECT_EQ(v["latency_us.mean"], TextValue(text, "latency", "mean "));
+  double mib_json = 0;
+  double mib_text = 0;
+  ASSERT_TRUE(absl::SimpleAtod(v["mib_per_s"], &mib_json));
+  ASSERT_TRUE(absl::SimpleAtod(TextValue(text, "throughput", "throughput    "),
+                               &mib_text));
+  EXPECT_NEAR(mib_json, mib_text, 0.006);
+}
+
+TEST(LoadClientTest, CsvHasTheJsonFieldsFlattened) {
+  LoadReport report;
+  report.target = "127.0.0.1:1";
+  report.measured = absl::Seconds(1);
+  report.messages = 3;
+  report.latency_ns.Record(2000);
+  report.connections_lost = 1;
+  report.first_errors = {"a, \"quoted\" error", "second"};
+  std::map<std::string, std::string> v;
+  ASSERT_TRUE(FlatJson::Parse(FormatReportJson(report), &v));
+  const std::vector<std::string> lines =
+      absl::StrSplit(FormatReportCsv(report), '\n');
+  ASSERT_EQ(lines.size(), 3u);  // Header, values, and "" after the last \n.
+  EXPECT_EQ(lines[2], "");
+  const std::vector<std::string> names = absl::StrSplit(lines[0], ',');
+  // The values line is plain CSV but for the one quoted field, errors_first.
+  const std::string quoted = R"("a, ""quoted"" error | second")";
+  const size_t at = lines[1].find(quoted);
+  ASSERT_NE(at, std::string::npos) << lines[1];
+  std::string values_line = lines[1];
+  values_line.replace(at, quoted.size(), "ERRORS");
+  const std::vector<std::string> values = absl::StrSplit(values_line, ',');
+  ASSERT_EQ(names.size(), values.size());
+  size_t compared = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "errors_first") {
+      EXPECT_EQ(values[i], "ERRORS");
+      continue;
+    }
+    std::string key = names[i];
+    // JSON nests these objects; CSV joins the names with '_'.
+    for (const char* object : {"connections_", "latency_us_", "errors_"}) {
+      if (absl::StartsWith(key, object)) {
+        const size_t len = std::strlen(object);
+        key = key.substr(0, len - 1) + "." + key.substr(len);
+      }
+    }
+    ASSERT_TRUE(v.count(key)) << key;
+    EXPECT_EQ(values[i], v[key]) << key;
+    ++compared;
+  }
+  // Every JSON field but errors.first and its elements.
+  EXPECT_EQ(compared + 1 + report.first_errors.size(), v.size());
+}
+
+TEST(LoadClientTest, OpenLoopKeepsToTheRate) {
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.rate = 2000;
+  options.pipeline = 4;
+  options.warmup = absl::ZeroDuration();
+  options.duration = absl::Seconds(1);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << FormatReportText(*report);
+  // Never more than the schedule (plus a message per connection for the
+  // schedule's rounding); well below the closed loop's tens of thousands.
+  EXPECT_LE(report->messages, 2000u + 4u);
+  EXPECT_GE(report->messages, 1000u);
+  EXPECT_TRUE(absl::StrContains(FormatReportText(*report), "open loop"));
+}
+
+TEST(LoadClientTest, OpenLoopChargesAServerStallToEveryMessageDueInIt) {
+  // The server stops for 400 ms a tenth of a second into a one-second run.
+  // Closed loop, each connection's one message waits it out and nothing else
+  // is sent, so only 4 of thousands of messages look slow. Open loop, every
+  // message due during the stall counts from when it was due: about 40%.
+  const absl::Duration stall = absl::Milliseconds(400);
+  auto p90 = [&](double rate) {
+    TestEchoServer server({.stall_at = 100 * 200, .stall = stall});
+    LoadOptions options = ShortRun(server.address());
+    options.message_size = 100;
+    options.pipeline = 1;
+    options.rate = rate;
+    options.warmup = absl::ZeroDuration();
+    options.duration = absl::Seconds(1);
+    absl::StatusOr<LoadReport> report = RunLoad(options);
+    EXPECT_TRUE(report.ok()) << report.status();
+    if (!report.ok()) return absl::ZeroDuration();
+    EXPECT_TRUE(report->ok()) << FormatReportText(*report);
+    return absl::Nanoseconds(report->latency_ns.ValueAtPercentile(90));
+  };
+  EXPECT_LT(p90(0), stall / 4);
+  EXPECT_GT(p90(2000), stall / 4);
+}
+
+TEST(LoadClientTest, ScriptModeSendsEachMessageOnceAndVerifiesIt) {
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.connections = 5;
+  options.pipeline = 1;
+  options.messages = {"Message 1 from client.", "Message 2 from client.",
+                      std::string(100 * 1024, 'x')};
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << FormatReportText(*report);
+  EXPECT_EQ(report->messages, 15u);
+  EXPECT_EQ(report->latency_ns.count(), 15u);
+  EXPECT_EQ(report->bytes, 5u * (22 + 22 + 100 * 1024));
+  EXPECT_EQ(report->script_messages, 3u);
+  EXPECT_LT(report->measured, absl::Seconds(5));  // Ends when all are back.
+  EXPECT_TRUE(absl::StrContains(FormatReportJson(*report),
+                                "\"mode\":\"script\""));
+}
+
+TEST(LoadClientTest, ScriptModeCatchesACorruptedEcho) {
+  TestEchoServer server({.corrupt_at = 30});
+  LoadOptions options = ShortRun(server.address());
+  options.connections = 2;
+  options.pipeline = 1;  // So the first echo comes back on its own.
+  options.messages = {"Message 1 from client.", "Message 2 from client."};
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->verification_errors, 2u);
+  EXPECT_EQ(report->messages, 2u);  // The first message of each came back.
+  ASSERT_FALSE(report->first_errors.empty());
+  EXPECT_TRUE(absl::StrContains(report->first_errors[0],
+                                "echo mismatch at stream offset 30"))
+      << report->first_errors[0];
+}
+
+TEST(LoadClientTest, ScriptModeTimesOutOnASilentServer) {
+  // Listens, so the handshakes complete, but never reads or echoes.
+  absl::StatusOr<Fd> silent = ListenTcp(*Address::FromHostPort("127.0.0.1", 0));
+  ASSERT_TRUE(silent.ok()) << silent.status();
+  LoadOptions options = ShortRun(*LocalAddress(silent->get()));
+  options.connections = 3;
+  options.messages = {"hello"};
+  options.script_timeout = absl::Milliseconds(300);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->connections_timed_out, 3u);
+  EXPECT_EQ(report->error_count(), 3u);
+  EXPECT_TRUE(absl::StrContains(FormatReportText(*report), "timed out 3"))
+      << FormatReportText(*report);
+}
+
+TEST(LoadClientTest, SourceAddressesAreUsedRoundRobin) {
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.connections = 6;
+  options.source_addresses = 3;
+  options.duration = absl::Milliseconds(200);
+  options.warmup = absl::ZeroDuration();
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << FormatReportText(*report);
+  EXPECT_EQ(report->source_addresses, 3);
+  EXPECT_EQ(server.peer_hosts(),
+            (std::set<std::string>{"127.0.0.1", "127.0.0.2", "127.0.0.3"}));
+}
+
+TEST(LoadClientTest, AutomaticSourceAddressesAreOneForFewConnections) {
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.duration = absl::Milliseconds(100);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->source_addresses, 1);
+}
+
+TEST(LoadClientTest, SeveralSourceAddressesNeedALoopbackTarget) {
+  LoadOptions options = ShortRun(*Address::FromHostPort("192.0.2.1", 9));
+  options.source_addresses = 2;
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument)
+      << report.status();
+}
+
+TEST(LoadClientTest, ProgressIsReportedOnTheCallingThread) {
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.warmup = absl::Milliseconds(300);
+  options.duration = absl::Milliseconds(600);
+  options.progress_interval = absl::Milliseconds(100);
+  std::vector<LoadProgress> seen;  // Appended to by this thread only.
+  const std::thread::id caller = std::this_thread::get_id();
+  options.on_progress = [&](const LoadProgress& p) {
+    EXPECT_EQ(std::this_thread::get_id(), caller);
+    seen.push_back(p);
+  };
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_GE(seen.size(), 4u);
+  bool warmup = false;
+  bool measuring = false;
+  uint64_t messages = 0;
+  for (const LoadProgress& p : seen) {
+    warmup |= p.phase == LoadProgress::Phase::kWarmup;
+    if (p.phase == LoadProgress::Phase::kMeasuring) {
+      measuring = true;
+      EXPECT_EQ(p.total, options.duration);
+      EXPECT_GT(p.interval_messages, 0u);
+      EXPECT_GT(p.interval_p99_ns, 0u);
+      EXPECT_EQ(p.connections_established, 4);
+      EXPECT_EQ(p.errors, 0u);
+    }
+    messages += p.interval_messages;
+  }
+  EXPECT_TRUE(warmup);
+  EXPECT_TRUE(measuring);
+  // The intervals add up to what completed (warmup too) up to the last one.
+  EXPECT_EQ(messages, seen.back().messages_completed);
+  const std::string line = FormatProgressLine(seen.back());
+  EXPECT_TRUE(absl::StrContains(line, "msg/s")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "errors 0")) << line;
+}
+
+TEST(LoadClientTest, ProgressLineNamesThePhase) {
+  LoadProgress p;
+  p.phase = LoadProgress::Phase::kConnecting;
+  p.connections_requested = 15000;
+  p.connections_established = 8123;
+  EXPECT_TRUE(absl::StrContains(FormatProgressLine(p), "8123/15000"))
+      << FormatProgressLine(p);
+  p.phase = LoadProgress::Phase::kMeasuring;
+  p.elapsed = absl::Milliseconds(3500);
+  p.total = absl::Seconds(10);
+  p.interval = absl::Milliseconds(500);
+  p.interval_messages = 1000;
+  p.interval_p99_ns = 812'300;
+  EXPECT_EQ(FormatProgressLine(p),
+            "3.5s/10s  2000 msg/s  p99 812.3us  errors 0  conns 8123");
+}
+
+TEST(LoadClientTest, PercentileDistributionAgreesWithTheHistogram) {
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.duration = absl::Milliseconds(300);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const LoadReport& r = *report;
+  uint64_t total = 0;
+  for (uint64_t c : r.latency_buckets) total += c;
+  EXPECT_EQ(total, r.latency_ns.count());  // Warmup left out of both.
+  const std::string text = FormatPercentileDistribution(r);
+  const std::vector<std::string> lines =
+      absl::StrSplit(text, '\n', absl::SkipEmpty());
+  ASSERT_GT(lines.size(), 5u);
+  EXPECT_TRUE(absl::StrContains(lines[0], "Value     Percentile TotalCount 1/(1-Percentile)"));
+  // Rows: value, percentile, count so far, 1/(1-p); all non-decreasing.
+  double last_value = 0;
+  double last_level = -1;
+  uint64_t last_count = 0;
+  std::string last_row;
+  for (size_t i = 1; i < lines.size() && lines[i][0] != '#'; ++i) {
+    const std::vector<std::string> cols =
+        absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
+    ASSERT_EQ(cols.size(), 4u) << lines[i];
+    double value = 0;
+    double level = 0;
+    uint64_t count = 0;
+    ASSERT_TRUE(absl::SimpleAtod(cols[0], &value)) << lines[i];
+    ASSERT_TRUE(absl::SimpleAtod(cols[1], &level)) << lines[i];
+    ASSERT_TRUE(absl::SimpleAtoi(cols[2], &count)) << lines[i];
+    EXPECT_GE(value, last_value);
+    EXPECT_GT(level, last_level);
+    EXPECT_GE(count, last_count);
+    // p50 and p90 rows give the value the report gives.
+    if (cols[1] == "0.500000000000" || cols[1] == "0.900000000000") {
+      const double p = level * 100;
+      EXPECT_NEAR(value, r.latency_ns.ValueAtPercentile(p) / 1000.0, 0.001)
+          << lines[i];
+    }
+    last_value = value;
+    last_level = level;
+    last_count = count;
+    last_row = lines[i];
+  }
+  EXPECT_TRUE(absl::StrContains(last_row, "1.000000000000")) << last_row;
+  EXPECT_TRUE(absl::EndsWith(last_row, "inf")) << last_row;
+  EXPECT_EQ(last_count, r.latency_ns.count());
+  EXPECT_NEAR(last_value, r.latency_ns.max() / 1000.0, 0.001);
+  EXPECT_TRUE(absl::StrContains(
+      text, absl::StrCat("Total count    = ",
+                         std::string(12 - std::to_string(total).size(), ' '),
+                         total)))
+      << text;
+}
+
+TEST(LoadClientTest, InvalidNewOptionsAreRejected) {
+  LoadOptions good = ShortRun(*Address::FromHostPort("127.0.0.1", 9));
+  auto expect_invalid = [&](auto mutate) {
+    LoadOptions o = good;
+    mutate(o);
+    EXPECT_EQ(ValidateLoadOptions(o).code(), absl::StatusCode::kInvalidArgument);
+  };
+  expect_invalid([](LoadOptions& o) { o.rate = -1; });
+  expect_invalid([](LoadOptions& o) { o.rate = std::nan(""); });
+  expect_invalid([](LoadOptions& o) { o.messages = {"a", ""}; });
+  expect_invalid([](LoadOptions& o) {
+    o.messages = {"a"};
+    o.rate = 10;
+  });
+  expect_invalid([](LoadOptions& o) {
+    o.messages = {"a"};
+    o.script_timeout = absl::ZeroDuration();
+  });
+  expect_invalid([](LoadOptions& o) { o.source_addresses = -1; });
+  expect_invalid(
+      [](LoadOptions& o) { o.progress_interval = absl::Seconds(-1); });
 }
 
 }  // namespace

@@ -100,14 +100,15 @@ class ReactorTest : public ::testing::Test {
 TEST_F(ReactorTest, PostRunsOnLoopThreadAndNeverInline) {
   absl::Notification done;
   std::atomic<bool> inner_ran_inline{true};
+  // Outlives both tasks: the inner one runs after the outer one has returned.
+  std::atomic<bool> inner_ran{false};
   reactor_->Post([&] {
     EXPECT_TRUE(reactor_->IsInLoopThread());
-    bool inner_ran = false;
     reactor_->Post([&] {
       inner_ran = true;
       done.Notify();
     });
-    inner_ran_inline = inner_ran;  // must still be false here
+    inner_ran_inline = inner_ran.load();  // must still be false here
   });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_FALSE(inner_ran_inline.load());
