@@ -3,6 +3,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+
 namespace troupe {
 
 void Fd::Reset(int fd) {
@@ -12,6 +16,27 @@ void Fd::Reset(int fd) {
     ::close(fd_);
   }
   fd_ = fd;
+}
+
+absl::Status RaiseOpenFileLimit(uint64_t wanted) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::ErrnoToStatus(errno, "getrlimit RLIMIT_NOFILE");
+  }
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= wanted) {
+    return absl::OkStatus();
+  }
+  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "need ", wanted, " open files but the hard limit (ulimit -Hn) is ",
+        limit.rlim_max));
+  }
+  limit.rlim_cur = wanted;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::ErrnoToStatus(
+        errno, absl::StrCat("setrlimit RLIMIT_NOFILE to ", wanted));
+  }
+  return absl::OkStatus();
 }
 
 uint64_t RaiseOpenFileLimitToHard() {

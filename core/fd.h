@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+
+#include "absl/status/status.h"
 #include <utility>
 
 namespace troupe {
@@ -38,6 +40,9 @@ class Fd {
   int fd_ = -1;
 };
 
+// Raises this process's soft RLIMIT_NOFILE to at least `wanted`; an error
+// names both numbers when the hard limit is lower.
+absl::Status RaiseOpenFileLimit(uint64_t wanted);
 // Raises this process's soft RLIMIT_NOFILE to its hard limit (a server with
 // thousands of connections needs it; the soft default is often 1024).
 // Returns the soft limit in force afterwards.

@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1481,27 +1480,6 @@ std::string FormatProgressLine(const LoadProgress& p) {
   absl::StrAppendFormat(&out, "  errors %d  conns %d", p.errors,
                         p.connections_established);
   return out;
-}
-
-absl::Status RaiseOpenFileLimit(uint64_t wanted) {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::ErrnoToStatus(errno, "getrlimit RLIMIT_NOFILE");
-  }
-  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= wanted) {
-    return absl::OkStatus();
-  }
-  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "need ", wanted, " open files but the hard limit (ulimit -Hn) is ",
-        limit.rlim_max));
-  }
-  limit.rlim_cur = wanted;
-  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::ErrnoToStatus(
-        errno, absl::StrCat("setrlimit RLIMIT_NOFILE to ", wanted));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace troupe

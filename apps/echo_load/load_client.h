@@ -207,6 +207,6 @@ std::string FormatProgressLine(const LoadProgress& progress);
 
 // Raises the soft RLIMIT_NOFILE to at least `wanted` descriptors (up to the
 // hard limit); fails naming both numbers when the hard limit is too low.
-absl::Status RaiseOpenFileLimit(uint64_t wanted);
+
 
 }  // namespace troupe

@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "apps/cli.h"
 #include "apps/echo_load/load_client.h"
+#include "core/fd.h"
 #include "core/address.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
