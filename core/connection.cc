@@ -152,6 +152,7 @@ void Connection::Send(std::string_view bytes) {
     } while (n < 0 && errno == EINTR);
     if (n >= 0) {
       reactor_.CountBytesOut(static_cast<size_t>(n));
+      last_active_ = reactor_.now();
       bytes.remove_prefix(static_cast<size_t>(n));
       if (bytes.empty()) return;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -197,6 +198,7 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
     write_blocked_ = true;
   }
   reactor_.CountBytesOut(static_cast<size_t>(n));
+  if (n > 0) last_active_ = reactor_.now();
   if (static_cast<size_t>(n) == total) return;
   // Queue what the kernel did not take, piece by piece.
   size_t skip = static_cast<size_t>(n);

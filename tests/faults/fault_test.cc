@@ -138,6 +138,35 @@ TEST(FaultTest, IdleConnectionClosedActiveOneKept) {
   EXPECT_EQ(ClosedFor(*server, CloseReason::kIdleTimeout), 1u);
 }
 
+// Writes a tick every 100 ms and never hears back: traffic is traffic, so
+// the idle timeout must not fire.
+class TickerActor final : public Actor {
+ public:
+  void OnOpen(Context& ctx) override { Tick(ctx); }
+  void OnMessage(Context&, Bytes) override {}
+
+ private:
+  static void Tick(Context& ctx) {
+    ctx.Write("tick\n");
+    ctx.After(absl::Milliseconds(100), [](Context& c) { Tick(c); });
+  }
+};
+
+TEST(FaultTest, IdleTimeoutCountsOutgoingTraffic) {
+  ServerOptions options;
+  options.idle_timeout = absl::Seconds(1);
+  options.address = *Address::Parse("127.0.0.1:0");
+  options.workers = 1;
+  auto server = Server::Create(options, ActorFactory([] { return std::make_unique<TickerActor>(); }));
+  ASSERT_TRUE(server.ok());
+  (*server)->Start();
+  LineClient listener((*server)->address());
+  for (int i = 0; i < 30; ++i) {  // 3 s of ticks, three times the timeout
+    ASSERT_EQ(listener.ReadLine(), "tick") << "closed after " << i << " ticks";
+  }
+  EXPECT_EQ(ClosedFor(**server, CloseReason::kIdleTimeout), 0u);
+}
+
 TEST(FaultTest, MaxConnectionsRejectsTheRestAndRecovers) {
   ServerOptions options;
   options.max_connections = 5;
