@@ -3,6 +3,7 @@
 
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
+MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
@@ -23,6 +24,69 @@ build: configure
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
+# --- Sanitizers and fuzzing (docs/testing.md) --------------------------------
+.PHONY: test-asan test-tsan fuzz
+SANITIZE_BUILD_TYPE ?= RelWithDebInfo
+SANITIZE_CMAKE = cmake -S . -DCMAKE_BUILD_TYPE=$(SANITIZE_BUILD_TYPE) -DTROUPE_BUILD_BENCH=OFF
+# ThreadSanitizer needs its fixed shadow-memory layout; on kernels with more
+# mmap randomisation (vm.mmap_rnd_bits > 28) it dies with "unexpected memory
+# mapping". Running with ASLR off (setarch -R, inherited by every child) avoids
+# that; where personality() is not allowed, run as is.
+NO_ASLR = $(shell setarch $$(uname -m) -R true 2>/dev/null && echo setarch $$(uname -m) -R)
+
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/).
+test-asan: deps
+	@$(SANITIZE_CMAKE) -B build-asan -DTROUPE_SANITIZE=address,undefined >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_stack_use_after_return=1:strict_init_order=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# The suite under ThreadSanitizer (build-tsan/). The only suppressions are
+# moodycamel's known false positives (tests/tsan.supp).
+test-tsan: deps
+	@$(SANITIZE_CMAKE) -B build-tsan -DTROUPE_SANITIZE=thread >/dev/null
+	@$(NO_ASLR) cmake --build build-tsan -j $(JOBS)
+	@cd build-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp second_deadlock_stack=1" \
+	  $(NO_ASLR) ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# Each libFuzzer target (tests/fuzz) for FUZZ_SECONDS, with clang, ASan and
+# UBSan (build-fuzz/). New inputs go to build-fuzz/corpus/<target>; copy the
+# ones worth keeping into tests/fuzz/corpus/<target>. Crashes land in
+# build-fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = codec buffer
+fuzz:
+	@scripts/install-deps clang libclang-rt-14-dev
+	@$(SANITIZE_CMAKE) -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DTROUPE_BUILD_TESTS=OFF \
+	  -DTROUPE_BUILD_FUZZERS=ON -DTROUPE_SANITIZE=address,undefined >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS:%=%_fuzzer)
+	@mkdir -p build-fuzz/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  build-fuzz/fuzz/$${t}_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/$$t- \
+	    build-fuzz/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+# --- Benchmarks (docs/benchmarks.md) -----------------------------------------
+.PHONY: bench bench-micro bench-deps
+# Bench builds need the benchmark targets even where a build dir turned them off.
+bench bench-micro: CMAKE_FLAGS += -DTROUPE_BUILD_BENCH=ON
+# The asio peer needs Boost.Asio's headers; only the benchmark wants them.
+bench-deps:
+	@scripts/install-deps libboost-dev python3
+
+# troupe against raw-epoll, asio and two Python servers, every workload (about
+# 6-9 minutes): tables, bench/results/<date>.json and .svg. Options, e.g.:
+# make bench BENCH_ARGS="--quick" or BENCH_ARGS="--workloads pingpong --duration 3s"
+bench: bench-deps build
+	@scripts/bench --build-dir $(BUILD_DIR) $(BENCH_ARGS)
+
+# The Google Benchmark micro-benchmarks (ns/op); BENCH_ARGS go to the binary.
+bench-micro: build
+	@$(BUILD_DIR)/bin/troupe-micro-bench $(BENCH_ARGS)
+
 # Server plus load client on loopback, then the load report.
 demo: build
 	@scripts/demo $(BUILD_DIR)/bin
@@ -33,3 +97,9 @@ run: build
 
 clean:
 	@rm -rf $(BUILD_DIR)
+
+# Connection churn plus steady echo for DURATION (default 10m); not in `make test`.
+.PHONY: soak
+DURATION ?= 10m
+soak: build
+	@DURATION=$(DURATION) scripts/soak $(BUILD_DIR)/bin

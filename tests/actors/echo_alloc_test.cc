@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <ostream>
 #include <string>
 #include <thread>
 
@@ -87,6 +88,9 @@ struct Case {
   CodecKind codec;
   std::string request;  // one write: a whole number of messages
 };
+
+// ctest lists each case by name, not as a byte dump.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 std::string Frame(const std::string& payload) {
   const uint32_t n = static_cast<uint32_t>(payload.size());
