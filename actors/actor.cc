@@ -57,13 +57,17 @@ class ActorHost final : public ConnectionHandler {
   }
 
   void OnMail(Connection& conn, Mail mail) override {
-    mailbox_.push_back(std::move(mail));
+    // Created on first mail: an empty std::deque already allocates ~600
+    // bytes, which most connections (echo) would carry for nothing.
+    if (mailbox_ == nullptr) mailbox_ = std::make_unique<std::deque<Mail>>();
+    std::deque<Mail>& mailbox = *mailbox_;
+    mailbox.push_back(std::move(mail));
     // Take mail in arrival order. Mail an actor sends (even to itself)
     // goes through a reactor inbox, never straight back here, so this loop
     // does not recurse.
-    while (!mailbox_.empty() && !conn.closed()) {
-      Mail next = std::move(mailbox_.front());
-      mailbox_.pop_front();
+    while (!mailbox.empty() && !conn.closed()) {
+      Mail next = std::move(mailbox.front());
+      mailbox.pop_front();
       if (auto* continuation = next.As<internal::Continuation>()) {
         Dispatch(conn, [&](Context& ctx) { std::move(continuation->run)(ctx); });
       } else {
@@ -77,7 +81,7 @@ class ActorHost final : public ConnectionHandler {
   }
 
   void OnClose(Connection& conn, CloseReason reason) override {
-    mailbox_.clear();
+    mailbox_.reset();
     LeaveAllGroups(conn);
     Context ctx(conn, *shared_);
     try {
@@ -121,7 +125,7 @@ class ActorHost final : public ConnectionHandler {
 
   std::unique_ptr<Actor> actor_;
   std::shared_ptr<const internal::ActorShared> shared_;
-  std::deque<Mail> mailbox_;         // mail not yet handed to OnMail
+  std::unique_ptr<std::deque<Mail>> mailbox_;  // mail not yet handed to OnMail
   std::vector<std::string> groups_;  // joined groups, left on close
 };
 

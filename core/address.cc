@@ -74,6 +74,11 @@ absl::StatusOr<Address> Address::FromHostPort(std::string_view host,
           "bad address: cannot resolve host '", AsAbsl(host), "': ",
           rc != 0 ? ::gai_strerror(rc) : "no result"));
     }
+    if (result->ai_addrlen > sizeof(address.storage_)) {
+      ::freeaddrinfo(result);
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad address: host '", AsAbsl(host), "' is not IPv4 or IPv6"));
+    }
     std::memcpy(&address.storage_, result->ai_addr, result->ai_addrlen);
     address.length_ = result->ai_addrlen;
     ::freeaddrinfo(result);

@@ -257,6 +257,7 @@ void Reactor::ScheduleReadInLoop(Connection& conn) {
 }
 
 void Reactor::DrainHandoffsInLoop() {
+  if (handoffs_.size_approx() == 0) return;  // the common case: skip the batch array
   Handoff batch[kBulk];
   size_t count;
   while ((count = handoffs_.try_dequeue_bulk(batch, kBulk)) > 0) {
@@ -299,6 +300,7 @@ void Reactor::AdoptInLoop(Handoff handoff) {
 }
 
 void Reactor::DrainInboxInLoop() {
+  if (inbox_.size_approx() == 0) return;  // the common case: skip the batch array
   InboxItem batch[kBulk];
   size_t handled = 0;
   size_t count;
