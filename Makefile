@@ -28,18 +28,19 @@ test: build
 .PHONY: test-asan test-tsan fuzz
 SANITIZE_BUILD_TYPE ?= RelWithDebInfo
 SANITIZE_CMAKE = cmake -S . -DCMAKE_BUILD_TYPE=$(SANITIZE_BUILD_TYPE) -DTROUPE_BUILD_BENCH=OFF
-# ThreadSanitizer needs its fixed shadow-memory layout; on kernels with more
-# mmap randomisation (vm.mmap_rnd_bits > 28) it dies with "unexpected memory
-# mapping". Running with ASLR off (setarch -R, inherited by every child) avoids
-# that; where personality() is not allowed, run as is.
+# The sanitizers need their fixed shadow-memory layout; on kernels with more
+# mmap randomisation (vm.mmap_rnd_bits > 28) this toolchain's TSan dies with
+# "unexpected memory mapping" (and ASan can loop on DEADLYSIGNAL). Running with
+# ASLR off (setarch -R, inherited by every child, and by the test discovery
+# the build runs) avoids that; where personality() is not allowed, run as is.
 NO_ASLR = $(shell setarch $$(uname -m) -R true 2>/dev/null && echo setarch $$(uname -m) -R)
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/).
 test-asan: deps
 	@$(SANITIZE_CMAKE) -B build-asan -DTROUPE_SANITIZE=address,undefined >/dev/null
-	@cmake --build build-asan -j $(JOBS)
+	@$(NO_ASLR) cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_stack_use_after_return=1:strict_init_order=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 600
+	  UBSAN_OPTIONS=print_stacktrace=1 $(NO_ASLR) ctest --output-on-failure -j $(JOBS) --timeout 600
 
 # The suite under ThreadSanitizer (build-tsan/). The only suppressions are
 # moodycamel's known false positives (tests/tsan.supp).

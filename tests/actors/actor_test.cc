@@ -12,12 +12,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "actors/builtin.h"
 #include "core/server.h"
 #include "gtest/gtest.h"
 #include "tests/support/line_client.h"
+#include "tests/support/sync.h"
 #include "tests/support/wait.h"
 
 namespace troupe {
@@ -43,10 +42,10 @@ size_t Closed(const Server& server, CloseReason reason) {
 
 // The actors of a test announce their refs here (test-side bookkeeping).
 struct RefBoard {
-  absl::Mutex mu;
+  testing::Mutex mu;
   std::vector<ActorRef> refs ABSL_GUARDED_BY(mu);
   size_t size() {
-    absl::MutexLock lock(&mu);
+    testing::MutexLock lock(&mu);
     return refs.size();
   }
 };
@@ -61,7 +60,7 @@ class MailboxActor final : public Actor {
  public:
   explicit MailboxActor(RefBoard& board) : board_(board) {}
   void OnOpen(Context& ctx) override {
-    absl::MutexLock lock(&board_.mu);
+    testing::MutexLock lock(&board_.mu);
     board_.refs.push_back(ctx.Self());
   }
   void OnMessage(Context&, Bytes) override {}
@@ -92,7 +91,7 @@ TEST(ActorTest, MailFromManyThreadsArrivesOnceInPerSenderOrder) {
   ASSERT_TRUE(WaitFor([&] { return board.size() == kActors; }));
   std::vector<ActorRef> refs;
   {
-    absl::MutexLock lock(&board.mu);
+    testing::MutexLock lock(&board.mu);
     refs = board.refs;
   }
   std::set<uint32_t> reactors_used;
@@ -176,8 +175,8 @@ TEST(ActorTest, ChatAcrossFourReactorsReachesEveryOtherClientOnce) {
 TEST(ActorTest, OffloadKeepsReactorResponsive) {
   // The first line's work blocks until the test releases it; later lines'
   // work is instant. One reactor, so both connections share it.
-  absl::Notification first_started;
-  absl::Notification release_first;
+  testing::Notification first_started;
+  testing::Notification release_first;
   std::atomic<int> calls{0};
   OffloadPool pool(2);
   ActorOptions options;

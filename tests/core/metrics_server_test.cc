@@ -10,10 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/match.h"
-#include "absl/synchronization/notification.h"
 #include "actors/builtin.h"
 #include "gtest/gtest.h"
 #include "tests/support/line_client.h"
+#include "tests/support/sync.h"
 #include "tests/support/wait.h"
 
 namespace troupe {
@@ -145,7 +145,7 @@ TEST(MetricsServerTest, HealthzFlipsTo503WhileDraining) {
   LineClient holdout(f.server->address());
   ASSERT_TRUE(holdout.Send("x\n"));
   ASSERT_EQ(holdout.ReadLine(), "x");
-  absl::Notification stopped;
+  testing::Notification stopped;
   std::thread stopper([&] {
     f.server->Stop();
     stopped.Notify();

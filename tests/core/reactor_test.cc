@@ -9,10 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/blocking_counter.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "tests/support/sync.h"
 #include "tests/support/wait.h"
 
 namespace troupe {
@@ -23,7 +21,7 @@ using testing::WaitFor;
 // Records what happens to its connection; read from the test thread under
 // `mu` (the test's own lock, not on any reactor path under test).
 struct Journal {
-  absl::Mutex mu;
+  testing::Mutex mu;
   std::vector<ConnectionId> opened ABSL_GUARDED_BY(mu);
   std::vector<std::pair<ConnectionId, int>> mail ABSL_GUARDED_BY(mu);
   std::vector<CloseReason> closed ABSL_GUARDED_BY(mu);
@@ -33,7 +31,7 @@ class RecordingHandler final : public ConnectionHandler {
  public:
   explicit RecordingHandler(Journal& journal) : journal_(journal) {}
   void OnOpen(Connection& conn) override {
-    absl::MutexLock lock(&journal_.mu);
+    testing::MutexLock lock(&journal_.mu);
     journal_.opened.push_back(conn.id());
   }
   size_t OnData(Connection& conn, std::string_view data) override {
@@ -41,11 +39,11 @@ class RecordingHandler final : public ConnectionHandler {
     return data.size();
   }
   void OnMail(Connection& conn, Mail mail) override {
-    absl::MutexLock lock(&journal_.mu);
+    testing::MutexLock lock(&journal_.mu);
     journal_.mail.emplace_back(conn.id(), *mail.As<int>());
   }
   void OnClose(Connection&, CloseReason reason) override {
-    absl::MutexLock lock(&journal_.mu);
+    testing::MutexLock lock(&journal_.mu);
     journal_.closed.push_back(reason);
   }
 
@@ -72,14 +70,14 @@ class ReactorTest : public ::testing::Test {
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     size_t before;
     {
-      absl::MutexLock lock(&journal_.mu);
+      testing::MutexLock lock(&journal_.mu);
       before = journal_.opened.size();
     }
     moodycamel::ProducerToken token = reactor_->MakeHandoffToken();
     reactor_->Adopt(token, Handoff{sv[0], Address()});
     ConnectionId id;
     EXPECT_TRUE(WaitFor([&] {
-      absl::MutexLock lock(&journal_.mu);
+      testing::MutexLock lock(&journal_.mu);
       if (journal_.opened.size() == before) return false;
       id = journal_.opened.back();
       return true;
@@ -88,7 +86,7 @@ class ReactorTest : public ::testing::Test {
   }
 
   size_t ClosedCount() {
-    absl::MutexLock lock(&journal_.mu);
+    testing::MutexLock lock(&journal_.mu);
     return journal_.closed.size();
   }
 
@@ -98,7 +96,7 @@ class ReactorTest : public ::testing::Test {
 };
 
 TEST_F(ReactorTest, PostRunsOnLoopThreadAndNeverInline) {
-  absl::Notification done;
+  testing::Notification done;
   std::atomic<bool> inner_ran_inline{true};
   // Outlives both tasks: the inner one runs after the outer one has returned.
   std::atomic<bool> inner_ran{false};
@@ -116,7 +114,7 @@ TEST_F(ReactorTest, PostRunsOnLoopThreadAndNeverInline) {
 }
 
 TEST_F(ReactorTest, RunAfterFiresOnLoopThread) {
-  absl::Notification fired;
+  testing::Notification fired;
   reactor_->Post([&] {
     reactor_->RunAfter(absl::Milliseconds(5), [&] {
       EXPECT_TRUE(reactor_->IsInLoopThread());
@@ -140,10 +138,10 @@ TEST_F(ReactorTest, MailKeepsPerSenderOrderAcrossThreads) {
   }
   for (auto& t : senders) t.join();
   ASSERT_TRUE(WaitFor([&] {
-    absl::MutexLock lock(&journal_.mu);
+    testing::MutexLock lock(&journal_.mu);
     return journal_.mail.size() == kSenders * kPerSender;
   }));
-  absl::MutexLock lock(&journal_.mu);
+  testing::MutexLock lock(&journal_.mu);
   std::vector<int> last(kSenders, -1);
   for (const auto& [to, value] : journal_.mail) {
     EXPECT_EQ(to, id);
@@ -160,7 +158,7 @@ TEST_F(ReactorTest, MailToClosedConnectionIsDroppedAndCounted) {
   ASSERT_TRUE(WaitFor([&] { return ClosedCount() == 1; }));
   reactor_->SendMail(id, Mail::Of(1));
   ASSERT_TRUE(WaitFor([&] { return reactor_->Stats().mail_dropped == 1; }));
-  absl::MutexLock lock(&journal_.mu);
+  testing::MutexLock lock(&journal_.mu);
   EXPECT_TRUE(journal_.mail.empty());
 }
 
@@ -174,11 +172,11 @@ TEST_F(ReactorTest, StaleIdNeverReachesConnectionThatReusedTheSlot) {
   reactor_->SendMail(old_id, Mail::Of(13));
   reactor_->SendMail(new_id, Mail::Of(42));
   ASSERT_TRUE(WaitFor([&] {
-    absl::MutexLock lock(&journal_.mu);
+    testing::MutexLock lock(&journal_.mu);
     return journal_.mail.size() == 1;
   }));
   EXPECT_TRUE(WaitFor([&] { return reactor_->Stats().mail_dropped == 1; }));
-  absl::MutexLock lock(&journal_.mu);
+  testing::MutexLock lock(&journal_.mu);
   EXPECT_EQ(journal_.mail[0].first, new_id);
   EXPECT_EQ(journal_.mail[0].second, 42);
   EXPECT_EQ(journal_.closed[0], CloseReason::kLocalClose);

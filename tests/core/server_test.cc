@@ -14,11 +14,11 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "actors/builtin.h"
 #include "core/socket.h"
 #include "gtest/gtest.h"
+#include "tests/support/sync.h"
 #include "tests/support/wait.h"
 
 namespace troupe {
@@ -289,7 +289,7 @@ TEST(ServerTest, StopFlushesReadBytesThenCloses) {
   }
   // Every connection has been read (bytes echoed), then the server drains.
   ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().bytes_out >= 8 * 7; }));
-  absl::Notification stopped;
+  testing::Notification stopped;
   std::thread stopper([&] {
     server->Stop();
     stopped.Notify();

@@ -6,7 +6,8 @@
 //   byte 1   the limit: max_line = b1 % 64, or max_frame = b1
 //   byte 2   stop after this many messages (0 = never), as a closing
 //            connection's callback would
-//   byte 3   where to split the stream for the incremental check
+//   byte 3   where to split the stream for the incremental check, as a
+//            fraction (b3 / 255) of its length
 //   4..      the byte stream
 //
 // Checked against a plain reference parser written from the rules in
@@ -145,7 +146,6 @@ void CheckInvariants(const CodecOptions& o, const Codec& codec, std::string_view
 // unconsumed tail, append the second, parse again.
 void CheckIncremental(const Codec& codec, std::string_view data, size_t split,
                       const Result& whole) {
-  split = data.empty() ? 0 : split % (data.size() + 1);
   Result first = RunCodec(codec, data.substr(0, split), 0);
   Result pieces;
   if (!first.ok) {
@@ -183,8 +183,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   o.max_line = bytes[1] % 64;
   o.max_frame = bytes[1];
   const size_t stop_after = bytes[2];
-  const size_t split = bytes[3];
   const std::string_view data(reinterpret_cast<const char*>(bytes) + 4, size - 4);
+  const size_t split = data.size() * bytes[3] / 255;
   const Codec codec(o);
 
   const Result got = RunCodec(codec, data, stop_after);

@@ -83,8 +83,12 @@ class LineClient {
  private:
   bool Fill(absl::Time deadline) {
     if (eof_) return false;
-    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-    if (ms <= 0) return false;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    // poll() takes whole milliseconds: round up, or a wait shorter than 1 ms
+    // (WaitForEof(absl::Milliseconds(1)) once any time has passed) would
+    // never poll nor read at all.
+    const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)));
     pollfd p{fd_.get(), POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(ms)) != 1) return false;
     char chunk[4096];
