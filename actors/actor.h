@@ -164,9 +164,11 @@ struct ActorShared {
 template <typename Work, typename Done>
 void Context::Offload(Work work, Done on_done) {
   using Result = std::invoke_result_t<Work&>;
-  Reactor* home = &conn_.reactor();
+  // A weak handle: the server (and this reactor) may be gone by the time
+  // the work finishes; then the result is dropped.
+  std::weak_ptr<Inbox> home = conn_.reactor().inbox();
   const ActorRef self = Self();
-  SubmitOffload([work = std::move(work), on_done = std::move(on_done), home,
+  SubmitOffload([work = std::move(work), on_done = std::move(on_done), home = std::move(home),
                  self]() mutable {
     internal::Continuation next;
     try {
@@ -186,7 +188,9 @@ void Context::Offload(Work work, Done on_done) {
         ctx.connection().Close(CloseReason::kHandlerError);
       };
     }
-    home->SendMail(self, Mail::Of(std::move(next)));
+    if (std::shared_ptr<Inbox> inbox = home.lock()) {
+      inbox->SendMail(self, Mail::Of(std::move(next)));
+    }
   });
 }
 

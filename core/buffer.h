@@ -22,14 +22,26 @@
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <utility>
 
 namespace troupe {
 
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(Buffer&&) noexcept = default;
-  Buffer& operator=(Buffer&&) noexcept = default;
+  // A moved-from Buffer is empty and usable (no storage, no capacity).
+  Buffer(Buffer&& other) noexcept
+      : storage_(std::move(other.storage_)),
+        capacity_(std::exchange(other.capacity_, 0)),
+        read_index_(std::exchange(other.read_index_, 0)),
+        write_index_(std::exchange(other.write_index_, 0)) {}
+  Buffer& operator=(Buffer&& other) noexcept {
+    storage_ = std::move(other.storage_);
+    capacity_ = std::exchange(other.capacity_, 0);
+    read_index_ = std::exchange(other.read_index_, 0);
+    write_index_ = std::exchange(other.write_index_, 0);
+    return *this;
+  }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
 

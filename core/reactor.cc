@@ -39,24 +39,24 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
   TROUPE_CHECK(factory != nullptr, "Reactor needs a handler factory");
   Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1");
-  absl::StatusOr<Waker> waker = Waker::Create();
-  if (!waker.ok()) return waker.status();
+  absl::StatusOr<std::shared_ptr<Inbox>> inbox = Inbox::Create();
+  if (!inbox.ok()) return inbox.status();
   epoll_event event{};
   event.events = EPOLLIN;  // level-triggered: Drain() resets it
   event.data.u64 = kWakerToken;
-  if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, waker->fd(), &event) != 0) {
+  if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, (*inbox)->waker().fd(), &event) != 0) {
     return absl::ErrnoToStatus(errno, "epoll_ctl add eventfd");
   }
   return std::unique_ptr<Reactor>(new Reactor(
-      options, std::move(factory), std::move(epoll), std::move(*waker)));
+      options, std::move(factory), std::move(epoll), std::move(*inbox)));
 }
 
 Reactor::Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll,
-                 Waker waker)
+                 std::shared_ptr<Inbox> inbox)
     : options_(options),
       factory_(std::move(factory)),
       epoll_(std::move(epoll)),
-      waker_(std::move(waker)),
+      inbox_(std::move(inbox)),
       scratch_(new char[kScratchBytes]) {
   if (options_.idle_timeout > absl::ZeroDuration()) {
     // An eighth of the timeout per tick (1 ms..1 s): connections close at
@@ -129,20 +129,11 @@ void Reactor::Drain(absl::Time deadline) {
   Post([this, deadline] { BeginDrainInLoop(deadline); });
 }
 
-void Reactor::Post(Task task) {
-  EnqueueInbox(InboxItem{ConnectionId{}, Mail(), std::move(task)});
-}
+void Reactor::Post(Task task) { inbox_->Post(std::move(task)); }
 
 void Reactor::SendMail(ConnectionId to, Mail mail) {
   TROUPE_CHECK(to.valid(), "SendMail to an invalid ConnectionId");
-  EnqueueInbox(InboxItem{to, std::move(mail), nullptr});
-}
-
-void Reactor::EnqueueInbox(InboxItem item) {
-  // The implicit producer keeps FIFO order per sending thread, which is the
-  // per-sender order SendMail promises.
-  TROUPE_CHECK(inbox_.enqueue(std::move(item)), "inbox allocation failed");
-  waker_.Notify();
+  inbox_->SendMail(to, std::move(mail));
 }
 
 void Reactor::Adopt(moodycamel::ProducerToken& token, Handoff handoff) {
@@ -151,11 +142,11 @@ void Reactor::Adopt(moodycamel::ProducerToken& token, Handoff handoff) {
     ::close(fd);  // out of memory: shed this one connection, not the server
     return;
   }
-  waker_.Notify();
+  inbox_->waker().Notify();
 }
 
 bool Reactor::HasQueuedWork() const {
-  return handoffs_.size_approx() > 0 || inbox_.size_approx() > 0;
+  return handoffs_.size_approx() > 0 || inbox_->size_approx() > 0;
 }
 
 void Reactor::Run() {
@@ -166,10 +157,10 @@ void Reactor::Run() {
     int timeout_ms = ComputeTimeoutMs();
     const bool may_sleep =
         timeout_ms != 0 &&
-        waker_.PrepareToSleep([this] { return HasQueuedWork(); });
+        inbox_->waker().PrepareToSleep([this] { return HasQueuedWork(); });
     if (!may_sleep) timeout_ms = 0;
     const int count = ::epoll_wait(epoll_.get(), events, kMaxEvents, timeout_ms);
-    if (may_sleep) waker_.Awake();
+    if (may_sleep) inbox_->waker().Awake();
     TROUPE_CHECK(count >= 0 || errno == EINTR, "epoll_wait failed");
     now_ = Clock::now();
     Bump(loop_turns_);
@@ -177,7 +168,7 @@ void Reactor::Run() {
       for (int i = 0; i < count; ++i) {
         const uint64_t token = events[i].data.u64;
         if (token == kWakerToken) {
-          waker_.Drain();
+          inbox_->waker().Drain();
           continue;
         }
         if (token == kListenerToken) {
@@ -300,15 +291,15 @@ void Reactor::AdoptInLoop(Handoff handoff) {
 }
 
 void Reactor::DrainInboxInLoop() {
-  if (inbox_.size_approx() == 0) return;  // the common case: skip the batch array
-  InboxItem batch[kBulk];
+  if (inbox_->size_approx() == 0) return;  // the common case: skip the batch array
+  Inbox::Item batch[kBulk];
   size_t handled = 0;
   size_t count;
   while (handled < kMaxInboxPerTurn &&
-         (count = inbox_.try_dequeue_bulk(batch, kBulk)) > 0) {
+         (count = inbox_->queue().try_dequeue_bulk(batch, kBulk)) > 0) {
     handled += count;
     for (size_t i = 0; i < count; ++i) {
-      InboxItem& item = batch[i];
+      Inbox::Item& item = batch[i];
       if (!item.to.valid()) {
         std::move(item.task)();
         item.task = nullptr;
@@ -444,7 +435,7 @@ ReactorStats Reactor::Stats() const {
   s.mail_dropped = mail_dropped_.load(std::memory_order_relaxed);
   s.tasks_run = tasks_run_.load(std::memory_order_relaxed);
   s.loop_turns = loop_turns_.load(std::memory_order_relaxed);
-  s.wake_writes = waker_.wake_writes();
+  s.wake_writes = inbox_->waker().wake_writes();
   s.queue_depth = QueueDepth();
   if (admission_ != nullptr) {  // set before Run() and never replaced while running
     s.refused = admission_->counters().refused.load(std::memory_order_relaxed);

@@ -50,6 +50,7 @@
 #include "core/address.h"
 #include "core/connection.h"
 #include "core/fd.h"
+#include "core/inbox.h"
 #include "core/mail.h"
 #include "core/timer_wheel.h"
 #include "core/waker.h"
@@ -133,6 +134,9 @@ class Reactor {
   // Any thread. Queues mail for connection `to`; if `to` is gone when the
   // mail arrives it is dropped and counted. Per-sender order is kept.
   void SendMail(ConnectionId to, Mail mail);
+  // Any thread. For producers that may outlive this reactor (offload
+  // workers): lock() it for each send; a failed lock means the reactor is gone.
+  std::weak_ptr<Inbox> inbox() const { return inbox_; }
 
   // Reuse-port mode: this reactor accepts from its own SO_REUSEPORT listener
   // instead of taking handoffs. Call before Run(). `admission` wraps
@@ -180,7 +184,7 @@ class Reactor {
   uint64_t ClosedCount() const { return closed_.load(std::memory_order_relaxed); }
   // Any thread. Handoffs and inbox items not yet drained (approximate).
   size_t QueueDepth() const {
-    return handoffs_.size_approx() + inbox_.size_approx();
+    return handoffs_.size_approx() + inbox_->size_approx();
   }
 
   bool IsInLoopThread() const {
@@ -193,11 +197,6 @@ class Reactor {
   friend class Connection;
   using Clock = std::chrono::steady_clock;
 
-  struct InboxItem {
-    ConnectionId to;  // valid(): mail for `to`; otherwise `task`
-    Mail mail;
-    Task task;
-  };
   struct Slot {
     std::unique_ptr<Connection> connection;
     uint32_t generation = 1;
@@ -216,9 +215,8 @@ class Reactor {
   };
 
   Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll,
-          Waker waker);
+          std::shared_ptr<Inbox> inbox);
 
-  void EnqueueInbox(InboxItem item);
   bool HasQueuedWork() const;
   int ComputeTimeoutMs();
   void HandleEventsInLoop(int count);
@@ -258,13 +256,14 @@ class Reactor {
   const ReactorOptions options_;
   const HandlerFactory factory_;
   Fd epoll_;
-  Waker waker_;
+  // The cross-thread door (tasks, mail, and the Waker the handoffs use too);
+  // shared so late producers can hold a weak_ptr (see core/inbox.h).
+  std::shared_ptr<Inbox> inbox_;
   std::atomic<std::thread::id> loop_thread_{};
 
-  // Cross-thread queues: the acceptor's handoffs (single producer, with a
-  // token) and the inbox of tasks and mail (any producer).
+  // The acceptor's handoffs (single producer, with a token); tasks and mail
+  // come through inbox_.
   moodycamel::ConcurrentQueue<Handoff> handoffs_;
-  moodycamel::ConcurrentQueue<InboxItem> inbox_;
 
   std::vector<Reactor*> peers_;  // fixed before Run(); read-only after
   Fd listen_fd_;                          // reuse-port mode only

@@ -150,6 +150,10 @@ int main(int argc, char* argv[]) {
   if (!level.ok()) Usage(argv[0], troupe::AsStd(level.status().message()));
   troupe::SetLogLevel(*level);
 
+  // Block the stop signals before any thread starts (threads inherit the
+  // mask): otherwise SIGTERM may land on, say, an offload worker and kill the
+  // process instead of reaching the sigwait below.
+  troupe::BlockStopSignals();
   troupe::OffloadPool offload(absl::GetFlag(FLAGS_mode) == "work"
                                   ? absl::GetFlag(FLAGS_offload_threads)
                                   : 1);
@@ -180,8 +184,6 @@ int main(int argc, char* argv[]) {
     }
   }
 
-  // Block the stop signals in every thread; main waits for them below.
-  troupe::BlockStopSignals();
   troupe::RaiseOpenFileLimitToHard();
 
   troupe::ServerOptions options;

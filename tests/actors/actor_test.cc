@@ -217,6 +217,49 @@ TEST(OffloadPoolTest, DestructionRunsQueuedJobsAndJoinsEveryWorker) {
   }
 }
 
+// Offloaded work that finishes after its server is destroyed must not touch
+// the freed reactor: its result is dropped. (Under make test-asan the old
+// code, which kept a raw Reactor*, failed here with heap-use-after-free.)
+TEST(ActorTest, OffloadResultAfterTheServerIsGoneIsDropped) {
+  OffloadPool pool(1);  // outlives the server, like OffloadPool::Default()
+  ::troupe::testing::Notification started;
+  ::troupe::testing::Notification release;
+  class LateActor final : public Actor {
+   public:
+    LateActor(::troupe::testing::Notification& started, ::troupe::testing::Notification& release)
+        : started_(started), release_(release) {}
+    void OnMessage(Context& ctx, Bytes) override {
+      ctx.Offload(
+          [this] {
+            started_.Notify();
+            release_.WaitForNotification();
+            return 1;
+          },
+          [](Context& c, int) { c.WriteFrame("late"); });
+    }
+
+   private:
+    ::troupe::testing::Notification& started_;
+    ::troupe::testing::Notification& release_;
+  };
+  {
+    ActorOptions options;
+    options.codec.kind = CodecKind::kLines;
+    options.offload = &pool;
+    auto server = Start(1, ActorFactory(
+                               [&] { return std::make_unique<LateActor>(started, release); },
+                               options));
+    ASSERT_NE(server, nullptr);
+    LineClient client(server->address());
+    ASSERT_TRUE(client.Send("go\n"));
+    ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(20)));
+    client.Close();
+    server->StopNow();
+  }  // the server and its reactors are destroyed while the work still runs
+  release.Notify();
+  // ~OffloadPool joins the worker after it has tried to deliver the result.
+}
+
 TEST(ActorTest, WorkModeHalfCloseGetsEveryReplyThenClose) {
   OffloadPool pool(2);
   BuiltinOptions options;

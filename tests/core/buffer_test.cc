@@ -79,6 +79,22 @@ TEST(BufferTest, ReleaseFreesMemory) {
   EXPECT_EQ(b.view(), "again");
 }
 
+TEST(BufferTest, MovedFromBufferIsEmptyAndUsable) {
+  Buffer a;
+  a.Append("payload");
+  Buffer b(std::move(a));
+  EXPECT_EQ(b.view(), "payload");
+  EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move): the contract under test
+  EXPECT_EQ(a.capacity(), 0u);
+  a.Append("again");
+  EXPECT_EQ(a.view(), "again");
+  Buffer c;
+  c = std::move(b);
+  EXPECT_EQ(c.view(), "payload");
+  b.Append("fine");
+  EXPECT_EQ(b.view(), "fine");
+}
+
 TEST(BufferDeathTest, ConsumingTooMuchAborts) {
   Buffer b;
   b.Append("ab");
