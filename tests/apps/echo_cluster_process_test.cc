@@ -25,26 +25,8 @@ using ::troupe::testing::Subprocess;
 
 constexpr absl::Duration kTimeout = absl::Seconds(60);
 
-struct Result {
-  int code = -1000;
-  std::string output;
-};
-
-Result RunProgram(std::vector<std::string> args) {
-  absl::StatusOr<std::unique_ptr<Subprocess>> p =
-      Subprocess::Start(args, Subprocess::Stderr::kMergeIntoStdout);
-  Result result;
-  if (!p.ok()) {
-    ADD_FAILURE() << p.status();
-    return result;
-  }
-  absl::StatusOr<std::string> output = (*p)->ReadAllStdout(kTimeout);
-  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
-  EXPECT_TRUE(code.ok()) << code.status();
-  if (output.ok()) result.output = *output;
-  if (code.ok()) result.code = *code;
-  return result;
-}
+using Result = ::troupe::testing::ProgramResult;
+using ::troupe::testing::RunProgram;
 
 using Cluster = ::troupe::testing::ClusterProcess;
 

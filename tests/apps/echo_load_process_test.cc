@@ -41,27 +41,11 @@ using ::troupe::testing::Subprocess;
 // Generous: these bound a hang, they do not measure anything.
 constexpr absl::Duration kTimeout = absl::Seconds(60);
 
-struct Result {
-  int code = -1000;
-  std::string output;  // stdout and stderr, merged.
-};
+using Result = ::troupe::testing::ProgramResult;
 
 Result RunEchoLoad(std::vector<std::string> args) {
   args.insert(args.begin(), BinPath("echo-load"));
-  absl::StatusOr<std::unique_ptr<Subprocess>> p =
-      Subprocess::Start(args, Subprocess::Stderr::kMergeIntoStdout);
-  Result result;
-  if (!p.ok()) {
-    ADD_FAILURE() << p.status();
-    return result;
-  }
-  absl::StatusOr<std::string> output = (*p)->ReadAllStdout(kTimeout);
-  EXPECT_TRUE(output.ok()) << output.status();
-  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
-  EXPECT_TRUE(code.ok()) << code.status();
-  if (output.ok()) result.output = *output;
-  if (code.ok()) result.code = *code;
-  return result;
+  return ::troupe::testing::RunProgram(args, kTimeout);
 }
 
 // Runs echo-load with stdin, stdout and stderr on a pseudo-terminal in raw

@@ -350,19 +350,13 @@ TEST(FaultTest, SecondSignalCutsTheDrain) {
 TEST(FaultTest, FifteenThousandConcurrentConnections) {
   ClusterProcess cluster({"--workers=2"});
   ASSERT_GT(cluster.port(), 0);
-  absl::StatusOr<std::unique_ptr<::troupe::testing::Subprocess>> load =
-      ::troupe::testing::Subprocess::Start(
-          {::troupe::testing::BinPath("echo-load"), absl::StrCat("--port=", cluster.port()),
-           "--connections=15000", "--duration=2s", "--warmup=0s", "--json"},
-          ::troupe::testing::Subprocess::Stderr::kMergeIntoStdout);
-  ASSERT_TRUE(load.ok()) << load.status();
-  absl::StatusOr<std::string> output = (*load)->ReadAllStdout(absl::Seconds(120));
-  ASSERT_TRUE(output.ok()) << output.status();
-  absl::StatusOr<int> code = (*load)->Wait(absl::Seconds(60));
-  ASSERT_TRUE(code.ok());
-  EXPECT_EQ(*code, 0) << *output;
-  EXPECT_TRUE(absl::StrContains(*output, "\"established\":15000")) << *output;
-  EXPECT_TRUE(absl::StrContains(*output, "\"verification\":0")) << *output;
+  const ::troupe::testing::ProgramResult load = ::troupe::testing::RunProgram(
+      {::troupe::testing::BinPath("echo-load"), absl::StrCat("--port=", cluster.port()),
+       "--connections=15000", "--duration=2s", "--warmup=0s", "--json"},
+      absl::Seconds(120));
+  EXPECT_EQ(load.code, 0) << load.output;
+  EXPECT_TRUE(absl::StrContains(load.output, "\"established\":15000")) << load.output;
+  EXPECT_TRUE(absl::StrContains(load.output, "\"verification\":0")) << load.output;
   ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
   EXPECT_EQ(cluster.process().Wait(absl::Seconds(60)).value_or(-1), 0);
 }

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/socket.h"
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -248,6 +249,23 @@ absl::Status Subprocess::Signal(int sig) {
     return absl::ErrnoToStatus(errno, absl::StrCat("kill ", pid_));
   }
   return absl::OkStatus();
+}
+
+ProgramResult RunProgram(const std::vector<std::string>& args, absl::Duration timeout) {
+  ProgramResult result;
+  absl::StatusOr<std::unique_ptr<Subprocess>> p =
+      Subprocess::Start(args, Subprocess::Stderr::kMergeIntoStdout);
+  if (!p.ok()) {
+    ADD_FAILURE() << p.status();
+    return result;
+  }
+  absl::StatusOr<std::string> output = (*p)->ReadAllStdout(timeout);
+  EXPECT_TRUE(output.ok()) << output.status();
+  absl::StatusOr<int> code = (*p)->Wait(timeout);
+  EXPECT_TRUE(code.ok()) << code.status();
+  if (output.ok()) result.output = *output;
+  if (code.ok()) result.code = *code;
+  return result;
 }
 
 }  // namespace troupe::testing

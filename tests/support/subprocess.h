@@ -95,4 +95,15 @@ class Subprocess {
   std::string stderr_buffer_;
 };
 
+// What a program that ran to its end left: exit status (-1000 if it could
+// not be started or did not end in time; the failure is reported to
+// GoogleTest) and its stdout and stderr, merged.
+struct ProgramResult {
+  int code = -1000;
+  std::string output;
+};
+// Runs `args` (args[0] found on PATH or by path) to completion.
+ProgramResult RunProgram(const std::vector<std::string>& args,
+                         absl::Duration timeout = absl::Seconds(60));
+
 }  // namespace troupe::testing
