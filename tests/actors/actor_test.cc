@@ -229,10 +229,12 @@ TEST(ActorTest, OffloadResultAfterTheServerIsGoneIsDropped) {
     LateActor(::troupe::testing::Notification& started, ::troupe::testing::Notification& release)
         : started_(started), release_(release) {}
     void OnMessage(Context& ctx, Bytes) override {
+      // The work must not touch the actor (it is destroyed meanwhile): it
+      // captures what it needs by value.
       ctx.Offload(
-          [this] {
-            started_.Notify();
-            release_.WaitForNotification();
+          [&started = started_, &release = release_] {
+            started.Notify();
+            release.WaitForNotification();
             return 1;
           },
           [](Context& c, int) { c.WriteFrame("late"); });
