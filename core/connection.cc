@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "core/check.h"
+#include "core/log.h"
 #include "core/reactor.h"
 
 namespace troupe {
@@ -136,6 +137,8 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
   if (input_.empty()) {
     if (input_.capacity() > options_.retained_buffer_bytes) input_.Release();
   } else if (input_.size() > options_.max_input_bytes) {
+    TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: %d unconsumed input bytes exceed the limit of %d",
+                            peer_.ToString(), input_.size(), options_.max_input_bytes);
     Close(CloseReason::kInputTooLarge);
   }
 }

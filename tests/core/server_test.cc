@@ -324,6 +324,32 @@ TEST(ServerTest, StopCutsPeersThatNeverCloseAtTheDeadline) {
   EXPECT_EQ((*server)->Stats().Total().open, 0u);
 }
 
+// Never consumes: waits for a frame end that never comes.
+class HoardingHandler final : public ConnectionHandler {
+ public:
+  size_t OnData(Connection&, std::string_view) override { return 0; }
+};
+
+TEST(ServerTest, UnconsumedInputAboveTheLimitClosesTheConnection) {
+  ServerOptions options;
+  options.address = *Address::Parse("127.0.0.1:0");
+  options.workers = 1;
+  options.connection.max_input_bytes = 64 * 1024;
+  auto server = Server::Create(options, [](Connection&) {
+    return std::make_unique<HoardingHandler>();
+  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  (*server)->Start();
+  Fd fd = Connect(**server);
+  const std::string chunk(256 * 1024, 'h');
+  ::send(fd.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);  // may be cut short by the close
+  EXPECT_TRUE(ReadsToEof(fd.get()));
+  ASSERT_TRUE(WaitFor([&] { return (*server)->Stats().Total().closed == 1; }));
+  EXPECT_EQ((*server)->Stats().Total().closed_by_reason[static_cast<size_t>(
+                CloseReason::kInputTooLarge)],
+            1u);
+}
+
 TEST(ServerTest, ReusePortModeAcceptsOnEveryReactor) {
   ServerOptions options;
   options.address = *Address::Parse("127.0.0.1:0");
