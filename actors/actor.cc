@@ -1,6 +1,5 @@
 #include "actors/actor.h"
 
-#include <deque>
 #include <exception>
 #include <utility>
 #include <vector>
@@ -26,11 +25,15 @@ struct GroupShard {
   absl::flat_hash_map<std::string, absl::flat_hash_set<ActorRef, RefHash>> members;
 };
 
+}  // namespace
+
+namespace internal {
+
 // The ConnectionHandler that runs one Actor: the single place where actor
 // callbacks are dispatched and where escaped exceptions are caught.
 class ActorHost final : public ConnectionHandler {
  public:
-  ActorHost(std::unique_ptr<Actor> actor, std::shared_ptr<const internal::ActorShared> shared)
+  ActorHost(std::unique_ptr<Actor> actor, std::shared_ptr<const ActorShared> shared)
       : actor_(std::move(actor)), shared_(std::move(shared)) {}
 
   void OnOpen(Connection& conn) override {
@@ -43,10 +46,15 @@ class ActorHost final : public ConnectionHandler {
       Dispatch(conn, [&](Context& ctx) { actor_->OnMessage(ctx, data); });
       return data.size();
     }
-    absl::StatusOr<size_t> used = codec.Parse(data, [&](std::string_view message) {
-      Dispatch(conn, [&](Context& ctx) { actor_->OnMessage(ctx, message); });
-      return !conn.closed() && conn.state() == Connection::State::kOpen;
-    });
+    absl::StatusOr<size_t> used = codec.Parse(
+        data,
+        [&](std::string_view message) {
+          Dispatch(conn, [&](Context& ctx) { actor_->OnMessage(ctx, message); });
+          // Once closing (CloseAfterFlush, even while replies are owed) no
+          // further request is taken.
+          return !conn.closing();
+        },
+        &scanned_);
     if (!used.ok()) {
       TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: %s", conn.peer().ToString(),
                               std::string(used.status().message()));
@@ -57,22 +65,32 @@ class ActorHost final : public ConnectionHandler {
   }
 
   void OnMail(Connection& conn, Mail mail) override {
-    // Created on first mail: an empty std::deque already allocates ~600
-    // bytes, which most connections (echo) would carry for nothing.
-    if (mailbox_ == nullptr) mailbox_ = std::make_unique<std::deque<Mail>>();
-    std::deque<Mail>& mailbox = *mailbox_;
-    mailbox.push_back(std::move(mail));
-    // Take mail in arrival order. Mail an actor sends (even to itself)
-    // goes through a reactor inbox, never straight back here, so this loop
-    // does not recurse.
-    while (!mailbox.empty() && !conn.closed()) {
-      Mail next = std::move(mailbox.front());
-      mailbox.pop_front();
-      if (auto* continuation = next.As<internal::Continuation>()) {
-        Dispatch(conn, [&](Context& ctx) { std::move(continuation->run)(ctx); });
-      } else {
-        Dispatch(conn, [&](Context& ctx) { actor_->OnMail(ctx, std::move(next)); });
-      }
+    auto* continuation = mail.As<Continuation>();
+    if (continuation == nullptr) {
+      Dispatch(conn, [&](Context& ctx) { actor_->OnMail(ctx, std::move(mail)); });
+      return;
+    }
+    if (continuation->offload_seq == 0) {
+      Run(conn, std::move(*continuation));
+      return;
+    }
+    // Offload results run in submission order: one that finished early
+    // waits here for those before it. Bounded by the work this actor asked
+    // for.
+    if (continuation->offload_seq != next_result_) {
+      if (early_results_ == nullptr) early_results_ = std::make_unique<EarlyResults>();
+      early_results_->emplace(continuation->offload_seq, std::move(*continuation));
+      return;
+    }
+    Run(conn, std::move(*continuation));
+    ++next_result_;
+    while (early_results_ != nullptr && !early_results_->empty()) {
+      auto it = early_results_->find(next_result_);
+      if (it == early_results_->end()) break;
+      Continuation next = std::move(it->second);
+      early_results_->erase(it);
+      ++next_result_;
+      if (!conn.closed()) Run(conn, std::move(next));
     }
   }
 
@@ -81,9 +99,9 @@ class ActorHost final : public ConnectionHandler {
   }
 
   void OnClose(Connection& conn, CloseReason reason) override {
-    mailbox_.reset();
+    early_results_.reset();
     LeaveAllGroups(conn);
-    Context ctx(conn, *shared_);
+    Context ctx(conn, *this);
     try {
       actor_->OnClose(ctx, reason);
     } catch (...) {
@@ -92,12 +110,23 @@ class ActorHost final : public ConnectionHandler {
     }
   }
 
+  size_t input_limit() const override { return shared_->codec.MaxPartialBytes(); }
+
+  const ActorShared& shared() const { return *shared_; }
   std::vector<std::string>& groups() { return groups_; }
+  uint64_t NextOffloadSeq() { return next_offload_++; }
 
  private:
+  void Run(Connection& conn, Continuation continuation) {
+    Dispatch(conn, [&](Context& ctx) { std::move(continuation.run)(ctx); });
+    // After the reply is written: the last owed reply lets a waiting
+    // CloseAfterFlush go ahead.
+    if (continuation.holds_work) conn.FinishPendingWork();
+  }
+
   template <typename Fn>
   void Dispatch(Connection& conn, Fn&& fn) {
-    Context ctx(conn, *shared_);
+    Context ctx(conn, *this);
     try {
       fn(ctx);
     } catch (const std::exception& e) {
@@ -124,46 +153,80 @@ class ActorHost final : public ConnectionHandler {
   }
 
   std::unique_ptr<Actor> actor_;
-  std::shared_ptr<const internal::ActorShared> shared_;
-  std::unique_ptr<std::deque<Mail>> mailbox_;  // mail not yet handed to OnMail
+  std::shared_ptr<const ActorShared> shared_;
   std::vector<std::string> groups_;  // joined groups, left on close
+  size_t scanned_ = 0;               // lines codec: the partial line searched so far
+  uint64_t next_offload_ = 1;        // the next Offload's place in the order
+  uint64_t next_result_ = 1;         // the next result to run
+  // Results that finished before an earlier one, by place; created when one
+  // first does, so an actor that never offloads pays a pointer.
+  using EarlyResults = absl::flat_hash_map<uint64_t, Continuation>;
+  std::unique_ptr<EarlyResults> early_results_;
 };
 
-}  // namespace
+}  // namespace internal
 
-void Context::WriteFrame(Bytes payload) { shared_.codec.Write(conn_, payload); }
+Context::Context(Connection& conn, internal::ActorHost& host) : conn_(conn), host_(host) {}
 
-void Context::Send(ActorRef to, Mail mail) {
-  conn_.reactor().peer(to.reactor).SendMail(to, std::move(mail));
+void Context::WriteFrame(Bytes payload) { host_.shared().codec.Write(conn_, payload); }
+
+bool Context::TryWriteFrame(Bytes payload) {
+  if (conn_.behind()) {
+    conn_.reactor().CountShedInLoop();
+    return false;
+  }
+  WriteFrame(payload);
+  return true;
+}
+
+bool Context::Send(ActorRef to, Mail mail) {
+  Reactor& here = conn_.reactor();
+  // Same reactor: straight into the target's mailbox, so the answer is the
+  // real one (taken, gone, or mailbox full); it is handed over in the
+  // mailbox phase, never inside this callback.
+  if (to.valid() && to.reactor == here.index()) return here.DeliverMailInLoop(to, std::move(mail));
+  if (!to.valid() || to.reactor >= here.peer_count()) {
+    here.CountInvalidRefInLoop();  // dropped and counted, never fatal
+    return false;
+  }
+  return here.peer(to.reactor).SendMail(to, std::move(mail));
 }
 
 void Context::After(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn) {
   Reactor& reactor = conn_.reactor();
   const ActorRef self = Self();
+  conn_.AddPendingWork();
   // Through the mailbox, so a timer and mail keep one order of delivery and
   // a gone actor's timer is dropped like its mail.
   reactor.RunAfter(delay, [&reactor, self, fn = std::move(fn)]() mutable {
-    reactor.SendMail(self, Mail::Of(internal::Continuation{std::move(fn)}));
+    internal::Continuation next;
+    next.run = std::move(fn);
+    next.holds_work = true;
+    reactor.DeliverMailInLoop(self, Mail::Of(std::move(next)), MailClass::kSystem);
   });
 }
 
+uint64_t Context::BeginOffload() {
+  conn_.AddPendingWork();
+  return host_.NextOffloadSeq();
+}
+
 void Context::SubmitOffload(OffloadPool::Job job) {
-  OffloadPool* pool = shared_.offload != nullptr ? shared_.offload : &OffloadPool::Default();
+  OffloadPool* pool = host_.shared().offload;
+  if (pool == nullptr) pool = &OffloadPool::Default();
   pool->Submit(std::move(job));
 }
 
 void Context::Join(std::string_view group) {
-  auto* host = static_cast<ActorHost*>(conn_.handler());
-  for (const std::string& g : host->groups()) {
+  for (const std::string& g : host_.groups()) {
     if (g == group) return;
   }
-  host->groups().emplace_back(group);
+  host_.groups().emplace_back(group);
   conn_.reactor().Local<GroupShard>().members[std::string(group)].insert(Self());
 }
 
 void Context::Leave(std::string_view group) {
-  auto* host = static_cast<ActorHost*>(conn_.handler());
-  auto& groups = host->groups();
+  auto& groups = host_.groups();
   for (size_t i = 0; i < groups.size(); ++i) {
     if (groups[i] != group) continue;
     groups.erase(groups.begin() + static_cast<ptrdiff_t>(i));
@@ -205,7 +268,7 @@ HandlerFactory ActorFactory(std::function<std::unique_ptr<Actor>()> make,
   auto shared = std::make_shared<const internal::ActorShared>(
       internal::ActorShared{Codec(options.codec), options.offload});
   return [make = std::move(make), shared](Connection&) -> std::unique_ptr<ConnectionHandler> {
-    return std::make_unique<ActorHost>(make(), shared);
+    return std::make_unique<internal::ActorHost>(make(), shared);
   };
 }
 

@@ -22,9 +22,27 @@
 //   OnMessage  each message the codec cuts from the stream (raw: each read)
 //   OnMail     mail from other actors or threads (Send, Broadcast, Offload
 //              results are delivered as mail too), in per-sender order; it
-//              waits in the actor's mailbox, a plain deque only the reactor
-//              touches, until taken
+//              waits in the actor's mailbox (core/mailbox.h: bounded, with an
+//              overflow policy) until the reactor's mailbox phase hands it
+//              over, never inside the sender's callback
 //   OnClose    once, last; the connection is already closed
+//
+// Limits every actor lives under (ConnectionOptions, ServerOptions):
+//   output   reading pauses above the high watermark; a write that would
+//            queue more than max_output_bytes closes the connection
+//            (kSlowConsumer). peer_behind() / TryWriteFrame() let an actor
+//            shed instead (chat drops lines for a member that is behind).
+//   mailbox  mailbox_capacity user mails wait at most; beyond that the
+//            policy drops the newest (default), the oldest, or closes the
+//            actor (kMailboxOverflow). Send() says whether mail was taken.
+//   inbox    a reactor takes at most inbox_mail_capacity user mails from
+//            other threads at a time; Send() to it is refused beyond that.
+//   order    Offload results reach the actor in submission order, so
+//            replies to pipelined requests keep request order.
+//   drain    Offload and After count as work owed to the peer: the server's
+//            drain, and CloseAfterFlush(), wait for it (bounded by the drain
+//            deadline). Replies awaited by mail: AddPendingWork() /
+//            FinishPendingWork().
 //
 // An exception escaping a callback closes that connection with
 // CloseReason::kHandlerError and is counted and logged; the reactor and its
@@ -71,47 +89,75 @@ class Context;
 
 namespace internal {
 // Work to run on the actor's reactor with its Context: how timers and offload
-// results come home. Delivered as mail, so it keeps the mailbox order and is
-// dropped (and counted) if the actor is gone.
+// results come home. Delivered as system mail (never refused by a capacity),
+// so it keeps the mailbox order and is dropped (and counted) if the actor is
+// gone.
 struct Continuation {
   absl::AnyInvocable<void(Context&) &&> run;
+  uint64_t offload_seq = 0;  // > 0: an Offload result, run in this order
+  bool holds_work = false;   // counted as pending work until it has run
 };
 struct ActorShared;  // per-factory state: codec, offload pool
+class ActorHost;     // the ConnectionHandler that runs one Actor (actor.cc)
 }  // namespace internal
 
 // What an actor can do. Valid only inside a callback.
 class Context {
  public:
-  Context(Connection& conn, const internal::ActorShared& shared)
-      : conn_(conn), shared_(shared) {}
+  Context(Connection& conn, internal::ActorHost& host);
 
   // Sends raw bytes to the peer (what the kernel does not take is queued).
   void Write(Bytes bytes) { conn_.Send(bytes); }
   // Sends one message framed by the server's codec (raw: same as Write).
   void WriteFrame(Bytes payload);
+  // Like WriteFrame, unless the peer is behind (peer_behind()): then the
+  // frame is dropped, counted (troupe_frames_shed_total), and false returned.
+  // For output that may be shed, such as chat lines to a member not reading.
+  bool TryWriteFrame(Bytes payload);
   // Closes at once; unsent output is dropped.
   void Close() { conn_.Close(CloseReason::kLocalClose); }
-  // Sends what is queued, then closes (DESIGN.md invariant 7).
+  // Once the work this actor owes has replied, sends what is queued, then
+  // closes (DESIGN.md invariant 7). No further messages arrive.
   void CloseAfterFlush() { conn_.CloseAfterFlush(); }
 
   ActorRef Self() const { return conn_.id(); }
   const Address& peer() const { return conn_.peer(); }
   uint32_t reactor_index() const { return conn_.id().reactor; }
   size_t pending_output() const { return conn_.pending_output(); }
+  // True while the peer is not keeping up: output queued above the high
+  // watermark. Output beyond max_output_bytes would close the connection.
+  bool peer_behind() const { return conn_.behind(); }
+  // True once the connection is closing (CloseAfterFlush, the server's
+  // drain): a periodic timer should stop re-arming itself.
+  bool closing() const { return conn_.closing(); }
   Connection& connection() { return conn_; }
 
-  // Mail to any actor on any reactor of this server.
-  void Send(ActorRef to, Mail mail);
+  // Mail to any actor on any reactor of this server. True when the mail was
+  // taken: queued in the target's mailbox (same reactor) or in its reactor's
+  // inbox (another reactor; it may still be dropped there, counted, if the
+  // target is gone or its mailbox is full). False, counted, for a ref that
+  // names no actor, a gone actor on this reactor, or a full mailbox/inbox.
+  bool Send(ActorRef to, Mail mail);
 
   // Runs `fn` on this actor after `delay`, unless the actor is gone by then.
+  // The timer counts as work owed to the peer until it has run, so a
+  // closing connection (the drain) waits for it.
   void After(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn);
 
   // Runs `work` on the offload pool; then `on_done(ctx, result)` runs on this
-  // actor's reactor (dropped if the actor has closed meanwhile). `work` must
-  // not touch the actor: it runs on another thread. An exception from `work`
-  // closes the connection with kHandlerError.
+  // actor's reactor (dropped if the actor has closed meanwhile). Results run
+  // in the order the work was submitted, whichever finishes first, and a
+  // closing connection waits for them. `work` must not touch the actor: it
+  // runs on another thread. An exception from `work` closes the connection
+  // with kHandlerError.
   template <typename Work, typename Done>
   void Offload(Work work, Done on_done);
+
+  // Work owed to the peer that the library cannot see (a reply awaited by
+  // mail): while any is pending, CloseAfterFlush() and the drain wait. Every
+  // Add needs one Finish; the drain deadline bounds a Finish that never comes.
+  void AddPendingWork() { conn_.AddPendingWork(); }
+  void FinishPendingWork() { conn_.FinishPendingWork(); }
 
   // Groups: membership is kept per reactor and broadcasts fan out to every
   // reactor, so no lock is shared across reactors. An actor leaves every
@@ -119,14 +165,17 @@ class Context {
   void Join(std::string_view group);
   void Leave(std::string_view group);
   // Delivers GroupMessage{group, Self(), text} as mail to every member of
-  // `group` on every reactor (this actor too when `include_self`).
+  // `group` on every reactor (this actor too when `include_self`); one
+  // shared immutable message, not a copy per member.
   void Broadcast(std::string_view group, std::string text, bool include_self = false);
 
  private:
+  // Counts the work as pending and returns its place in the result order.
+  uint64_t BeginOffload();
   void SubmitOffload(OffloadPool::Job job);
 
   Connection& conn_;
-  const internal::ActorShared& shared_;
+  internal::ActorHost& host_;
 };
 
 class Actor {
@@ -168,9 +217,12 @@ void Context::Offload(Work work, Done on_done) {
   // the work finishes; then the result is dropped.
   std::weak_ptr<Inbox> home = conn_.reactor().inbox();
   const ActorRef self = Self();
+  const uint64_t seq = BeginOffload();
   SubmitOffload([work = std::move(work), on_done = std::move(on_done), home = std::move(home),
-                 self]() mutable {
+                 self, seq]() mutable {
     internal::Continuation next;
+    next.offload_seq = seq;
+    next.holds_work = true;
     try {
       if constexpr (std::is_void_v<Result>) {
         work();
@@ -189,7 +241,7 @@ void Context::Offload(Work work, Done on_done) {
       };
     }
     if (std::shared_ptr<Inbox> inbox = home.lock()) {
-      inbox->SendMail(self, Mail::Of(std::move(next)));
+      inbox->SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
     }
   });
 }

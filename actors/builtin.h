@@ -4,7 +4,9 @@
 //   upper  writes back every message upper-cased (ASCII)
 //   ack    per line: "received: <line>"
 //   chat   every line goes to every other client, on every reactor, as
-//          "<sender address>: <line>" (exercises cross-reactor mail)
+//          "<sender address>: <line>" (exercises cross-reactor mail); a
+//          member that is behind (not reading) misses lines rather than
+//          growing the server's memory (counted as frames shed)
 //   work   each line costs `work_us` of CPU on the offload pool, then is
 //          echoed; the reactor stays free for other connections meanwhile
 //
@@ -65,8 +67,10 @@ class WorkActor final : public Actor {
   explicit WorkActor(int64_t work_us, WorkFn work = SpinFor)
       : work_us_(work_us), work_(std::move(work)) {}
 
+  // Replies come back in request order (Offload keeps submission order),
+  // and a half-close or the server's drain waits for the replies owed (the
+  // default OnPeerClosed's CloseAfterFlush does).
   void OnMessage(Context& ctx, Bytes line) override;
-  void OnPeerClosed(Context& ctx) override;
 
   // Burns CPU for `work_us` microseconds (a stand-in for real computation).
   static void SpinFor(int64_t work_us);
@@ -74,8 +78,6 @@ class WorkActor final : public Actor {
  private:
   int64_t work_us_;
   WorkFn work_;
-  int pending_ = 0;          // lines still being worked on
-  bool peer_closed_ = false;  // close once the pending replies are out
 };
 
 struct BuiltinOptions {

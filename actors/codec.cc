@@ -24,9 +24,19 @@ absl::StatusOr<CodecKind> ParseCodecKind(std::string_view name) {
       "unknown codec '", AsAbsl(name), "' (known: raw, lines, length)"));
 }
 
+size_t Codec::MaxPartialBytes() const {
+  switch (options_.kind) {
+    case CodecKind::kRaw: return 0;
+    case CodecKind::kLines: return options_.max_line + 1;
+    case CodecKind::kLength: return 4 + options_.max_frame;
+  }
+  return 0;
+}
+
 absl::StatusOr<size_t> Codec::Parse(
     std::string_view data,
-    absl::FunctionRef<bool(std::string_view)> on_message) const {
+    absl::FunctionRef<bool(std::string_view)> on_message,
+    size_t* scanned) const {
   switch (options_.kind) {
     case CodecKind::kRaw:
       if (!data.empty()) on_message(data);
@@ -34,18 +44,25 @@ absl::StatusOr<size_t> Codec::Parse(
 
     case CodecKind::kLines: {
       size_t used = 0;
+      // Bytes at the start of the current line already searched (only the
+      // first line of `data` can have been seen before).
+      size_t skip = scanned != nullptr ? *scanned : 0;
+      if (scanned != nullptr) *scanned = 0;
       while (used < data.size()) {
         const char* start = data.data() + used;
         const size_t left = data.size() - used;
         // Look no further than the limit allows: a line without its "\n"
         // within max_line + 1 bytes ("\r" included) is already too long.
         const size_t window = left < options_.max_line + 2 ? left : options_.max_line + 2;
-        const void* nl = std::memchr(start, '\n', window);
+        const size_t from = skip < window ? skip : window;
+        skip = 0;
+        const void* nl = std::memchr(start + from, '\n', window - from);
         if (nl == nullptr) {
           if (left > options_.max_line + 1) {
             return absl::InvalidArgumentError(
                 absl::StrCat("line longer than ", options_.max_line, " bytes"));
           }
+          if (scanned != nullptr) *scanned = left;  // all of the partial line
           break;  // incomplete line: wait for more
         }
         size_t length = static_cast<const char*>(nl) - start;

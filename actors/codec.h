@@ -15,6 +15,10 @@
 //
 // Parse never buffers: bytes of an incomplete message are left unconsumed,
 // and the connection keeps them (bounded by the limit) until more arrive.
+// A caller that feeds the same partial line again with more bytes behind it
+// passes `scanned`: Parse then searches for "\n" only past the bytes it has
+// already searched, so a long line arriving in many reads costs linear, not
+// quadratic, time.
 //
 // Thread safety: thread-compatible; Parse and Write are const.
 #pragma once
@@ -50,9 +54,20 @@ class Codec {
   // Hands each complete message in `data` to `on_message` (in order, while it
   // returns true). Returns the bytes consumed, or InvalidArgument (naming the
   // rule broken) when the input can never become a valid message.
+  // `scanned` (optional, lines only): on entry, how many bytes at the start
+  // of `data` are known to hold no "\n"; on return, the same for the
+  // unconsumed rest. Keep it per connection, starting at 0.
   absl::StatusOr<size_t> Parse(
       std::string_view data,
-      absl::FunctionRef<bool(std::string_view)> on_message) const;
+      absl::FunctionRef<bool(std::string_view)> on_message,
+      size_t* scanned = nullptr) const;
+
+  // The most unconsumed input a valid stream can leave waiting: the longest
+  // partial message (lines: max_line + 1, "\r" included; length: the header
+  // and max_frame - 1 bytes). Raw: 0 (raw consumes everything). The
+  // connection's input limit is derived from it, so a limit above 16 MiB
+  // works and a maximum-size frame never trips it.
+  size_t MaxPartialBytes() const;
 
   // Sends `payload` framed for this codec, in one write where possible.
   void Write(Connection& conn, std::string_view payload) const;

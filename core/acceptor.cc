@@ -63,7 +63,7 @@ Admission::Result Admission::AcceptOne(Handoff& out) {
                               "max_connections (%d) reached; closing new connections "
                               "(%d rejected so far)",
                               max_connections_, counters_.rejected.load());
-      continue;
+      return Result::kRejected;
     }
     (void)SetNoDelay(fd);  // best effort: failure only costs latency
     counters_.accepted.fetch_add(1, std::memory_order_relaxed);
@@ -151,6 +151,8 @@ bool Acceptor::AcceptBatch() {
         reactors_[r]->Adopt(tokens_[r], std::move(handoff));
         break;
       }
+      case Admission::Result::kRejected:
+        break;  // counts toward the batch, so Stop() is seen between batches
       case Admission::Result::kEmpty:
         return true;
       case Admission::Result::kExhausted:

@@ -50,13 +50,18 @@ class Admission {
  public:
   // Connections open across the whole server, for the max-connections gate.
   using OpenCount = std::function<uint64_t()>;
-  enum class Result { kAdmitted, kEmpty, kExhausted, kFailed };
+  // kRejected: one connection was accepted and closed at once because
+  // max_connections were open; it counts toward the caller's batch like an
+  // admitted one, so a connect flood at the limit cannot keep the caller
+  // (the acceptor thread, a reuse-port reactor) from its other work.
+  enum class Result { kAdmitted, kRejected, kEmpty, kExhausted, kFailed };
 
   // `max_connections` 0: no limit (and `open_count` is never called).
   Admission(int listen_fd, size_t max_connections, OpenCount open_count);
 
   // Accepts one connection into `out`. kEmpty: nothing waiting. kExhausted /
   // kFailed: pause for kExhaustedPauseMs rather than retry at once.
+  // kRejected: accepted and closed (the connection limit); call again.
   Result AcceptOne(Handoff& out);
   const AdmissionCounters& counters() const { return counters_; }
 

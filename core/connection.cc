@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "core/check.h"
+#include "core/deadline.h"
 #include "core/log.h"
 #include "core/reactor.h"
 
@@ -26,6 +27,9 @@ const char* CloseReasonName(CloseReason reason) {
     case CloseReason::kHandlerError: return "handler_error";
     case CloseReason::kShutdown: return "shutdown";
     case CloseReason::kIdleTimeout: return "idle_timeout";
+    case CloseReason::kSlowConsumer: return "slow_consumer";
+    case CloseReason::kFlushTimeout: return "flush_timeout";
+    case CloseReason::kMailboxOverflow: return "mailbox_overflow";
     case CloseReason::kCount: break;
   }
   return "unknown";
@@ -71,6 +75,9 @@ bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
   char* const scratch = reactor_.scratch();
   constexpr size_t kScratch = Reactor::kScratchBytes;
   while (!closed() && !peer_eof_) {
+    // Closing, waiting for owed replies: nothing new is read (the drain
+    // flushes what was read, not what is yet to come).
+    if (close_requested_ && state_ == State::kOpen) return false;
     if (state_ == State::kOpen && output_.size() > options_.high_watermark) {
       read_paused_ = true;  // WriteInLoop resumes below the low watermark
       return false;
@@ -137,9 +144,14 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
   if (input_.empty()) {
     if (input_.capacity() > options_.retained_buffer_bytes) input_.Release();
   } else if (input_.size() > options_.max_input_bytes) {
-    TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: %d unconsumed input bytes exceed the limit of %d",
-                            peer_.ToString(), input_.size(), options_.max_input_bytes);
-    Close(CloseReason::kInputTooLarge);
+    // A framing handler may legitimately wait for more (its largest frame).
+    const size_t limit = std::max(options_.max_input_bytes, handler_->input_limit());
+    if (input_.size() > limit) {
+      TROUPE_LOG_EVERY_SECOND(kWarning,
+                              "closing %s: %d unconsumed input bytes exceed the limit of %d",
+                              peer_.ToString(), input_.size(), limit);
+      Close(CloseReason::kInputTooLarge);
+    }
   }
 }
 
@@ -165,10 +177,21 @@ void Connection::Send(std::string_view bytes) {
       return;
     }
   }
+  if (!QueueOutput(bytes.size())) return;
   output_.Append(bytes);
   // After a partial write, try once more: EPOLLOUT is only promised after
   // the kernel has said EAGAIN.
   if (!write_blocked_) WriteInLoop();
+}
+
+bool Connection::QueueOutput(size_t bytes) {
+  if (output_.size() + bytes <= options_.max_output_bytes) return true;
+  TROUPE_LOG_EVERY_SECOND(kWarning,
+                          "closing %s: slow consumer, %d bytes of output queued and %d more "
+                          "would pass the limit of %d",
+                          peer_.ToString(), output_.size(), bytes, options_.max_output_bytes);
+  Close(CloseReason::kSlowConsumer);
+  return false;
 }
 
 void Connection::Send(std::initializer_list<std::string_view> pieces) {
@@ -203,6 +226,7 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
   reactor_.CountBytesOut(static_cast<size_t>(n));
   if (n > 0) last_active_ = reactor_.now();
   if (static_cast<size_t>(n) == total) return;
+  if (!QueueOutput(total - static_cast<size_t>(n))) return;
   // Queue what the kernel did not take, piece by piece.
   size_t skip = static_cast<size_t>(n);
   for (std::string_view piece : pieces) {
@@ -251,14 +275,53 @@ void Connection::Close(CloseReason reason) {
   state_ = State::kClosed;
   // Closing the only descriptor also removes it from the epoll set.
   fd_.Reset();
+  // Mail still waiting dies with the actor, counted.
+  if (const size_t waiting = mailbox_.size(); waiting > 0) {
+    mailbox_.Clear();
+    reactor_.MailboxDepthChanged(-static_cast<int64_t>(waiting), 0);
+    reactor_.CountMailDrop(
+        reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed : MailDrop::kGone,
+        waiting);
+  }
   reactor_.OnClosedInLoop(*this, reason);
 }
 
 void Connection::CloseAfterFlush() {
   reactor_.AssertInLoopThread();
   if (state_ != State::kOpen) return;
+  close_requested_ = true;
+  if (pending_work_ > 0) return;  // FinishPendingWork() flushes
+  StartFlushInLoop();
+}
+
+void Connection::FinishPendingWork() {
+  reactor_.AssertInLoopThread();
+  TROUPE_CHECK(pending_work_ > 0, "FinishPendingWork without AddPendingWork");
+  if (--pending_work_ == 0 && close_requested_ && state_ == State::kOpen) StartFlushInLoop();
+}
+
+void Connection::StartFlushInLoop() {
   state_ = State::kFlushing;
+  close_deadline_ = DeadlineAfter(reactor_.now(), options_.flush_timeout);
+  reactor_.ScheduleDeadlineInLoop(*this);
   if (output_.empty()) FinishFlushInLoop();
+}
+
+SteadyClock::time_point Connection::DeadlineInLoop(SteadyClock::duration idle_timeout) const {
+  SteadyClock::time_point deadline = close_deadline_;
+  if (idle_timeout > SteadyClock::duration::zero()) {
+    deadline = std::min(deadline, last_active_ + idle_timeout);
+  }
+  return deadline;
+}
+
+void Connection::CheckDeadlinesInLoop(SteadyClock::time_point now,
+                                      SteadyClock::duration idle_timeout) {
+  if (now >= close_deadline_) {
+    Close(state_ == State::kLingering ? CloseReason::kLingerTimeout : CloseReason::kFlushTimeout);
+  } else if (idle_timeout > SteadyClock::duration::zero() && last_active_ + idle_timeout <= now) {
+    Close(CloseReason::kIdleTimeout);
+  }
 }
 
 void Connection::FinishFlushInLoop() {
@@ -272,16 +335,9 @@ void Connection::FinishFlushInLoop() {
   // RST and the peer could lose the tail of our output (DESIGN.md, 7).
   ::shutdown(fd(), SHUT_WR);
   state_ = State::kLingering;
+  close_deadline_ = DeadlineAfter(reactor_.now(), options_.linger_timeout);
+  reactor_.ScheduleDeadlineInLoop(*this);
   reactor_.ScheduleReadInLoop(*this);
-  Reactor& reactor = reactor_;
-  const ConnectionId id = id_;
-  reactor_.RunAfter(options_.linger_timeout, [&reactor, id] {
-    if (Connection* conn = reactor.Find(id)) conn->LingerTimeoutInLoop();
-  });
-}
-
-void Connection::LingerTimeoutInLoop() {
-  if (state_ == State::kLingering) Close(CloseReason::kLingerTimeout);
 }
 
 void Connection::OnPeerEofInLoop() {
@@ -300,8 +356,35 @@ void Connection::OnPeerEofInLoop() {
   }
 }
 
-void Connection::DeliverMailInLoop(Mail mail) {
-  if (!closed()) handler_->OnMail(*this, std::move(mail));
+std::optional<MailDrop> Connection::EnqueueMailInLoop(Mail mail, MailClass mail_class) {
+  switch (mailbox_.Push(std::move(mail), mail_class, options_.mailbox_capacity,
+                        options_.mailbox_overflow)) {
+    case Mailbox::PushResult::kQueued:
+      reactor_.MailboxDepthChanged(1, mailbox_.size());
+      break;
+    case Mailbox::PushResult::kEvictedOldest:
+      reactor_.CountMailDrop(MailDrop::kEvicted);  // the new one took its place
+      break;
+    case Mailbox::PushResult::kDroppedNewest:
+      return MailDrop::kMailboxFull;
+    case Mailbox::PushResult::kOverflow:
+      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: mailbox full (%d mails waiting)",
+                              peer_.ToString(), mailbox_.size());
+      Close(CloseReason::kMailboxOverflow);
+      return MailDrop::kActorClosed;
+  }
+  reactor_.ScheduleMailInLoop(*this);
+  return std::nullopt;
+}
+
+bool Connection::DeliverMailInLoop(size_t max) {
+  for (size_t i = 0; i < max && !mailbox_.empty() && !closed(); ++i) {
+    Mail mail = mailbox_.Pop();
+    reactor_.MailboxDepthChanged(-1, 0);
+    Reactor::Bump(reactor_.mail_delivered_);
+    handler_->OnMail(*this, std::move(mail));
+  }
+  return !closed() && !mailbox_.empty();
 }
 
 void Connection::FailInLoop(int error) {

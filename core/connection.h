@@ -17,16 +17,32 @@
 //
 //   kOpen ──peer EOF──► kFlushing (peer_eof) ──output empty──► closed
 //     │
-//     └──CloseAfterFlush()──► kFlushing ──output empty: shutdown(SHUT_WR)──►
+//     └──CloseAfterFlush()──► [pending work > 0: stays kOpen, stops reading,
+//                              until the work owed has replied]
+//                         ──► kFlushing ──output empty: shutdown(SHUT_WR)──►
 //                             kLingering (read and discard) ──EOF or deadline──► closed
 //
 //   Close() from any state closes at once (output still queued is lost).
 //   OnClose runs at the end of the reactor's turn, never inside another
 //   callback of the same handler.
+//   Deadlines: flushing is bounded by `flush_timeout` from the moment the
+//   flush starts (kFlushTimeout), lingering by `linger_timeout` from the FIN
+//   (kLingerTimeout), so a peer that never reads cannot hold a closing
+//   connection forever.
 //
-// Backpressure: above `high_watermark` bytes of queued output the connection
+// Pending work: a handler that owes the peer a reply from asynchronous work
+// (offload, a timer, a reply mail) counts it with AddPendingWork() and
+// FinishPendingWork(). CloseAfterFlush(), the server's drain included, waits
+// for that count to reach zero before it flushes and sends FIN; the drain's
+// own deadline bounds the wait.
+//
+// Output limits: above `high_watermark` bytes of queued output the connection
 // stops reading (the peer's sends then fill the kernel buffers and block it);
-// once the output drains below `low_watermark` reading resumes.
+// once the output drains below `low_watermark` reading resumes. Output that
+// does not come from reading (mail, timers, offload results) cannot be paused
+// that way, so a write that would queue more than `max_output_bytes` closes
+// the connection as kSlowConsumer; a handler that prefers to shed can test
+// behind() first.
 //
 // Thread safety: loop-affine (owning reactor).
 // Ownership: the reactor's connection table owns each Connection; handlers
@@ -40,6 +56,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "absl/time/time.h"
@@ -47,6 +64,7 @@
 #include "core/buffer.h"
 #include "core/fd.h"
 #include "core/mail.h"
+#include "core/mailbox.h"
 
 namespace troupe {
 
@@ -78,6 +96,9 @@ enum class CloseReason : uint8_t {
   kHandlerError,    // the handler failed (e.g. threw)
   kShutdown,        // the server stopped and the drain deadline passed
   kIdleTimeout,     // no bytes either way for ReactorOptions::idle_timeout
+  kSlowConsumer,    // queued output would pass ConnectionOptions::max_output_bytes
+  kFlushTimeout,    // CloseAfterFlush(): the output did not drain in flush_timeout
+  kMailboxOverflow,  // mail at a full mailbox under MailboxOverflow::kCloseActor
   kCount,
 };
 const char* CloseReasonName(CloseReason reason);
@@ -88,9 +109,21 @@ struct ConnectionOptions {
   size_t max_input_bytes = 16 << 20;
   // How long CloseAfterFlush waits for the peer to close after our FIN.
   absl::Duration linger_timeout = absl::Seconds(5);
+  // How long CloseAfterFlush lets queued output drain before it gives up.
+  absl::Duration flush_timeout = absl::Seconds(30);
   // Output backpressure thresholds (bytes queued in the output buffer).
   size_t high_watermark = 1 << 20;
   size_t low_watermark = 256 << 10;
+  // Hard cap on queued output: a write that would pass it closes the
+  // connection (kSlowConsumer). Four times the high watermark: reading stops
+  // at the watermark, so only output that does not come from reading (mail,
+  // timers, offload results) can get here. Must exceed high_watermark.
+  size_t max_output_bytes = 4 << 20;
+  // User mail waiting for the actor beyond this is handled by the policy
+  // (core/mailbox.h). 1,024: far above what a turn delivers to one actor in
+  // steady traffic, small enough (tens of KiB) to hold for every connection.
+  size_t mailbox_capacity = 1024;
+  MailboxOverflow mailbox_overflow = MailboxOverflow::kDropNewest;
   // An emptied buffer keeps up to this much capacity for the next message;
   // a larger one is freed, so idle connections hold no large buffers.
   size_t retained_buffer_bytes = 64 << 10;
@@ -114,6 +147,10 @@ class ConnectionHandler {
   virtual void OnPeerClosed(Connection& conn);
   // The last call; the connection is gone when it returns.
   virtual void OnClose(Connection& /*conn*/, CloseReason /*reason*/) {}
+  // The most unconsumed input this handler may legitimately leave waiting
+  // (a framing codec's largest partial frame); the connection's limit is the
+  // larger of this and ConnectionOptions::max_input_bytes. 0: no opinion.
+  virtual size_t input_limit() const { return 0; }
 };
 
 class Connection {
@@ -133,6 +170,20 @@ class Connection {
   State state() const { return state_; }
   bool closed() const { return state_ == State::kClosed; }
   size_t pending_output() const { return output_.size(); }
+  // True while queued output is above the high watermark: the peer is not
+  // keeping up, and a handler that can shed (drop a chat line, skip an
+  // update) should rather than queue more.
+  bool behind() const { return output_.size() > options_.high_watermark; }
+  // Mail waiting in this connection's mailbox.
+  size_t mailbox_size() const { return mailbox_.size(); }
+
+  // Asynchronous work this connection's handler still owes the peer a reply
+  // for. CloseAfterFlush() waits until it is zero (see the header comment).
+  void AddPendingWork() { ++pending_work_; }
+  void FinishPendingWork();
+  uint32_t pending_work() const { return pending_work_; }
+  // True once CloseAfterFlush() was asked for (it may still wait for work).
+  bool closing() const { return close_requested_ || state_ != State::kOpen; }
 
   // Sends at once what the kernel takes; queues the rest. Partial writes are
   // normal. Ignored once the connection is flushing or closed.
@@ -142,8 +193,9 @@ class Connection {
   void Send(std::initializer_list<std::string_view> pieces);
   // Closes now; queued output is dropped.
   void Close(CloseReason reason = CloseReason::kLocalClose);
-  // Sends what is queued, then shuts down writing and waits (bounded) for
-  // the peer to close. Input arriving meanwhile is discarded.
+  // Once no work is pending, sends what is queued, then shuts down writing
+  // and waits (bounded) for the peer to close. No new input is handed to the
+  // handler from the call on; input arriving after the FIN is discarded.
   void CloseAfterFlush();
 
   void set_handler(std::unique_ptr<ConnectionHandler> handler) {
@@ -161,8 +213,20 @@ class Connection {
   // ran out with the socket possibly still readable.
   bool ReadInLoop(size_t budget, bool until_eagain);
   void WriteInLoop();
-  void DeliverMailInLoop(Mail mail);
-  void LingerTimeoutInLoop();
+  // Queues mail under the mailbox policy; returns why it was dropped, if it was.
+  std::optional<MailDrop> EnqueueMailInLoop(Mail mail, MailClass mail_class);
+  // Hands at most `max` waiting mails to the handler; true if mail is left.
+  bool DeliverMailInLoop(size_t max);
+  // The earliest of the idle and close deadlines (time_point::max(): none).
+  std::chrono::steady_clock::time_point DeadlineInLoop(
+      std::chrono::steady_clock::duration idle_timeout) const;
+  // Closes the connection if one of its deadlines has passed by `now`.
+  void CheckDeadlinesInLoop(std::chrono::steady_clock::time_point now,
+                            std::chrono::steady_clock::duration idle_timeout);
+  // Appends what the kernel did not take, under max_output_bytes; false when
+  // that closed the connection.
+  bool QueueOutput(size_t bytes);
+  void StartFlushInLoop();
 
   // Hands freshly read bytes to the handler, keeping what it leaves.
   void DeliverInLoop(size_t n, bool into_input);
@@ -181,11 +245,18 @@ class Connection {
   bool write_blocked_ = false;   // the kernel refused bytes; await EPOLLOUT
   bool in_read_backlog_ = false;  // queued for another read next turn
   bool read_paused_ = false;     // output above the high watermark
+  bool in_mail_ready_ = false;   // queued for the reactor's mailbox phase
+  bool close_requested_ = false;  // CloseAfterFlush() waits for pending work
+  uint32_t pending_work_ = 0;    // replies owed by asynchronous work
   // Last time bytes moved either way (the reactor's per-turn clock); the
   // idle-timeout wheel compares against it when this connection's entry expires.
   std::chrono::steady_clock::time_point last_active_;
+  // Flushing: when the flush gives up; lingering: when the linger does.
+  std::chrono::steady_clock::time_point close_deadline_ =
+      std::chrono::steady_clock::time_point::max();
   Buffer input_;   // unconsumed input (a partial frame)
   Buffer output_;  // bytes the kernel has not taken yet
+  Mailbox mailbox_;  // mail not yet handed to the handler
   std::unique_ptr<ConnectionHandler> handler_;
 };
 

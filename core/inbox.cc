@@ -4,10 +4,39 @@
 
 namespace troupe {
 
-absl::StatusOr<std::shared_ptr<Inbox>> Inbox::Create() {
+absl::StatusOr<std::shared_ptr<Inbox>> Inbox::Create(size_t mail_capacity) {
   absl::StatusOr<Waker> waker = Waker::Create();
   if (!waker.ok()) return waker.status();
-  return std::shared_ptr<Inbox>(new Inbox(std::move(*waker)));
+  return std::shared_ptr<Inbox>(new Inbox(std::move(*waker), mail_capacity));
+}
+
+void Inbox::Post(Task task) {
+  Item item;
+  item.task = std::move(task);
+  Enqueue(std::move(item));
+}
+
+bool Inbox::SendMail(ConnectionId to, Mail mail, MailClass mail_class) {
+  if (mail_class == MailClass::kUser) {
+    const int64_t before = mail_depth_.fetch_add(1, std::memory_order_relaxed);
+    if (before >= static_cast<int64_t>(mail_capacity_)) {
+      mail_depth_.fetch_sub(1, std::memory_order_relaxed);
+      refused_full_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    // The high-water mark moves only while the depth sets new records, so
+    // the compare-exchange is off the common path.
+    int64_t max = mail_depth_max_.load(std::memory_order_relaxed);
+    while (before + 1 > max &&
+           !mail_depth_max_.compare_exchange_weak(max, before + 1, std::memory_order_relaxed)) {
+    }
+  }
+  Item item;
+  item.to = to;
+  item.mail_class = mail_class;
+  item.mail = std::move(mail);
+  Enqueue(std::move(item));
+  return true;
 }
 
 void Inbox::Enqueue(Item item) {

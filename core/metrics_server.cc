@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -25,6 +26,8 @@ constexpr size_t kMaxRequestHead = 8 * 1024;
 constexpr int kMaxClients = 64;
 // A client that has not finished its request by then is dropped.
 constexpr auto kClientDeadline = std::chrono::seconds(5);
+// Out of descriptors: stop accepting this long (as the acceptor does).
+constexpr auto kExhaustedPause = std::chrono::milliseconds(100);
 
 void Family(std::string& out, const char* name, const char* type, const char* help) {
   absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
@@ -114,9 +117,35 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   PerReactor(out, stats, "troupe_mail_delivered_total", "counter",
              "Mail handed to a live actor.",
              [](const ReactorStats& r) { return r.mail_delivered; });
-  PerReactor(out, stats, "troupe_mail_dropped_total", "counter",
-             "Mail for an actor that was gone.",
-             [](const ReactorStats& r) { return r.mail_dropped; });
+  Family(out, "troupe_mail_dropped_total", "counter",
+         "Mail that did not reach its actor, by reason (gone, invalid_ref, inbox_full, "
+         "mailbox_full, evicted, actor_closed).");
+  for (size_t i = 0; i < stats.reactors.size(); ++i) {
+    for (size_t reason = 0; reason < static_cast<size_t>(MailDrop::kCount); ++reason) {
+      absl::StrAppend(&out, "troupe_mail_dropped_total{reactor=\"", i, "\",reason=\"",
+                      MailDropName(static_cast<MailDrop>(reason)), "\"} ",
+                      stats.reactors[i].mail_dropped_by_reason[reason], "\n");
+    }
+  }
+  PerReactor(out, stats, "troupe_mailbox_depth", "gauge",
+             "Mail waiting in the reactor's actor mailboxes.",
+             [](const ReactorStats& r) { return r.mailbox_depth; });
+  PerReactor(out, stats, "troupe_mailbox_depth_max", "gauge",
+             "The most mail ever waiting in one mailbox of the reactor.",
+             [](const ReactorStats& r) { return r.mailbox_depth_max; });
+  PerReactor(out, stats, "troupe_inbox_mail_depth", "gauge",
+             "User mail waiting in the reactor's inbox.",
+             [](const ReactorStats& r) { return r.inbox_mail_depth; });
+  PerReactor(out, stats, "troupe_inbox_mail_depth_max", "gauge",
+             "The most user mail ever waiting in the reactor's inbox.",
+             [](const ReactorStats& r) { return r.inbox_mail_depth_max; });
+  PerReactor(out, stats, "troupe_frames_shed_total", "counter",
+             "Output an actor dropped because its peer was behind (TryWriteFrame).",
+             [](const ReactorStats& r) { return r.frames_shed; });
+  PerReactor(out, stats, "troupe_handoffs_dropped_total", "counter",
+             "Accepted sockets closed before they became connections (epoll_ctl or "
+             "queue failure, stopping).",
+             [](const ReactorStats& r) { return r.handoffs_dropped; });
   PerReactor(out, stats, "troupe_queue_depth", "gauge",
              "Handoffs and inbox items waiting for the reactor (approximate).",
              [](const ReactorStats& r) { return r.queue_depth; });
@@ -145,6 +174,9 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   Family(out, "troupe_connections_rejected_total", "counter",
          "Connections closed at once because max_connections were open.");
   absl::StrAppend(&out, "troupe_connections_rejected_total ", stats.rejected, "\n");
+  Family(out, "troupe_mail_invalid_total", "counter",
+         "Server::SendMail calls naming no reactor of this server.");
+  absl::StrAppend(&out, "troupe_mail_invalid_total ", stats.invalid_mail, "\n");
   return out;
 }
 
@@ -193,6 +225,21 @@ void MetricsServer::Loop() {
   add(stop_fd_.get(), EPOLLIN);
   add(listen_fd_.get(), EPOLLIN);
   absl::flat_hash_map<int, Client> clients;
+  // The listener is level-triggered: while it cannot be served (every
+  // client slot taken, or descriptors exhausted) it must leave the epoll set,
+  // or epoll_wait reports it again at once and the thread spins.
+  bool listening = true;
+  auto set_listening = [&](bool on) {
+    if (on == listening) return;
+    if (on) {
+      add(listen_fd_.get(), EPOLLIN);
+    } else {
+      ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
+    }
+    listening = on;
+  };
+  // After EMFILE and friends: not before then (kExhaustedPause).
+  std::chrono::steady_clock::time_point resume_at{};
 
   // Reads the request, writes the answer, then drains until the peer's FIN;
   // edge-triggered, so each call goes as far as the socket allows. Returns
@@ -233,7 +280,13 @@ void MetricsServer::Loop() {
 
   epoll_event events[32];
   while (true) {
-    const int n = ::epoll_wait(epoll.get(), events, 32, 1000);
+    int timeout_ms = 1000;  // the client-deadline sweep's period
+    if (!listening && clients.size() < kMaxClients) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+          resume_at - std::chrono::steady_clock::now());
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, timeout_ms));
+    }
+    const int n = ::epoll_wait(epoll.get(), events, 32, timeout_ms);
     const auto now = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
@@ -242,12 +295,22 @@ void MetricsServer::Loop() {
         while (clients.size() < kMaxClients) {
           const int cfd = ::accept4(listen_fd_.get(), nullptr, nullptr,
                                     SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (cfd < 0) break;
+          if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+              TROUPE_LOG_EVERY_SECOND(kWarning, "metrics: accept: %s; pausing %d ms",
+                                      std::strerror(errno), kExhaustedPause.count());
+              set_listening(false);
+              resume_at = now + kExhaustedPause;
+            }
+            break;
+          }
           Client& c = clients[cfd];
           c.fd.Reset(cfd);
           c.deadline = now + kClientDeadline;
           add(cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
         }
+        // Full: the rest wait in the listen backlog until a slot frees.
+        if (clients.size() >= kMaxClients) set_listening(false);
         continue;
       }
       auto it = clients.find(fd);
@@ -261,6 +324,7 @@ void MetricsServer::Loop() {
         ++it;
       }
     }
+    if (!listening && clients.size() < kMaxClients && now >= resume_at) set_listening(true);
   }
 }
 

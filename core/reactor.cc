@@ -9,6 +9,7 @@
 
 #include "core/acceptor.h"
 #include "core/check.h"
+#include "core/deadline.h"
 #include "core/log.h"
 
 namespace troupe {
@@ -27,6 +28,36 @@ constexpr size_t kBulk = 64;
 // Inbox items handled per turn before I/O gets another go: a flood of mail
 // must not starve the sockets. Leftovers keep epoll_wait from sleeping.
 constexpr size_t kMaxInboxPerTurn = 4096;
+// Mails handed to one actor per mailbox pass: a flood to one actor waits its
+// turn instead of holding the loop (an actor that mails itself cannot spin
+// a turn forever either: what it sends goes to the next pass).
+constexpr size_t kMailPerActorPerPass = 256;
+
+// The deadline wheel's geometry for a reactor's timeouts: an eighth of the
+// shortest finite one per tick (1 ms..1 s), so deadlines fire at most ~12%
+// late and a reactor with waiting deadlines wakes at most once per tick; the
+// span covers the longest (4,096 slots at most; later deadlines wrap and are
+// rescheduled when they come round).
+struct WheelGeometry {
+  std::chrono::steady_clock::duration tick;
+  size_t slots;
+};
+WheelGeometry GeometryFor(std::initializer_list<absl::Duration> timeouts) {
+  using std::chrono::steady_clock;
+  steady_clock::duration shortest = std::chrono::seconds(8);
+  steady_clock::duration longest = std::chrono::seconds(8);
+  bool any = false;
+  for (absl::Duration d : timeouts) {
+    if (!IsFiniteTimeout(d) || d > absl::Hours(24 * 365)) continue;
+    const auto ns = std::chrono::duration_cast<steady_clock::duration>(absl::ToChronoNanoseconds(d));
+    shortest = any ? std::min(shortest, ns) : ns;
+    longest = any ? std::max(longest, ns) : ns;
+    any = true;
+  }
+  const auto tick = std::clamp<steady_clock::duration>(shortest / 8, std::chrono::milliseconds(1),
+                                                       std::chrono::seconds(1));
+  return {tick, std::min<size_t>(static_cast<size_t>(longest / tick) + 2, 4096)};
+}
 
 uint64_t PackToken(uint32_t slot, uint32_t generation) {
   return static_cast<uint64_t>(generation) << 32 | slot;
@@ -39,7 +70,7 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
   TROUPE_CHECK(factory != nullptr, "Reactor needs a handler factory");
   Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1");
-  absl::StatusOr<std::shared_ptr<Inbox>> inbox = Inbox::Create();
+  absl::StatusOr<std::shared_ptr<Inbox>> inbox = Inbox::Create(options.inbox_mail_capacity);
   if (!inbox.ok()) return inbox.status();
   epoll_event event{};
   event.events = EPOLLIN;  // level-triggered: Drain() resets it
@@ -57,15 +88,19 @@ Reactor::Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll
       factory_(std::move(factory)),
       epoll_(std::move(epoll)),
       inbox_(std::move(inbox)),
-      scratch_(new char[kScratchBytes]) {
-  if (options_.idle_timeout > absl::ZeroDuration()) {
-    // An eighth of the timeout per tick (1 ms..1 s): connections close at
-    // most ~12% late, and an idle reactor wakes at most once per tick.
-    const auto timeout = absl::ToChronoNanoseconds(options_.idle_timeout);
-    auto tick = std::clamp<Clock::duration>(timeout / 8, std::chrono::milliseconds(1),
-                                            std::chrono::seconds(1));
-    const size_t slots = std::min<size_t>(timeout / tick + 2, 4096);
-    idle_wheel_.emplace(tick, slots, Clock::now());
+      scratch_(new char[kScratchBytes]),
+      deadlines_(GeometryFor({options.idle_timeout, options.connection.flush_timeout,
+                              options.connection.linger_timeout})
+                     .tick,
+                 GeometryFor({options.idle_timeout, options.connection.flush_timeout,
+                              options.connection.linger_timeout})
+                     .slots,
+                 Clock::now()) {
+  // An infinite (or absurdly long) idle timeout is no timeout: a deadline
+  // that far out would overflow the clock (core/deadline.h).
+  if (IsFiniteTimeout(options_.idle_timeout) && options_.idle_timeout <= absl::Hours(24 * 365 * 100)) {
+    idle_timeout_ = std::chrono::duration_cast<Clock::duration>(
+        absl::ToChronoNanoseconds(options_.idle_timeout));
   }
 }
 
@@ -105,9 +140,18 @@ void Reactor::AcceptInLoop() {
           if (!draining_ && !stopping_) SetListeningInLoop(true);
         });
         return;
+      case Admission::Result::kRejected:
+        break;  // counts toward the batch: a connect flood cannot hold the loop
     }
   }
 }
+
+uint64_t Reactor::AdmittedCount() const {
+  return admission_ != nullptr ? admission_->counters().accepted.load(std::memory_order_relaxed)
+                               : 0;
+}
+
+void Reactor::DropHandoff() { handoffs_dropped_.fetch_add(1, std::memory_order_relaxed); }
 
 Reactor::~Reactor() {
   // Sockets handed over but never adopted (Run never started, or ended
@@ -131,15 +175,19 @@ void Reactor::Drain(absl::Time deadline) {
 
 void Reactor::Post(Task task) { inbox_->Post(std::move(task)); }
 
-void Reactor::SendMail(ConnectionId to, Mail mail) {
-  TROUPE_CHECK(to.valid(), "SendMail to an invalid ConnectionId");
-  inbox_->SendMail(to, std::move(mail));
+bool Reactor::SendMail(ConnectionId to, Mail mail, MailClass mail_class) {
+  if (!to.valid() || to.reactor != options_.index) {
+    inbox_->CountInvalidRef();  // a bad ref is dropped and counted, never fatal
+    return false;
+  }
+  return inbox_->SendMail(to, std::move(mail), mail_class);
 }
 
 void Reactor::Adopt(moodycamel::ProducerToken& token, Handoff handoff) {
   const int fd = handoff.fd;
   if (!handoffs_.enqueue(token, std::move(handoff))) {
     ::close(fd);  // out of memory: shed this one connection, not the server
+    DropHandoff();
     return;
   }
   inbox_->waker().Notify();
@@ -192,7 +240,8 @@ void Reactor::Run() {
     DrainHandoffsInLoop();
     DrainInboxInLoop();
     RunTimersInLoop();
-    ExpireIdleInLoop();
+    ExpireDeadlinesInLoop();
+    RunMailboxesInLoop();
     ReapInLoop();
     RecordTurnInLoop(Clock::now());
   }
@@ -204,6 +253,9 @@ void Reactor::Run() {
 bool Reactor::ShouldExitInLoop() {
   if (stopping_) return true;
   if (!draining_) return false;
+  // A handoff still queued is a connection too: adopt it (it starts
+  // closing at once) rather than leave it to the destructor's reset.
+  if (handoffs_.size_approx() > 0) DrainHandoffsInLoop();
   if (live_connections_ == 0) return true;
   if (Clock::now() >= drain_deadline_) {
     CloseAllInLoop(CloseReason::kShutdown);
@@ -213,10 +265,10 @@ bool Reactor::ShouldExitInLoop() {
 }
 
 int Reactor::ComputeTimeoutMs() {
-  if (!read_backlog_.empty() || !closing_.empty()) return 0;
+  if (!read_backlog_.empty() || !closing_.empty() || !mail_ready_.empty()) return 0;
   Clock::time_point next = Clock::time_point::max();
   if (!timers_.empty()) next = timers_.top().when;
-  if (idle_wheel_ && idle_wheel_->NextDue() < next) next = idle_wheel_->NextDue();
+  if (deadlines_.NextDue() < next) next = deadlines_.NextDue();
   if (draining_ && drain_deadline_ < next) next = drain_deadline_;
   if (next == Clock::time_point::max()) return -1;
   const auto now = Clock::now();
@@ -258,7 +310,10 @@ void Reactor::DrainHandoffsInLoop() {
 
 void Reactor::AdoptInLoop(Handoff handoff) {
   Fd fd(handoff.fd);
-  if (stopping_) return;  // closes fd
+  if (stopping_) {
+    DropHandoff();
+    return;  // closes fd
+  }
   uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -272,7 +327,10 @@ void Reactor::AdoptInLoop(Handoff handoff) {
   event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   event.data.u64 = PackToken(slot, id.generation);
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd.get(), &event) != 0) {
+    TROUPE_LOG_EVERY_SECOND(kWarning, "epoll_ctl add for %s: %s; closing it",
+                            handoff.peer.ToString(), std::strerror(errno));
     free_slots_.push_back(slot);
+    DropHandoff();
     return;  // e.g. ENOMEM: shed this one connection
   }
   auto conn = std::make_unique<Connection>(*this, id, std::move(fd),
@@ -280,8 +338,8 @@ void Reactor::AdoptInLoop(Handoff handoff) {
                                            options_.connection);
   Connection& ref = *conn;
   ref.last_active_ = now_;
-  if (idle_wheel_) idle_wheel_->Schedule(id, now_ + absl::ToChronoNanoseconds(options_.idle_timeout));
   slots_[slot].connection = std::move(conn);
+  ScheduleDeadlineInLoop(ref);
   ++live_connections_;
   Bump(accepted_);
   ref.set_handler(factory_(ref));
@@ -298,6 +356,7 @@ void Reactor::DrainInboxInLoop() {
   while (handled < kMaxInboxPerTurn &&
          (count = inbox_->queue().try_dequeue_bulk(batch, kBulk)) > 0) {
     handled += count;
+    size_t user_mail = 0;
     for (size_t i = 0; i < count; ++i) {
       Inbox::Item& item = batch[i];
       if (!item.to.valid()) {
@@ -306,26 +365,68 @@ void Reactor::DrainInboxInLoop() {
         Bump(tasks_run_);
         continue;
       }
-      DeliverMailInLoop(item.to, std::move(item.mail));
+      if (item.mail_class == MailClass::kUser) ++user_mail;
+      DeliverMailInLoop(item.to, std::move(item.mail), item.mail_class);
       item.mail = Mail();
     }
+    inbox_->MailTaken(user_mail);
+    // Hand this batch's mail over before taking more: a burst of up to
+    // kMaxInboxPerTurn mails to one actor then never meets a full mailbox
+    // while the actor could have taken it.
+    RunMailboxesInLoop();
   }
 }
 
-void Reactor::DeliverMailInLoop(ConnectionId to, Mail mail) {
+bool Reactor::DeliverMailInLoop(ConnectionId to, Mail mail, MailClass mail_class) {
   Connection* conn = Find(to);
   if (conn == nullptr) {
-    Bump(mail_dropped_);
-    return;
+    CountMailDrop(to.valid() && to.reactor == options_.index ? MailDrop::kGone
+                                                             : MailDrop::kInvalidRef);
+    return false;
   }
-  Bump(mail_delivered_);
-  conn->DeliverMailInLoop(std::move(mail));
+  if (std::optional<MailDrop> dropped = conn->EnqueueMailInLoop(std::move(mail), mail_class)) {
+    CountMailDrop(*dropped);
+    return false;
+  }
+  return true;
+}
+
+void Reactor::ScheduleMailInLoop(Connection& conn) {
+  if (conn.in_mail_ready_) return;
+  conn.in_mail_ready_ = true;
+  mail_ready_.push_back(conn.id());
+}
+
+void Reactor::MailboxDepthChanged(int64_t delta, size_t one_mailbox) {
+  mailbox_depth_now_ += delta;
+  mailbox_depth_.store(static_cast<uint64_t>(std::max<int64_t>(mailbox_depth_now_, 0)),
+                       std::memory_order_relaxed);
+  if (one_mailbox > mailbox_depth_max_.load(std::memory_order_relaxed)) {
+    mailbox_depth_max_.store(one_mailbox, std::memory_order_relaxed);
+  }
+}
+
+void Reactor::RunMailboxesInLoop() {
+  // One pass over the mailboxes that had mail when it began: mail sent
+  // during the pass (an actor answering another on this reactor) waits for
+  // the next pass, so two actors mailing each other cannot hold the loop;
+  // ComputeTimeoutMs sees mail_ready_ and does not sleep meanwhile.
+  if (mail_ready_.empty()) return;
+  mail_ready_next_.clear();
+  mail_ready_.swap(mail_ready_next_);
+  for (const ConnectionId& id : mail_ready_next_) {
+    Connection* conn = Find(id);
+    if (conn == nullptr) continue;
+    conn->in_mail_ready_ = false;
+    if (conn->DeliverMailInLoop(kMailPerActorPerPass)) ScheduleMailInLoop(*conn);
+  }
 }
 
 void Reactor::RunAfter(absl::Duration delay, Task task) {
   AssertInLoopThread();
-  const auto when = Clock::now() + absl::ToChronoNanoseconds(delay);
+  const auto when = DeadlineAfter(Clock::now(), delay);
   timers_.push(Timer{when, timer_sequence_++, std::move(task)});
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
 }
 
 void Reactor::RunTimersInLoop() {
@@ -336,21 +437,28 @@ void Reactor::RunTimersInLoop() {
     timers_.pop();
     std::move(task)();
   }
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
 }
 
-void Reactor::ExpireIdleInLoop() {
-  if (!idle_wheel_) return;
-  const auto timeout = absl::ToChronoNanoseconds(options_.idle_timeout);
-  idle_wheel_->Advance(now_, [&](ConnectionId id) {
+void Reactor::ScheduleDeadlineInLoop(Connection& conn) {
+  const Clock::time_point deadline = conn.DeadlineInLoop(idle_timeout_);
+  if (deadline == Clock::time_point::max()) {
+    deadlines_.Cancel(conn.id());
+  } else {
+    deadlines_.Schedule(conn.id(), deadline);
+  }
+  deadline_entries_.store(deadlines_.size(), std::memory_order_relaxed);
+}
+
+void Reactor::ExpireDeadlinesInLoop() {
+  if (deadlines_.empty()) return;
+  deadlines_.Advance(now_, [&](ConnectionId id) {
     Connection* conn = Find(id);
-    if (conn == nullptr) return;  // closed meanwhile: its entry just drops
-    const Clock::time_point deadline = conn->last_active_ + timeout;
-    if (deadline <= now_) {
-      conn->Close(CloseReason::kIdleTimeout);
-    } else {
-      idle_wheel_->Schedule(id, deadline);
-    }
+    if (conn == nullptr) return;  // closed connections cancel their entry
+    conn->CheckDeadlinesInLoop(now_, idle_timeout_);
+    if (!conn->closed()) ScheduleDeadlineInLoop(*conn);
   });
+  deadline_entries_.store(deadlines_.size(), std::memory_order_relaxed);
 }
 
 void Reactor::RecordTurnInLoop(Clock::time_point end) {
@@ -374,6 +482,8 @@ Connection* Reactor::Find(ConnectionId id) {
 }
 
 void Reactor::OnClosedInLoop(Connection& conn, CloseReason reason) {
+  deadlines_.Cancel(conn.id());
+  deadline_entries_.store(deadlines_.size(), std::memory_order_relaxed);
   closing_.push_back(Closing{conn.id(), reason});
   Bump(closed_);
   Bump(closed_by_reason_[static_cast<size_t>(reason)]);
@@ -404,11 +514,10 @@ void Reactor::BeginDrainInLoop(absl::Time deadline) {
   // Reuse-port mode: stop accepting (closing the listener leaves epoll; the
   // Admission stays, since Stats() may read its counters from any thread).
   listen_fd_.Reset();
-  const absl::Duration left = deadline - absl::Now();
-  drain_deadline_ = Clock::now() + absl::ToChronoNanoseconds(
-                                       left < absl::ZeroDuration()
-                                           ? absl::ZeroDuration()
-                                           : left);
+  // An infinite deadline stays infinite (DeadlineAfter saturates).
+  drain_deadline_ = DeadlineAfter(Clock::now(), deadline - absl::Now());
+  // Sockets already handed over are connections of this server too.
+  DrainHandoffsInLoop();
   for (Slot& slot : slots_) {
     if (slot.connection != nullptr && !slot.connection->closed()) {
       slot.connection->CloseAfterFlush();
@@ -432,7 +541,21 @@ ReactorStats Reactor::Stats() const {
   s.bytes_in = bytes_in_.load(std::memory_order_relaxed);
   s.bytes_out = bytes_out_.load(std::memory_order_relaxed);
   s.mail_delivered = mail_delivered_.load(std::memory_order_relaxed);
-  s.mail_dropped = mail_dropped_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < s.mail_dropped_by_reason.size(); ++i) {
+    s.mail_dropped_by_reason[i] = mail_dropped_[i].load(std::memory_order_relaxed);
+  }
+  // Refusals at the inbox are counted there (their senders are other threads).
+  s.mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInboxFull)] += inbox_->refused_full();
+  s.mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInvalidRef)] += inbox_->invalid_refs();
+  for (uint64_t n : s.mail_dropped_by_reason) s.mail_dropped += n;
+  s.frames_shed = frames_shed_.load(std::memory_order_relaxed);
+  s.handoffs_dropped = handoffs_dropped_.load(std::memory_order_relaxed);
+  s.mailbox_depth = mailbox_depth_.load(std::memory_order_relaxed);
+  s.mailbox_depth_max = mailbox_depth_max_.load(std::memory_order_relaxed);
+  s.inbox_mail_depth = inbox_->mail_depth();
+  s.inbox_mail_depth_max = inbox_->mail_depth_max();
+  s.deadline_entries = deadline_entries_.load(std::memory_order_relaxed);
+  s.timers = timer_count_.load(std::memory_order_relaxed);
   s.tasks_run = tasks_run_.load(std::memory_order_relaxed);
   s.loop_turns = loop_turns_.load(std::memory_order_relaxed);
   s.wake_writes = inbox_->waker().wake_writes();

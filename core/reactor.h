@@ -6,9 +6,13 @@
 //   2. I/O events   read (up to a per-connection budget), write, close
 //   3. read backlog connections whose budget ran out last turn read again
 //   4. handoffs     new sockets from the acceptor, drained in bulk
-//   5. inbox        posted tasks and mail from any thread, drained in bulk
+//   5. inbox        posted tasks and mail from any thread, drained in bulk;
+//                   after each batch, mailboxes with mail hand it over
 //   6. timers       due timers run
-//   7. reap         closed connections get OnClose, then are destroyed
+//   7. deadlines    idle, flush and linger deadlines (one wheel entry per
+//                   connection that has one)
+//   8. mailboxes    mail sent during this turn by actors of this reactor
+//   9. reap         closed connections get OnClose, then are destroyed
 //
 // Everything a connection touches happens on this thread; other threads reach
 // a reactor only through Adopt(), Post(), SendMail(), Drain() and Stop(),
@@ -52,6 +56,7 @@
 #include "core/fd.h"
 #include "core/inbox.h"
 #include "core/mail.h"
+#include "core/mailbox.h"
 #include "core/timer_wheel.h"
 #include "core/waker.h"
 
@@ -71,8 +76,10 @@ struct ReactorOptions {
   // ping-pong peer for long.
   size_t read_budget_bytes = 256 * 1024;
   // Close connections with no bytes in either direction for this long
-  // (CloseReason::kIdleTimeout). Zero: never.
+  // (CloseReason::kIdleTimeout). Zero or infinite: never.
   absl::Duration idle_timeout = absl::ZeroDuration();
+  // User mail waiting in the inbox beyond this is refused (core/inbox.h).
+  size_t inbox_mail_capacity = Inbox::kDefaultMailCapacity;
 };
 
 // A socket on its way from the acceptor to a reactor.
@@ -89,7 +96,16 @@ struct ReactorStats {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint64_t mail_delivered = 0;
-  uint64_t mail_dropped = 0;
+  uint64_t mail_dropped = 0;  // every reason below, summed
+  std::array<uint64_t, static_cast<size_t>(MailDrop::kCount)> mail_dropped_by_reason{};
+  uint64_t frames_shed = 0;       // output an actor dropped for a peer that was behind
+  uint64_t handoffs_dropped = 0;  // sockets closed before they became connections
+  uint64_t mailbox_depth = 0;     // mail waiting in this reactor's mailboxes now
+  uint64_t mailbox_depth_max = 0;  // the most ever waiting in one mailbox
+  uint64_t inbox_mail_depth = 0;  // user mail waiting in the inbox now
+  uint64_t inbox_mail_depth_max = 0;
+  uint64_t deadline_entries = 0;  // connections with an idle/flush/linger deadline
+  uint64_t timers = 0;            // RunAfter timers pending
   uint64_t tasks_run = 0;
   uint64_t loop_turns = 0;
   uint64_t wake_writes = 0;
@@ -131,9 +147,12 @@ class Reactor {
 
   // Any thread. Queues `task` to run on this reactor; never runs it inline.
   void Post(Task task);
-  // Any thread. Queues mail for connection `to`; if `to` is gone when the
-  // mail arrives it is dropped and counted. Per-sender order is kept.
-  void SendMail(ConnectionId to, Mail mail);
+  // Any thread. Queues mail for connection `to`. Returns false (and counts
+  // it) when `to` names no connection of this reactor or the inbox is full
+  // of user mail; a true only means "accepted": if `to` is gone when the
+  // mail arrives, or its mailbox is full, it is dropped and counted there.
+  // Per-sender order is kept.
+  bool SendMail(ConnectionId to, Mail mail, MailClass mail_class = MailClass::kUser);
   // Any thread. For producers that may outlive this reactor (offload
   // workers): lock() it for each send; a failed lock means the reactor is gone.
   std::weak_ptr<Inbox> inbox() const { return inbox_; }
@@ -152,9 +171,14 @@ class Reactor {
 
   // The live connection with this id, or nullptr.
   Connection* Find(ConnectionId id);
-  // Hands `mail` to connection `to` now (a task on this reactor fanning out
-  // mail it already holds); dropped and counted if `to` is gone.
-  void DeliverMailInLoop(ConnectionId to, Mail mail);
+  // Puts `mail` in connection `to`'s mailbox (from a task or an actor on
+  // this reactor); it is handed over in the mailbox phase, never inline.
+  // False, counted, if `to` is gone or its mailbox refused the mail.
+  bool DeliverMailInLoop(ConnectionId to, Mail mail, MailClass mail_class = MailClass::kUser);
+  // An actor dropped output for a peer that was behind (counted).
+  void CountShedInLoop() { Bump(frames_shed_); }
+  // A send from this reactor named no actor (counted here).
+  void CountInvalidRefInLoop() { CountMailDrop(MailDrop::kInvalidRef); }
 
   // Every reactor of the same server, by index (this one included), so that
   // code on one reactor can Post or SendMail to another. Set before Run().
@@ -180,8 +204,15 @@ class Reactor {
   ReactorStats Stats() const;
   // Any thread. Connections this reactor has adopted so far.
   uint64_t AcceptedCount() const { return accepted_.load(std::memory_order_relaxed); }
-  // Any thread. Connections this reactor has closed so far.
-  uint64_t ClosedCount() const { return closed_.load(std::memory_order_relaxed); }
+  // Any thread. Connections this reactor has closed so far, plus sockets
+  // handed to it that it had to close before adopting them (so that
+  // "admitted - closed" is the number open, which max_connections gates).
+  uint64_t ClosedCount() const {
+    return closed_.load(std::memory_order_relaxed) +
+           handoffs_dropped_.load(std::memory_order_relaxed);
+  }
+  // Any thread. Reuse-port mode: connections its own listener admitted.
+  uint64_t AdmittedCount() const;
   // Any thread. Handoffs and inbox items not yet drained (approximate).
   size_t QueueDepth() const {
     return handoffs_.size_approx() + inbox_->size_approx();
@@ -224,7 +255,9 @@ class Reactor {
   void DrainHandoffsInLoop();
   void DrainInboxInLoop();
   void RunTimersInLoop();
+  void RunMailboxesInLoop();
   void ReapInLoop();
+  void DropHandoff();
   void AdoptInLoop(Handoff handoff);
   void AcceptInLoop();
   void SetListeningInLoop(bool on);
@@ -237,9 +270,16 @@ class Reactor {
   // The time this turn's events were taken (one clock read per turn).
   Clock::time_point now() const { return now_; }
   void RecordTurnInLoop(Clock::time_point end);
-  void ExpireIdleInLoop();
+  void ExpireDeadlinesInLoop();
   static constexpr size_t kScratchBytes = 64 * 1024;
   void ScheduleReadInLoop(Connection& conn);
+  // Puts `conn`'s earliest deadline (idle, flush or linger) on the wheel.
+  void ScheduleDeadlineInLoop(Connection& conn);
+  void ScheduleMailInLoop(Connection& conn);
+  void CountMailDrop(MailDrop reason, uint64_t n = 1) {
+    Bump(mail_dropped_[static_cast<size_t>(reason)], n);
+  }
+  void MailboxDepthChanged(int64_t delta, size_t one_mailbox);
   void OnClosedInLoop(Connection& conn, CloseReason reason);
   void CountBytesIn(size_t n) { Bump(bytes_in_, n); }
   void CountBytesOut(size_t n) { Bump(bytes_out_, n); }
@@ -278,11 +318,15 @@ class Reactor {
   std::vector<ConnectionId> read_backlog_next_;
   std::vector<Closing> closing_;          // closed this turn; reaped at its end
   std::vector<Closing> reaping_;          // the batch ReapInLoop is working on
+  std::vector<ConnectionId> mail_ready_;  // mailboxes with mail to hand over
+  std::vector<ConnectionId> mail_ready_next_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_sequence_ = 0;
   size_t live_connections_ = 0;
   Clock::time_point now_ = Clock::now();
-  std::optional<TimerWheel> idle_wheel_;  // only with an idle timeout
+  TimerWheel deadlines_;                  // idle, flush and linger deadlines
+  Clock::duration idle_timeout_{};        // zero: off
+  int64_t mailbox_depth_now_ = 0;
   bool stopping_ = false;
   bool draining_ = false;
   Clock::time_point drain_deadline_{};
@@ -292,7 +336,13 @@ class Reactor {
   std::atomic<uint64_t> bytes_in_{0};
   std::atomic<uint64_t> bytes_out_{0};
   std::atomic<uint64_t> mail_delivered_{0};
-  std::atomic<uint64_t> mail_dropped_{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(MailDrop::kCount)> mail_dropped_{};
+  std::atomic<uint64_t> frames_shed_{0};
+  std::atomic<uint64_t> handoffs_dropped_{0};  // two writers: fetch_add
+  std::atomic<uint64_t> mailbox_depth_{0};
+  std::atomic<uint64_t> mailbox_depth_max_{0};
+  std::atomic<uint64_t> deadline_entries_{0};
+  std::atomic<uint64_t> timer_count_{0};
   std::atomic<uint64_t> tasks_run_{0};
   std::atomic<uint64_t> loop_turns_{0};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(CloseReason::kCount)>

@@ -24,6 +24,17 @@ ReactorStats ServerStats::Total() const {
     total.bytes_out += r.bytes_out;
     total.mail_delivered += r.mail_delivered;
     total.mail_dropped += r.mail_dropped;
+    for (size_t i = 0; i < total.mail_dropped_by_reason.size(); ++i) {
+      total.mail_dropped_by_reason[i] += r.mail_dropped_by_reason[i];
+    }
+    total.frames_shed += r.frames_shed;
+    total.handoffs_dropped += r.handoffs_dropped;
+    total.mailbox_depth += r.mailbox_depth;
+    total.mailbox_depth_max = std::max(total.mailbox_depth_max, r.mailbox_depth_max);
+    total.inbox_mail_depth += r.inbox_mail_depth;
+    total.inbox_mail_depth_max = std::max(total.inbox_mail_depth_max, r.inbox_mail_depth_max);
+    total.deadline_entries += r.deadline_entries;
+    total.timers += r.timers;
     total.tasks_run += r.tasks_run;
     total.loop_turns += r.loop_turns;
     total.wake_writes += r.wake_writes;
@@ -43,6 +54,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
     const ServerOptions& options, HandlerFactory factory) {
   if (options.workers < 0) {
     return absl::InvalidArgumentError("workers must be >= 0");
+  }
+  if (options.connection.max_output_bytes <= options.connection.high_watermark) {
+    return absl::InvalidArgumentError(
+        "max_output_bytes must exceed high_watermark (reading pauses at the watermark; "
+        "the cap is for output that does not come from reading)");
   }
   const int workers = options.workers > 0 ? options.workers : OnlineCpus();
   const bool reuse_port = options.accept_mode == AcceptMode::kReusePort;
@@ -72,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
     reactor_options.connection = options.connection;
     reactor_options.read_budget_bytes = options.read_budget_bytes;
     reactor_options.idle_timeout = options.idle_timeout;
+    reactor_options.inbox_mail_capacity = options.inbox_mail_capacity;
     absl::StatusOr<std::unique_ptr<Reactor>> reactor =
         Reactor::Create(reactor_options, factory);
     if (!reactor.ok()) return reactor.status();
@@ -102,11 +119,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
 }
 
 uint64_t Server::OpenConnections() const {
-  // Accepted (by the acceptor or the reactors' own listeners) minus closed.
+  // Admitted (by the acceptor or the reactors' own listeners) minus closed,
+  // where "closed" includes sockets a reactor closed before adopting them,
+  // so a failed handoff cannot leave the count (and the gate) too high.
   uint64_t accepted = acceptor_ != nullptr ? acceptor_->counters().accepted.load() : 0;
   uint64_t closed = 0;
   for (const auto& reactor : reactors_) {
-    if (acceptor_ == nullptr) accepted += reactor->AcceptedCount();
+    if (acceptor_ == nullptr) accepted += reactor->AdmittedCount();
     closed += reactor->ClosedCount();
   }
   return accepted > closed ? accepted - closed : 0;
@@ -152,6 +171,14 @@ void Server::StopNow() {
   Join();
 }
 
+bool Server::SendMail(ConnectionId to, Mail mail) {
+  if (to.reactor >= reactors_.size()) {
+    invalid_mail_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return reactors_[to.reactor]->SendMail(to, std::move(mail));
+}
+
 void Server::Abort() {
   for (auto& reactor : reactors_) reactor->Stop();
 }
@@ -168,6 +195,7 @@ ServerStats Server::Stats() const {
     stats.refused += stats.reactors.back().refused;
     stats.rejected += stats.reactors.back().rejected;
   }
+  stats.invalid_mail = invalid_mail_.load(std::memory_order_relaxed);
   if (acceptor_) {
     stats.refused += acceptor_->counters().refused.load(std::memory_order_relaxed);
     stats.rejected += acceptor_->counters().rejected.load(std::memory_order_relaxed);

@@ -47,7 +47,9 @@ struct ServerOptions {
   ConnectionOptions connection;
   ListenOptions listen;
   size_t read_budget_bytes = ReactorOptions{}.read_budget_bytes;
-  absl::Duration idle_timeout = absl::ZeroDuration();  // zero: off
+  absl::Duration idle_timeout = absl::ZeroDuration();  // zero or infinite: off
+  // User mail waiting in one reactor's inbox beyond this is refused.
+  size_t inbox_mail_capacity = Inbox::kDefaultMailCapacity;
   // Open connections beyond this are accepted and closed at once (counted
   // as rejected). Zero: no limit.
   size_t max_connections = 0;
@@ -56,7 +58,8 @@ struct ServerOptions {
   // neighbour (a pinned reactor cannot move away from it).
   bool pin_cpus = false;
   int first_cpu = 0;
-  // Stop(): how long connections get to flush before they are cut.
+  // Stop(): how long connections get to flush (and to receive the replies
+  // their actors still owe) before they are cut. Infinite: no limit.
   absl::Duration drain_timeout = absl::Seconds(10);
 };
 
@@ -64,6 +67,7 @@ struct ServerStats {
   std::vector<ReactorStats> reactors;
   uint64_t refused = 0;   // shed by the acceptor on descriptor exhaustion
   uint64_t rejected = 0;  // closed at once: max_connections were open
+  uint64_t invalid_mail = 0;  // Server::SendMail to a ref naming no reactor
   ReactorStats Total() const;
 };
 
@@ -89,10 +93,9 @@ class Server {
   const Address& address() const { return address_; }
   int workers() const { return static_cast<int>(reactors_.size()); }
   Reactor& reactor(int i) { return *reactors_[i]; }
-  // Any thread.
-  void SendMail(ConnectionId to, Mail mail) {
-    reactors_[to.reactor]->SendMail(to, std::move(mail));
-  }
+  // Any thread. False, counted, when `to` names no actor of this server
+  // or its reactor's inbox is full (see Reactor::SendMail).
+  bool SendMail(ConnectionId to, Mail mail);
   // Any thread.
   ServerStats Stats() const;
 
@@ -108,6 +111,7 @@ class Server {
   std::unique_ptr<Acceptor> acceptor_;  // kAcceptorThread only
   std::vector<std::thread> threads_;
   std::atomic<bool> accepting_{false};
+  std::atomic<uint64_t> invalid_mail_{0};
 };
 
 // Online CPUs, at least 1.

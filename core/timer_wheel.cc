@@ -9,18 +9,43 @@ TimerWheel::TimerWheel(Clock::duration tick, size_t slots, Clock::time_point sta
   TROUPE_CHECK(tick > Clock::duration::zero() && slots >= 2, "bad TimerWheel geometry");
 }
 
+TimerWheel::Where& TimerWheel::WhereOf(uint32_t table_slot) {
+  if (table_slot >= where_.size()) where_.resize(table_slot + 1);
+  return where_[table_slot];
+}
+
 void TimerWheel::Schedule(ConnectionId id, Clock::time_point deadline) {
+  Cancel(id);
   // Ticks ahead of the cursor, rounded up so nothing fires early; at least
   // one (the cursor's slot is being handed out or already was); at most the
   // span, beyond which the entry fires early and is simply rescheduled.
   int64_t ahead = 1;
   if (deadline > cursor_time_) {
-    ahead = (deadline - cursor_time_ + tick_ - Clock::duration(1)) / tick_;
+    const auto until = deadline - cursor_time_;
+    // Divide first: `until + tick_` could overflow for a far deadline.
+    ahead = until / tick_ + (until % tick_ != Clock::duration::zero() ? 1 : 0);
     if (ahead < 1) ahead = 1;
   }
-  if (ahead >= static_cast<int64_t>(slots_.size())) ahead = slots_.size() - 1;
-  slots_[(cursor_ + static_cast<size_t>(ahead)) % slots_.size()].push_back(id);
+  if (ahead >= static_cast<int64_t>(slots_.size())) ahead = static_cast<int64_t>(slots_.size()) - 1;
+  const size_t slot = (cursor_ + static_cast<size_t>(ahead)) % slots_.size();
+  WhereOf(id.slot) = Where{static_cast<uint32_t>(slot), static_cast<uint32_t>(slots_[slot].size())};
+  slots_[slot].push_back(id);
   ++size_;
+}
+
+void TimerWheel::Cancel(ConnectionId id) {
+  if (id.slot >= where_.size()) return;
+  Where& where = where_[id.slot];
+  if (where.wheel_slot == kNone) return;
+  std::vector<ConnectionId>& bucket = slots_[where.wheel_slot];
+  if (!(bucket[where.index] == id)) return;  // a stale id: not its entry
+  // Swap-remove: the last entry of the bucket takes this one's place.
+  const ConnectionId moved = bucket.back();
+  bucket[where.index] = moved;
+  where_[moved.slot].index = where.index;
+  bucket.pop_back();
+  where.wheel_slot = kNone;
+  --size_;
 }
 
 void TimerWheel::Advance(Clock::time_point now,
@@ -41,6 +66,7 @@ void TimerWheel::Advance(Clock::time_point now,
     firing_.clear();
     firing_.swap(slots_[cursor_]);
     size_ -= firing_.size();
+    for (const ConnectionId& id : firing_) where_[id.slot].wheel_slot = kNone;
     // `expired` may Schedule() again; it lands in a later slot, never here.
     for (const ConnectionId& id : firing_) expired(id);
   }
