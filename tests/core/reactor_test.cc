@@ -2,9 +2,15 @@
 // connection table's generations.
 #include "core/reactor.h"
 
+#include <poll.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +55,12 @@ class RecordingHandler final : public ConnectionHandler {
 
  private:
   Journal& journal_;
+};
+
+// Reads and discards; nothing else.
+class RecordingHandlerStub final : public ConnectionHandler {
+ public:
+  size_t OnData(Connection&, std::string_view data) override { return data.size(); }
 };
 
 class ReactorTest : public ::testing::Test {
@@ -180,6 +192,231 @@ TEST_F(ReactorTest, StaleIdNeverReachesConnectionThatReusedTheSlot) {
   EXPECT_EQ(journal_.mail[0].first, new_id);
   EXPECT_EQ(journal_.mail[0].second, 42);
   EXPECT_EQ(journal_.closed[0], CloseReason::kLocalClose);
+}
+
+TEST_F(ReactorTest, BadRefsAreDroppedAndCountedNeverFatal) {
+  EXPECT_FALSE(reactor_->SendMail(ConnectionId{}, Mail::Of(1)));             // no generation
+  EXPECT_FALSE(reactor_->SendMail(ConnectionId{7, 0, 1}, Mail::Of(2)));      // another reactor's
+  EXPECT_EQ(reactor_->Stats().mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInvalidRef)],
+            2u);
+  auto [peer, id] = AddConnection();
+  EXPECT_TRUE(reactor_->SendMail(id, Mail::Of(3)));  // the reactor still serves
+  EXPECT_TRUE(WaitFor([&] { return reactor_->Stats().mail_delivered == 1; }));
+}
+
+// A handler driven by the test: hooks for data and mail.
+class HookHandler final : public ConnectionHandler {
+ public:
+  struct Hooks {
+    std::function<void(Connection&, std::string_view)> on_data;
+    std::function<void(Connection&, Mail)> on_mail;
+    std::function<void(CloseReason)> on_close;
+  };
+  explicit HookHandler(const Hooks& hooks) : hooks_(hooks) {}
+  size_t OnData(Connection& conn, std::string_view data) override {
+    if (hooks_.on_data) hooks_.on_data(conn, data);
+    return data.size();
+  }
+  void OnMail(Connection& conn, Mail mail) override {
+    if (hooks_.on_mail) hooks_.on_mail(conn, std::move(mail));
+  }
+  void OnClose(Connection&, CloseReason reason) override {
+    if (hooks_.on_close) hooks_.on_close(reason);
+  }
+
+ private:
+  const Hooks& hooks_;
+};
+
+// A running reactor with HookHandler connections over socketpairs.
+class HookedReactor {
+ public:
+  explicit HookedReactor(const ReactorOptions& options, const HookHandler::Hooks& hooks)
+      : reactor_(Reactor::Create(options, [&hooks](Connection&) {
+                   return std::make_unique<HookHandler>(hooks);
+                 }).value()),
+        thread_([this] { reactor_->Run(); }) {}
+  ~HookedReactor() {
+    reactor_->Stop();
+    thread_.join();
+  }
+  Reactor& reactor() { return *reactor_; }
+  // The peer's end of a new connection (its id is slot order: 0, 1, ...).
+  Fd Add() {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    const uint64_t before = reactor_->AcceptedCount();
+    moodycamel::ProducerToken token = reactor_->MakeHandoffToken();
+    reactor_->Adopt(token, Handoff{sv[0], Address()});
+    EXPECT_TRUE(WaitFor([&] { return reactor_->AcceptedCount() > before; }));
+    return Fd(sv[1]);
+  }
+  size_t Closed(CloseReason reason) {
+    return reactor_->Stats().closed_by_reason[static_cast<size_t>(reason)];
+  }
+
+ private:
+  std::unique_ptr<Reactor> reactor_;
+  std::thread thread_;
+};
+
+TEST(ReactorLimitsTest, InboxRefusesUserMailBeyondItsCapacityButNeverTasks) {
+  ReactorOptions options;
+  options.inbox_mail_capacity = 10;
+  auto reactor = Reactor::Create(options, [](Connection&) -> std::unique_ptr<ConnectionHandler> {
+                   return nullptr;
+                 }).value();
+  // Not running yet: everything waits in the inbox.
+  int accepted = 0;
+  for (int i = 0; i < 15; ++i) accepted += reactor->SendMail(ConnectionId{0, 0, 1}, Mail::Of(i));
+  EXPECT_EQ(accepted, 10);
+  // System mail (a reply an actor asked for) and tasks are bounded by their
+  // askers, never refused.
+  EXPECT_TRUE(reactor->SendMail(ConnectionId{0, 0, 1}, Mail::Of(99), MailClass::kSystem));
+  std::atomic<bool> ran{false};
+  reactor->Post([&] { ran = true; });
+  ReactorStats stats = reactor->Stats();
+  EXPECT_EQ(stats.inbox_mail_depth, 10u);
+  EXPECT_EQ(stats.inbox_mail_depth_max, 10u);
+  EXPECT_EQ(stats.mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInboxFull)], 5u);
+  std::thread t([&] { reactor->Run(); });
+  EXPECT_TRUE(WaitFor([&] { return ran.load(); }));
+  // Drained: the depth falls back and the queue takes mail again.
+  EXPECT_TRUE(WaitFor([&] { return reactor->Stats().inbox_mail_depth == 0; }));
+  EXPECT_TRUE(reactor->SendMail(ConnectionId{0, 0, 1}, Mail::Of(1)));
+  EXPECT_EQ(reactor->Stats().inbox_mail_depth_max, 10u);
+  reactor->Stop();
+  t.join();
+}
+
+TEST(ReactorLimitsTest, MailIsHandedOverInTheMailboxPhaseNeverInline) {
+  HookHandler::Hooks hooks;
+  std::atomic<int> got{0};
+  std::atomic<bool> inline_delivery{false};
+  bool in_send = false;  // loop thread only
+  hooks.on_data = [&](Connection& conn, std::string_view) {
+    in_send = true;
+    EXPECT_TRUE(conn.reactor().DeliverMailInLoop(conn.id(), Mail::Of(1)));
+    in_send = false;
+  };
+  hooks.on_mail = [&](Connection&, Mail) {
+    if (in_send) inline_delivery = true;
+    ++got;
+  };
+  HookedReactor r({}, hooks);
+  Fd peer = r.Add();
+  ASSERT_EQ(::send(peer.get(), "x", 1, 0), 1);
+  ASSERT_TRUE(WaitFor([&] { return got.load() == 1; }));
+  EXPECT_FALSE(inline_delivery.load());
+}
+
+TEST(ReactorLimitsTest, FailedAdoptionCountsAsClosed) {
+  // A socket the reactor cannot register (epoll refuses a regular file)
+  // must still count as released, or the server's open count (and the
+  // max_connections gate built on it) drifts up for good.
+  HookHandler::Hooks hooks;
+  HookedReactor r({}, hooks);
+  char path[] = "/tmp/troupe-reactor-test-XXXXXX";
+  const int file = ::mkstemp(path);
+  ASSERT_GE(file, 0);
+  ::unlink(path);
+  moodycamel::ProducerToken token = r.reactor().MakeHandoffToken();
+  r.reactor().Adopt(token, Handoff{file, Address()});
+  EXPECT_TRUE(WaitFor([&] { return r.reactor().ClosedCount() == 1; }));
+  EXPECT_EQ(r.reactor().Stats().handoffs_dropped, 1u);
+  EXPECT_EQ(r.reactor().AcceptedCount(), 0u);
+}
+
+TEST(ReactorLimitsTest, DrainAdoptsHandoffsStillQueued) {
+  // A socket handed over just before the drain began must be closed like
+  // every other connection (FIN after discarding its input), not left to
+  // the destructor, whose close() on unread input sends RST.
+  auto reactor = Reactor::Create({}, [](Connection&) {
+                   return std::make_unique<RecordingHandlerStub>();
+                 }).value();
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  Fd peer(sv[1]);
+  ASSERT_EQ(::send(peer.get(), "unread", 6, 0), 6);
+  moodycamel::ProducerToken token = reactor->MakeHandoffToken();
+  // Both run in one inbox batch: the handoff lands after this turn's
+  // handoff phase, right before the drain.
+  reactor->Post([&] { reactor->Adopt(token, Handoff{sv[0], Address()}); });
+  reactor->Drain(absl::Now() + absl::Seconds(20));
+  std::thread t([&] { reactor->Run(); });
+  pollfd p{peer.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 20000), 1) << "no FIN from the drain";
+  char byte;
+  EXPECT_EQ(::recv(peer.get(), &byte, 1, 0), 0) << std::strerror(errno);  // FIN, not RST
+  peer.Reset();
+  t.join();
+  EXPECT_EQ(reactor->Stats().closed_by_reason[static_cast<size_t>(CloseReason::kFlushedClose)], 1u);
+}
+
+TEST(ReactorLimitsTest, DeadlineEntriesFollowLiveConnectionsNotChurn) {
+  ReactorOptions options;
+  options.idle_timeout = absl::Seconds(60);
+  HookHandler::Hooks hooks;
+  hooks.on_data = [](Connection& conn, std::string_view) { conn.CloseAfterFlush(); };
+  HookedReactor r(options, hooks);
+  std::vector<Fd> peers;
+  for (int i = 0; i < 50; ++i) peers.push_back(r.Add());
+  EXPECT_EQ(r.reactor().Stats().deadline_entries, 50u);
+  // Half close from the peer's side, half go through CloseAfterFlush and a
+  // quick peer close (the linger): none may leave a deadline behind.
+  for (int i = 0; i < 50; ++i) {
+    if (i % 2 == 0) {
+      peers[i].Reset();
+    } else {
+      ASSERT_EQ(::send(peers[i].get(), "bye", 3, 0), 3);
+    }
+  }
+  ASSERT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kPeerClosed) == 25; }));
+  for (int i = 1; i < 50; i += 2) {
+    pollfd p{peers[i].get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 20000), 1);  // our FIN
+    peers[i].Reset();
+  }
+  ASSERT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kFlushedClose) == 25; }));
+  const ReactorStats stats = r.reactor().Stats();
+  EXPECT_EQ(stats.deadline_entries, 0u);
+  EXPECT_EQ(stats.timers, 0u);  // no linger timer waits out its 5 s either
+}
+
+TEST(ReactorLimitsTest, CloseAfterFlushIsBoundedWhileOutputIsQueued) {
+  // A peer that never reads must not hold a closing connection forever: the
+  // flush gives up after flush_timeout.
+  ReactorOptions options;
+  options.connection.flush_timeout = absl::Milliseconds(200);
+  options.connection.max_output_bytes = 64 << 20;
+  HookHandler::Hooks hooks;
+  hooks.on_data = [](Connection& conn, std::string_view) {
+    conn.Send(std::string(16 << 20, 'x'));  // far more than the socket buffers hold
+    conn.CloseAfterFlush();
+  };
+  HookedReactor r(options, hooks);
+  Fd peer = r.Add();
+  ASSERT_EQ(::send(peer.get(), "go", 2, 0), 2);
+  EXPECT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kFlushTimeout) == 1; }));
+}
+
+TEST(ReactorLimitsTest, OutputThatDoesNotComeFromReadingIsCapped) {
+  // Mail-driven output to a peer that never reads: reading is not what
+  // fills the buffer, so only the hard cap can stop it.
+  ReactorOptions options;
+  options.connection.max_output_bytes = 4 << 20;
+  HookHandler::Hooks hooks;
+  std::atomic<int> behind_seen{0};
+  hooks.on_mail = [&](Connection& conn, Mail) {
+    if (conn.behind()) ++behind_seen;
+    conn.Send(std::string(256 << 10, 'y'));
+  };
+  HookedReactor r(options, hooks);
+  Fd peer = r.Add();
+  const ConnectionId id{0, 0, 1};
+  for (int i = 0; i < 200; ++i) r.reactor().SendMail(id, Mail::Of(i));  // 50 MiB if uncapped
+  ASSERT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kSlowConsumer) == 1; }));
+  EXPECT_GT(behind_seen.load(), 0);  // the handler could have seen it coming
 }
 
 TEST(ReactorAffinityDeathTest, SendOffLoopThreadAborts) {

@@ -75,5 +75,47 @@ TEST(TimerWheelTest, NextDueIsTheEndOfTheTickWhileBusy) {
   EXPECT_EQ(wheel.NextDue(), t0 + milliseconds(10));
 }
 
+TEST(TimerWheelTest, CancelRemovesTheEntryAtOnce) {
+  const Clock::time_point t0 = Clock::now();
+  TimerWheel wheel(milliseconds(10), 8, t0);
+  wheel.Schedule(Id(1), t0 + milliseconds(20));
+  wheel.Schedule(Id(2), t0 + milliseconds(20));
+  wheel.Schedule(Id(3), t0 + milliseconds(20));
+  wheel.Cancel(Id(1));  // swap-remove: 3 moves into 1's place
+  wheel.Cancel(Id(3));
+  EXPECT_EQ(wheel.size(), 1u);
+  EXPECT_EQ(AdvanceTo(wheel, t0 + milliseconds(20)), std::vector<uint32_t>{2});
+  wheel.Cancel(Id(2));  // already fired: nothing to do
+  EXPECT_TRUE(wheel.empty());
+}
+
+TEST(TimerWheelTest, ScheduleReplacesAConnectionsEntry) {
+  // One entry per connection, however often its deadline moves: a wheel
+  // that appended would grow with activity (or churn) instead of with the
+  // connections that have a deadline.
+  const Clock::time_point t0 = Clock::now();
+  TimerWheel wheel(milliseconds(10), 16, t0);
+  for (int i = 1; i <= 100; ++i) wheel.Schedule(Id(5), t0 + milliseconds(i));
+  EXPECT_EQ(wheel.size(), 1u);
+  EXPECT_TRUE(AdvanceTo(wheel, t0 + milliseconds(90)).empty());
+  EXPECT_EQ(AdvanceTo(wheel, t0 + milliseconds(100)), std::vector<uint32_t>{5});
+}
+
+TEST(TimerWheelTest, CancelWithAStaleGenerationLeavesTheNewEntry) {
+  const Clock::time_point t0 = Clock::now();
+  TimerWheel wheel(milliseconds(10), 8, t0);
+  wheel.Schedule(ConnectionId{0, 4, 2}, t0 + milliseconds(10));
+  wheel.Cancel(ConnectionId{0, 4, 1});  // the slot's previous connection
+  EXPECT_EQ(wheel.size(), 1u);
+}
+
+TEST(TimerWheelTest, FarDeadlineDoesNotOverflow) {
+  const Clock::time_point t0 = Clock::now();
+  TimerWheel wheel(milliseconds(10), 8, t0);
+  wheel.Schedule(Id(1), Clock::time_point::max());
+  EXPECT_TRUE(AdvanceTo(wheel, t0 + milliseconds(60)).empty());
+  EXPECT_EQ(AdvanceTo(wheel, t0 + milliseconds(70)).size(), 1u);  // wrapped: rescheduled by the owner
+}
+
 }  // namespace
 }  // namespace troupe
