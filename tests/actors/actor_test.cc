@@ -262,7 +262,7 @@ TEST(ActorTest, OffloadResultAfterTheServerIsGoneIsDropped) {
   // ~OffloadPool joins the worker after it has tried to deliver the result.
 }
 
-TEST(ActorTest, WorkModeHalfCloseGetsEveryReplyThenClose) {
+TEST(ActorTest, WorkModeHalfCloseGetsEveryReplyInOrderThenClose) {
   OffloadPool pool(2);
   BuiltinOptions options;
   options.mode = "work";
@@ -273,13 +273,13 @@ TEST(ActorTest, WorkModeHalfCloseGetsEveryReplyThenClose) {
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("a\nb\nc\n"));
   client.ShutdownWrite();
-  std::multiset<std::string> got;
+  std::vector<std::string> got;
   for (int i = 0; i < 3; ++i) {
     std::optional<std::string> line = client.ReadLine();
     ASSERT_TRUE(line.has_value());
-    got.insert(*line);
+    got.push_back(*line);
   }
-  EXPECT_EQ(got, (std::multiset<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(got, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_TRUE(client.WaitForEof());
 }
 

@@ -63,6 +63,66 @@ TEST(CodecTest, LinesAcrossReadsReassemble) {
   EXPECT_TRUE(pending.empty());
 }
 
+TEST(CodecTest, LinesResumeTheSearchWhereTheLastReadLeftOff) {
+  // A long line arriving in many reads: each Parse must search only the new
+  // bytes, not the whole partial line again (quadratic in its length).
+  Codec codec({.kind = CodecKind::kLines, .max_line = 1 << 20});
+  std::string pending;
+  size_t scanned = 0;
+  std::vector<std::string> got;
+  const std::string chunk(1000, 'a');
+  for (int i = 0; i < 100; ++i) {
+    pending.append(chunk);
+    absl::StatusOr<size_t> used = codec.Parse(
+        pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &scanned);
+    ASSERT_TRUE(used.ok());
+    ASSERT_EQ(*used, 0u);
+    ASSERT_EQ(scanned, pending.size()) << "the whole partial line counts as searched";
+  }
+  // Proof that the offset is honoured: a "\n" planted inside the searched
+  // prefix is not looked at again...
+  pending[10] = '\n';
+  absl::StatusOr<size_t> used = codec.Parse(
+      pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &scanned);
+  ASSERT_TRUE(used.ok());
+  EXPECT_EQ(*used, 0u);
+  EXPECT_TRUE(got.empty());
+  // ...while a fresh search (scanned = 0) finds it.
+  size_t fresh = 0;
+  used = codec.Parse(
+      pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &fresh);
+  ASSERT_TRUE(used.ok());
+  EXPECT_EQ(*used, 11u);
+  EXPECT_EQ(fresh, pending.size() - 11);
+}
+
+TEST(CodecTest, LinesWithAResumedSearchStillReassembleAndLimit) {
+  Codec codec({.kind = CodecKind::kLines, .max_line = 8});
+  std::string pending;
+  size_t scanned = 0;
+  std::vector<std::string> got;
+  for (std::string_view piece : {"he", "llo\nwo", "rld", "\r", "\n", "x", "yz\n"}) {
+    pending.append(piece);
+    absl::StatusOr<size_t> used = codec.Parse(
+        pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &scanned);
+    ASSERT_TRUE(used.ok());
+    pending.erase(0, *used);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"hello", "world", "xyz"}));
+  EXPECT_EQ(scanned, 0u);
+  // The limit still holds across resumed searches.
+  pending = "12345";
+  ASSERT_TRUE(codec.Parse(pending, [](std::string_view) { return true; }, &scanned).ok());
+  pending += "67890";
+  EXPECT_FALSE(codec.Parse(pending, [](std::string_view) { return true; }, &scanned).ok());
+}
+
+TEST(CodecTest, MaxPartialBytesCoversTheLargestValidPartialMessage) {
+  EXPECT_EQ(Codec({.kind = CodecKind::kRaw}).MaxPartialBytes(), 0u);
+  EXPECT_EQ(Codec({.kind = CodecKind::kLines, .max_line = 10}).MaxPartialBytes(), 11u);
+  EXPECT_EQ(Codec({.kind = CodecKind::kLength, .max_frame = 100}).MaxPartialBytes(), 104u);
+}
+
 TEST(CodecTest, LinesAtTheLimitPassAndAboveFail) {
   Codec codec({.kind = CodecKind::kLines, .max_line = 4});
   EXPECT_TRUE(ParseAll(codec, "abcd\n").used.ok());

@@ -1,0 +1,354 @@
+// The actor layer's limits and guarantees: bounded mailboxes with their
+// overflow policies, refs that name nothing, Offload results in submission
+// order, the drain waiting for owed replies, and codec limits past 16 MiB.
+// In-process servers on 127.0.0.1, real sockets.
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "actors/actor.h"
+#include "actors/builtin.h"
+#include "core/server.h"
+#include "core/string_view_compat.h"
+#include "gtest/gtest.h"
+#include "tests/support/line_client.h"
+#include "tests/support/sync.h"
+#include "tests/support/wait.h"
+
+namespace troupe {
+namespace {
+
+using testing::LineClient;
+using testing::WaitFor;
+
+std::unique_ptr<Server> Start(ServerOptions options, HandlerFactory factory) {
+  options.address = *Address::Parse("127.0.0.1:0");
+  auto server = Server::Create(options, std::move(factory));
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return nullptr;
+  (*server)->Start();
+  return std::move(*server);
+}
+
+ActorOptions Lines() {
+  ActorOptions options;
+  options.codec.kind = CodecKind::kLines;
+  return options;
+}
+
+uint64_t Dropped(const Server& server, MailDrop reason) {
+  return server.Stats().Total().mail_dropped_by_reason[static_cast<size_t>(reason)];
+}
+uint64_t Closed(const Server& server, CloseReason reason) {
+  return server.Stats().Total().closed_by_reason[static_cast<size_t>(reason)];
+}
+
+// "sink": remember me as the target. "flood N": send N mails to the target
+// in one callback and answer how many were taken. Mail: written as a line.
+class FloodActor final : public Actor {
+ public:
+  explicit FloodActor(std::atomic<ActorRef*>& target) : target_(target) {}
+  void OnMessage(Context& ctx, Bytes line) override {
+    if (line == "sink") {
+      sink_ = ctx.Self();
+      target_ = &sink_;
+      ctx.WriteFrame("ready");
+      return;
+    }
+    int n = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(AsAbsl(line.substr(6)), &n));
+    int taken = 0;
+    for (int i = 0; i < n; ++i) taken += ctx.Send(*target_.load(), Mail::Of(i));
+    ctx.WriteFrame(absl::StrCat("taken ", taken));
+  }
+  void OnMail(Context& ctx, Mail mail) override {
+    if (const int* i = mail.Get<int>()) ctx.WriteFrame(absl::StrCat(*i));
+  }
+
+ private:
+  std::atomic<ActorRef*>& target_;
+  ActorRef sink_;
+};
+
+struct Flood {
+  std::unique_ptr<Server> server;
+  std::unique_ptr<LineClient> sink;
+  std::unique_ptr<LineClient> source;
+  std::optional<std::string> taken;
+};
+
+// One reactor, so the flood goes straight into the sink's mailbox within
+// one callback: the capacity, not the delivery speed, decides.
+Flood RunFlood(MailboxOverflow policy, std::atomic<ActorRef*>& target, int mails) {
+  ServerOptions options;
+  options.workers = 1;
+  options.connection.mailbox_capacity = 100;
+  options.connection.mailbox_overflow = policy;
+  Flood f;
+  f.server = Start(options, ActorFactory([&] { return std::make_unique<FloodActor>(target); },
+                                         Lines()));
+  if (f.server == nullptr) return f;
+  f.sink = std::make_unique<LineClient>(f.server->address());
+  f.source = std::make_unique<LineClient>(f.server->address());
+  EXPECT_TRUE(f.sink->Send("sink\n"));
+  EXPECT_EQ(f.sink->ReadLine(), "ready");
+  EXPECT_TRUE(f.source->Send(absl::StrCat("flood ", mails, "\n")));
+  f.taken = f.source->ReadLine();
+  return f;
+}
+
+TEST(MailboxPolicyTest, DropNewestKeepsTheFirstMailsAndTellsTheSender) {
+  std::atomic<ActorRef*> target{nullptr};
+  Flood f = RunFlood(MailboxOverflow::kDropNewest, target, 5000);
+  ASSERT_NE(f.server, nullptr);
+  EXPECT_EQ(f.taken, "taken 100");
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(f.sink->ReadLine(), absl::StrCat(i));
+  EXPECT_FALSE(f.sink->ReadLine(absl::Milliseconds(50)).has_value());
+  EXPECT_EQ(Dropped(*f.server, MailDrop::kMailboxFull), 4900u);
+  EXPECT_GE(f.server->Stats().Total().mailbox_depth_max, 100u);
+}
+
+TEST(MailboxPolicyTest, DropOldestKeepsTheLatestMails) {
+  std::atomic<ActorRef*> target{nullptr};
+  Flood f = RunFlood(MailboxOverflow::kDropOldest, target, 5000);
+  ASSERT_NE(f.server, nullptr);
+  EXPECT_EQ(f.taken, "taken 5000");  // each one taken, at an older one's cost
+  for (int i = 4900; i < 5000; ++i) ASSERT_EQ(f.sink->ReadLine(), absl::StrCat(i));
+  EXPECT_EQ(Dropped(*f.server, MailDrop::kEvicted), 4900u);
+}
+
+TEST(MailboxPolicyTest, CloseActorClosesTheFloodedActorOnly) {
+  std::atomic<ActorRef*> target{nullptr};
+  Flood f = RunFlood(MailboxOverflow::kCloseActor, target, 5000);
+  ASSERT_NE(f.server, nullptr);
+  EXPECT_EQ(f.taken, "taken 100");
+  EXPECT_TRUE(f.sink->WaitForEof());
+  EXPECT_EQ(Closed(*f.server, CloseReason::kMailboxOverflow), 1u);
+  // The 100 that were waiting die with the actor, and so do the rest.
+  EXPECT_EQ(Dropped(*f.server, MailDrop::kActorClosed), 101u);
+  EXPECT_EQ(Dropped(*f.server, MailDrop::kGone), 4899u);
+  ASSERT_TRUE(f.source->Send("flood 0\n"));  // the sender is unharmed
+  EXPECT_EQ(f.source->ReadLine(), "taken 0");
+}
+
+// Sends to refs that name nothing; must not take the process down.
+class BadRefActor final : public Actor {
+ public:
+  void OnMessage(Context& ctx, Bytes) override {
+    const bool a = ctx.Send(ActorRef{}, Mail::Of(1));             // no generation
+    const bool b = ctx.Send(ActorRef{99, 0, 1}, Mail::Of(2));     // no such reactor
+    ActorRef stale = ctx.Self();
+    ++stale.generation;                                           // not (yet) anyone
+    const bool c = ctx.Send(stale, Mail::Of(3));
+    ctx.WriteFrame(absl::StrCat(a, b, c));
+  }
+};
+
+TEST(ActorRefTest, BadRefsAreDroppedAndCountedNeverFatal) {
+  ServerOptions options;
+  options.workers = 2;
+  auto server = Start(options, ActorFactory([] { return std::make_unique<BadRefActor>(); }, Lines()));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  ASSERT_TRUE(client.Send("go\n"));
+  EXPECT_EQ(client.ReadLine(), "000");
+  EXPECT_EQ(Dropped(*server, MailDrop::kInvalidRef), 2u);
+  EXPECT_EQ(Dropped(*server, MailDrop::kGone), 1u);
+  // From outside the server too.
+  EXPECT_FALSE(server->SendMail(ActorRef{7, 0, 1}, Mail::Of(4)));
+  EXPECT_FALSE(server->SendMail(ActorRef{}, Mail::Of(5)));
+  EXPECT_EQ(server->Stats().invalid_mail, 1u);
+  EXPECT_EQ(Dropped(*server, MailDrop::kInvalidRef), 3u);
+}
+
+// Offloads each line; the work of every third line takes longer, so with
+// several workers results finish out of order.
+class UnevenWorkActor final : public Actor {
+ public:
+  void OnMessage(Context& ctx, Bytes line) override {
+    int n = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(AsAbsl(line), &n));
+    ctx.Offload(
+        [n] {
+          if (n % 3 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+          return n;
+        },
+        [](Context& c, int done) { c.WriteFrame(absl::StrCat(done)); });
+  }
+};
+
+TEST(OffloadOrderTest, ResultsComeBackInSubmissionOrder) {
+  OffloadPool pool(4);
+  ActorOptions actor_options = Lines();
+  actor_options.offload = &pool;
+  ServerOptions options;
+  options.workers = 1;
+  auto server = Start(options, ActorFactory([] { return std::make_unique<UnevenWorkActor>(); },
+                                            actor_options));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  std::string batch;
+  for (int i = 0; i < 300; ++i) absl::StrAppend(&batch, i, "\n");
+  ASSERT_TRUE(client.Send(batch));  // pipelined: all in flight at once
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(client.ReadLine(), absl::StrCat(i)) << "reply out of order";
+}
+
+TEST(DrainTest, StopWaitsForRepliesStillOwedByOffloadedWork) {
+  // Two requests read, their work still running when the drain begins: the
+  // drain must deliver both replies before the FIN.
+  OffloadPool pool(2);
+  testing::Notification started;
+  testing::Notification release;
+  std::atomic<int> calls{0};
+  ActorOptions actor_options = Lines();
+  actor_options.offload = &pool;
+  ServerOptions options;
+  options.workers = 1;
+  options.drain_timeout = absl::Seconds(30);
+  auto server = Start(options, ActorFactory(
+                                   [&] {
+                                     return std::make_unique<WorkActor>(0, [&](int64_t) {
+                                       if (calls.fetch_add(1) == 1) started.Notify();
+                                       release.WaitForNotification();
+                                     });
+                                   },
+                                   actor_options));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  ASSERT_TRUE(client.Send("one\ntwo\n"));
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  std::thread stopper([&] { server->Stop(); });
+  // The drain has begun (the health check would say so) while both are owed.
+  ASSERT_TRUE(WaitFor([&] { return !server->accepting(); }));
+  release.Notify();
+  EXPECT_EQ(client.ReadLine(), "one");
+  EXPECT_EQ(client.ReadLine(), "two");
+  EXPECT_TRUE(client.WaitForEof());
+  client.Close();  // the server lingers for our close after its FIN
+  stopper.join();
+  EXPECT_EQ(Closed(*server, CloseReason::kShutdown), 0u);  // nothing was cut
+}
+
+TEST(DrainTest, AnInfiniteDrainTimeoutDoesNotCutAtOnce) {
+  OffloadPool pool(1);
+  testing::Notification started;
+  testing::Notification release;
+  ActorOptions actor_options = Lines();
+  actor_options.offload = &pool;
+  ServerOptions options;
+  options.workers = 1;
+  options.drain_timeout = absl::InfiniteDuration();
+  auto server = Start(options, ActorFactory(
+                                   [&] {
+                                     return std::make_unique<WorkActor>(0, [&](int64_t) {
+                                       started.Notify();
+                                       release.WaitForNotification();
+                                     });
+                                   },
+                                   actor_options));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  ASSERT_TRUE(client.Send("late\n"));
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  std::thread stopper([&] { server->Stop(); });
+  ASSERT_TRUE(WaitFor([&] { return !server->accepting(); }));
+  // An overflowed deadline would have cut the connection by now.
+  EXPECT_FALSE(client.WaitForEof(absl::Milliseconds(200)));
+  release.Notify();
+  EXPECT_EQ(client.ReadLine(), "late");
+  EXPECT_TRUE(client.WaitForEof());
+  client.Close();
+  stopper.join();
+}
+
+TEST(IdleTimeoutTest, InfiniteMeansNever) {
+  ServerOptions options;
+  options.workers = 1;
+  options.idle_timeout = absl::InfiniteDuration();
+  auto server = Start(options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  // The wrapped deadline closed every connection within about a second.
+  EXPECT_FALSE(client.WaitForEof(absl::Milliseconds(1500)));
+  ASSERT_TRUE(client.Send("alive\n"));
+  EXPECT_EQ(client.ReadLine(), "alive");
+  EXPECT_EQ(server->Stats().Total().deadline_entries, 0u);
+}
+
+std::string Frame(size_t n, char fill) {
+  std::string frame(4 + n, fill);
+  frame[0] = static_cast<char>(n >> 24);
+  frame[1] = static_cast<char>(n >> 16);
+  frame[2] = static_cast<char>(n >> 8);
+  frame[3] = static_cast<char>(n);
+  return frame;
+}
+
+TEST(CodecLimitTest, FramesUpToMaxFrameAreServedAboveSixteenMiB) {
+  // The connection's input limit follows the codec: with a fixed 16 MiB
+  // limit a 20 MiB max_frame failed silently, and a frame of exactly
+  // max_frame tripped the limit at the boundary.
+  for (size_t max_frame : {size_t{16} << 20, size_t{20} << 20}) {
+    BuiltinOptions builtin;
+    builtin.mode = "echo";
+    builtin.codec = "length";
+    builtin.max_frame = max_frame;
+    ServerOptions options;
+    options.workers = 1;
+    options.connection.high_watermark = 64 << 20;  // the echo goes out whole
+    options.connection.max_output_bytes = 128 << 20;
+    auto server = Start(options, *MakeBuiltinFactory(builtin));
+    ASSERT_NE(server, nullptr);
+    LineClient client(server->address());
+    const std::string frame = Frame(max_frame, 'f');
+    std::thread writer([&] { EXPECT_TRUE(client.Send(frame)); });
+    std::optional<std::string> echo = client.ReadBytes(frame.size(), absl::Seconds(60));
+    writer.join();
+    ASSERT_TRUE(echo.has_value()) << "max_frame " << max_frame;
+    EXPECT_TRUE(*echo == frame);
+    EXPECT_EQ(Closed(*server, CloseReason::kInputTooLarge), 0u);
+  }
+}
+
+TEST(ChatTest, AMemberThatIsBehindMissesLinesInsteadOfGrowingTheServer) {
+  BuiltinOptions builtin;
+  builtin.mode = "chat";
+  ServerOptions options;
+  options.workers = 2;
+  options.connection.high_watermark = 64 << 10;
+  options.connection.low_watermark = 16 << 10;
+  options.connection.max_output_bytes = 1 << 20;
+  auto server = Start(options, *MakeBuiltinFactory(builtin));
+  ASSERT_NE(server, nullptr);
+  LineClient stalled(server->address());  // joins, never reads
+  LineClient talker(server->address());
+  LineClient reader(server->address());
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().accepted == 3; }));
+  // 16 MB: more than the loopback socket buffers of the stalled member
+  // can absorb, so the server must either queue it or shed it.
+  constexpr int kLines = 16000;
+  const std::string payload(1000, 'p');
+  std::thread talk([&] {
+    for (int i = 0; i < kLines; ++i) ASSERT_TRUE(talker.Send(absl::StrCat(i, " ", payload, "\n")));
+  });
+  // The reader sees every line, in order: shedding is for the member that
+  // is behind, not for everyone.
+  for (int i = 0; i < kLines; ++i) {
+    std::optional<std::string> line = reader.ReadLine();
+    ASSERT_TRUE(line.has_value()) << "line " << i;
+    const size_t colon = line->find(": ");
+    ASSERT_NE(colon, std::string::npos);
+    ASSERT_EQ(line->substr(colon + 2, line->find(' ', colon + 2) - colon - 2), absl::StrCat(i));
+  }
+  talk.join();
+  const ReactorStats total = server->Stats().Total();
+  EXPECT_GT(total.frames_shed, 0u);
+  EXPECT_EQ(total.closed_by_reason[static_cast<size_t>(CloseReason::kSlowConsumer)], 0u);
+  EXPECT_FALSE(stalled.WaitForEof(absl::Milliseconds(1)));  // still a member
+}
+
+}  // namespace
+}  // namespace troupe
