@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -48,15 +49,34 @@ ABSL_FLAG(int64_t, high_watermark, 1 << 20,
 ABSL_FLAG(int64_t, low_watermark, 0,
           "Reading resumes once unsent output drains to this; 0 means a quarter "
           "of --high-watermark.");
+ABSL_FLAG(int64_t, max_output, 0,
+          "Bytes of unsent output per connection that close it as a slow consumer "
+          "(output from mail, timers or offloaded work, which the high watermark "
+          "cannot pause); 0 means 4 x --high-watermark. Must exceed --high-watermark.");
+ABSL_FLAG(int64_t, mailbox_capacity, 1024,
+          "User mails that may wait in one actor's mailbox; beyond it "
+          "--mailbox-overflow decides.");
+ABSL_FLAG(std::string, mailbox_overflow, "drop-newest",
+          "At a full mailbox: drop-newest (the arriving mail), drop-oldest, or "
+          "close (the actor, as mailbox_overflow). Every drop is counted.");
+ABSL_FLAG(int64_t, inbox_capacity, 65536,
+          "User mails that may wait in one reactor's inbox from other threads; "
+          "more are refused (counted as inbox_full).");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::ZeroDuration(),
-          "Close connections with no traffic for this long, e.g. 30s; 0 is off.");
+          "Close connections with no traffic for this long, e.g. 30s; 0 or inf is off.");
+ABSL_FLAG(absl::Duration, flush_timeout, absl::Seconds(30),
+          "How long a closing connection may take to flush its queued output "
+          "(flush_timeout); inf: no limit.");
+ABSL_FLAG(absl::Duration, linger_timeout, absl::Seconds(5),
+          "After our FIN, how long to wait for the peer to close (linger_timeout).");
 ABSL_FLAG(int64_t, max_connections, 0,
           "Open connections beyond this are accepted and closed at once "
           "(counted as rejected); 0 means no limit (the descriptor limit still "
           "applies).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
-          "On SIGINT/SIGTERM: how long connections may take to flush before "
-          "they are cut. A second signal cuts them at once.");
+          "On SIGINT/SIGTERM: how long connections may take to flush (and to get "
+          "the replies still owed to them) before they are cut; inf waits for "
+          "them all. A second signal cuts them at once.");
 ABSL_FLAG(std::string, accept_mode, "acceptor",
           "acceptor: one acceptor thread hands sockets to reactors over lock-free "
           "queues; reuseport: each reactor accepts on its own SO_REUSEPORT "
@@ -96,11 +116,12 @@ void LogStats(const troupe::ReactorStats& now, const troupe::ReactorStats& befor
   const double mib = 1024.0 * 1024.0;
   TROUPE_LOG(kInfo,
              "stats: open=%d accepted=%d closed=%d in=%.2f MiB/s out=%.2f MiB/s "
-             "mail=%d dropped=%d",
+             "mail=%d dropped=%d shed=%d slow_consumers=%d",
              now.open, now.accepted, now.closed,
              (now.bytes_in - before.bytes_in) / mib / seconds,
              (now.bytes_out - before.bytes_out) / mib / seconds, now.mail_delivered,
-             now.mail_dropped);
+             now.mail_dropped, now.frames_shed,
+             now.closed_by_reason[static_cast<size_t>(troupe::CloseReason::kSlowConsumer)]);
 }
 
 }  // namespace
@@ -117,14 +138,33 @@ int main(int argc, char* argv[]) {
   if (absl::GetFlag(FLAGS_max_line) < 1 || absl::GetFlag(FLAGS_max_frame) < 1) {
     Usage(argv[0], "--max-line and --max-frame must be at least 1");
   }
+  // The length prefix is 32 bits; a line beyond 4 GiB is no line.
+  if (absl::GetFlag(FLAGS_max_line) > UINT32_MAX || absl::GetFlag(FLAGS_max_frame) > UINT32_MAX) {
+    Usage(argv[0], "--max-line and --max-frame must be at most 4294967295");
+  }
   if (absl::GetFlag(FLAGS_offload_threads) < 0) Usage(argv[0], "--offload-threads must be >= 0");
   const int64_t high = absl::GetFlag(FLAGS_high_watermark);
   int64_t low = absl::GetFlag(FLAGS_low_watermark);
   if (high < 1) Usage(argv[0], "--high-watermark must be at least 1");
   if (low == 0) low = high / 4;
   if (low < 0 || low > high) Usage(argv[0], "--low-watermark must be 0..--high-watermark");
+  int64_t max_output = absl::GetFlag(FLAGS_max_output);
+  if (max_output < 0) Usage(argv[0], "--max-output must be >= 0");
+  if (max_output == 0) max_output = high > INT64_MAX / 4 ? INT64_MAX : high * 4;
+  if (max_output <= high) {
+    Usage(argv[0], absl::StrCat("--max-output (", max_output, ") must exceed --high-watermark (",
+                                high, ")"));
+  }
+  if (absl::GetFlag(FLAGS_mailbox_capacity) < 0 || absl::GetFlag(FLAGS_inbox_capacity) < 0) {
+    Usage(argv[0], "--mailbox-capacity and --inbox-capacity must be >= 0");
+  }
+  absl::StatusOr<troupe::MailboxOverflow> overflow =
+      troupe::ParseMailboxOverflow(absl::GetFlag(FLAGS_mailbox_overflow));
+  if (!overflow.ok()) Usage(argv[0], troupe::AsStd(overflow.status().message()));
   if (absl::GetFlag(FLAGS_idle_timeout) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_drain_timeout) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_flush_timeout) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_linger_timeout) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_stats_interval) < absl::ZeroDuration()) {
     Usage(argv[0], "durations must not be negative");
   }
@@ -198,6 +238,12 @@ int main(int argc, char* argv[]) {
   options.max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections));
   options.connection.high_watermark = static_cast<size_t>(high);
   options.connection.low_watermark = static_cast<size_t>(low);
+  options.connection.max_output_bytes = static_cast<size_t>(max_output);
+  options.connection.mailbox_capacity = static_cast<size_t>(absl::GetFlag(FLAGS_mailbox_capacity));
+  options.connection.mailbox_overflow = *overflow;
+  options.connection.flush_timeout = absl::GetFlag(FLAGS_flush_timeout);
+  options.connection.linger_timeout = absl::GetFlag(FLAGS_linger_timeout);
+  options.inbox_mail_capacity = static_cast<size_t>(absl::GetFlag(FLAGS_inbox_capacity));
   absl::StatusOr<std::unique_ptr<troupe::Server>> server =
       troupe::Server::Create(options, std::move(*factory));
   if (!server.ok()) {

@@ -3,7 +3,11 @@
 // its usage and runtime errors and exit statuses.
 #include <signal.h>
 
+#include <chrono>
 #include <memory>
+#include <optional>
+#include <string_view>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -74,6 +78,14 @@ TEST(EchoClusterProcessTest, UsageErrorsExitTwo) {
                                              {"--mode=nope"},
                                              {"--mode=chat", "--codec=raw"},
                                              {"--codec=json"},
+                                             {"--max-output=100"},  // below the watermark
+                                             {"--max-output=-1"},
+                                             {"--mailbox-capacity=-1"},
+                                             {"--mailbox-overflow=drop-all"},
+                                             {"--inbox-capacity=-5"},
+                                             {"--flush-timeout=-1s"},
+                                             {"--linger-timeout=-1s"},
+                                             {"--max-frame=4294967296"},
                                              {"stray"}}) {
     std::vector<std::string> full = {BinPath("echo-cluster")};
     full.insert(full.end(), args.begin(), args.end());
@@ -106,6 +118,61 @@ TEST(EchoClusterProcessTest, BadHostExitsOne) {
   Result r = RunProgram({BinPath("echo-cluster"), "--host=no-such-host.invalid", "--port=0"});
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "no-such-host.invalid")) << r.output;
+}
+
+// The sum of every sample of a Prometheus counter in one scrape, or -1.
+double Scrape(int metrics_port, std::string_view name) {
+  LineClient client(*Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(metrics_port)));
+  if (!client.Send("GET /metrics HTTP/1.1\r\n\r\n")) return -1;
+  double sum = -1;
+  while (std::optional<std::string> line = client.ReadLine(absl::Seconds(5))) {
+    if (!line->starts_with(name) || (*line)[name.size()] == '_') continue;
+    double v = 0;
+    if (absl::SimpleAtod(line->substr(line->rfind(' ') + 1), &v)) sum = (sum < 0 ? 0 : sum) + v;
+  }
+  return sum;
+}
+
+TEST(EchoClusterProcessTest, DrainDeliversRepliesStillOwedByOffloadedWork) {
+  // Two lines whose work takes 200 ms each, SIGTERM while it runs: both
+  // replies, in order, then FIN (the README's promise); with an infinite
+  // drain timeout, which must not cut at once either.
+  Cluster cluster({"--workers=1", "--mode=work", "--work-us=200000", "--offload-threads=2",
+                   "--drain-timeout=inf", "--metrics-port=0"});
+  ASSERT_GT(cluster.port(), 0);
+  LineClient client(cluster.address());
+  ASSERT_TRUE(client.Send("first\nsecond\n"));
+  // Signal once the server has read both lines (not before: unread lines are
+  // not owed anything).
+  for (int i = 0; i < 2000 && Scrape(cluster.metrics_port(), "troupe_bytes_received_total") < 13;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
+  EXPECT_EQ(client.ReadLine(), "first");
+  EXPECT_EQ(client.ReadLine(), "second");
+  EXPECT_TRUE(client.WaitForEof());
+  client.Close();
+  absl::StatusOr<int> code = cluster.process().Wait(kTimeout);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+}
+
+TEST(EchoClusterProcessTest, WorkModeAnswersPipelinedLinesInOrder) {
+  // Two offload threads finish in any order; the replies must not.
+  Cluster cluster({"--workers=1", "--mode=work", "--work-us=100", "--offload-threads=2"});
+  ASSERT_GT(cluster.port(), 0);
+  LineClient client(cluster.address());
+  std::string lines;
+  for (int i = 0; i < 2000; ++i) absl::StrAppend(&lines, i, "\n");
+  ASSERT_TRUE(client.Send(lines));
+  int inversions = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::optional<std::string> line = client.ReadLine();
+    ASSERT_TRUE(line.has_value()) << "after " << i << " replies";
+    inversions += *line != absl::StrCat(i);
+  }
+  EXPECT_EQ(inversions, 0);
 }
 
 }  // namespace

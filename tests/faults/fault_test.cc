@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <string>
@@ -116,6 +117,63 @@ TEST(FaultTest, SlowReaderKeepsServerMemoryBounded) {
   }
   EXPECT_EQ(received, kTotal);
   EXPECT_EQ(mismatches, 0u);
+}
+
+// Output that arrives by mail has no reading to pause: in chat mode one
+// member that never reads while another sends 256 MiB must neither grow the
+// server's memory one to one nor cost the others their lines. The member
+// that is behind misses lines (counted as shed); the others get all of them.
+TEST(FaultTest, ChatMemberThatNeverReadsCostsNeitherMemoryNorTheOthersLines) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr uint64_t kTotal = 64ull << 20;  // the same path, a quarter of the bytes
+#else
+  constexpr uint64_t kTotal = 256ull << 20;
+#endif
+  constexpr size_t kLineBytes = 4096;
+  // Bursts below the 1 MiB high watermark, each read back before the next,
+  // so the reader is never behind and must see every line.
+  constexpr int kBurst = 128;
+  ClusterProcess cluster({"--workers=2", "--mode=chat", "--metrics-port=0"});
+  ASSERT_GT(cluster.port(), 0);
+  LineClient stalled(cluster.address());
+  LineClient talker(cluster.address());
+  LineClient reader(cluster.address());
+  // Every member has joined once its first line relays: wait for one.
+  std::optional<std::string> hello;
+  for (int attempt = 0; attempt < 100 && !hello; ++attempt) {
+    ASSERT_TRUE(talker.Send("hello\n"));
+    hello = reader.ReadLine(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(hello.has_value());
+  while (reader.ReadLine(absl::Milliseconds(50))) {
+  }
+  const int64_t rss_before = ResidentKiB(cluster.pid());
+  int64_t rss_max = rss_before;
+  const std::string payload(kLineBytes - 16, 'c');
+  const int lines = static_cast<int>(kTotal / kLineBytes);
+  for (int first = 0; first < lines; first += kBurst) {
+    std::string burst;
+    for (int i = first; i < first + kBurst; ++i) absl::StrAppend(&burst, i, " ", payload, "\n");
+    ASSERT_TRUE(talker.Send(burst)) << "the talker was cut off at line " << first;
+    for (int i = first; i < first + kBurst; ++i) {
+      std::optional<std::string> line = reader.ReadLine();
+      ASSERT_TRUE(line.has_value()) << "the reader stopped getting lines at " << i;
+      const size_t colon = line->find(": ");
+      ASSERT_EQ(line->substr(colon + 2, line->find(' ', colon + 2) - colon - 2), absl::StrCat(i))
+          << "lost, duplicated or reordered";
+    }
+    if (first % (kBurst * 64) == 0) rss_max = std::max(rss_max, ResidentKiB(cluster.pid()));
+  }
+  rss_max = std::max(rss_max, ResidentKiB(cluster.pid()));
+  // One member's 1 MiB watermark, a line, and slack for allocator and
+  // stacks; before the cap and shedding it grew by ~the whole stream.
+  EXPECT_LT(rss_max - rss_before, 32 * 1024)
+      << "server RSS grew " << (rss_max - rss_before) << " KiB for " << (kTotal >> 20) << " MiB";
+  // The stalled member is still there, and the server still serves.
+  EXPECT_FALSE(stalled.WaitForEof(absl::Milliseconds(1)));
+  LineClient late(cluster.address());
+  ASSERT_TRUE(late.Send("ping\n"));
+  EXPECT_TRUE(reader.ReadLine().has_value());
 }
 
 TEST(FaultTest, IdleConnectionClosedActiveOneKept) {
