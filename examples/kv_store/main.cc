@@ -4,9 +4,15 @@
 // Each key lives on one reactor (chosen by its hash), in that reactor's own
 // Local<Store>; connections on other reactors reach it by posting a task there
 // and get the answer back as mail. No lock anywhere.
+// Replies keep request order: answers from different reactors come back in
+// any order, so each carries its request's number and waits until those
+// before it have been written. Each outstanding request is pending work, so
+// the server's drain waits for its answer.
 // Usage: kv-store [port]   (0 or none: a free port, printed at start)
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -19,6 +25,7 @@ struct Store {  // one per reactor, touched only by that reactor
   std::unordered_map<std::string, std::string> values;
 };
 struct Reply {  // mail carrying an answer back to the asking actor
+  uint64_t seq;   // the request's number on its connection
   std::string text;
 };
 
@@ -26,8 +33,9 @@ class KvActor final : public troupe::Actor {
  public:
   void OnMessage(troupe::Context& ctx, troupe::Bytes line) override {
     const bool is_set = line.substr(0, 4) == "set ";
+    const uint64_t seq = next_request_++;
     if (!is_set && line.substr(0, 4) != "get ") {
-      ctx.WriteFrame("error: expected 'set KEY VALUE' or 'get KEY'");
+      Answer(ctx, seq, "error: expected 'set KEY VALUE' or 'get KEY'");
       return;
     }
     std::string rest(line.substr(4));
@@ -37,8 +45,11 @@ class KvActor final : public troupe::Actor {
 
     troupe::Reactor& here = ctx.connection().reactor();
     troupe::Reactor& home = here.peer(std::hash<std::string>{}(key) % here.peer_count());
-    // Runs on the key's home reactor; answers by mail to this actor.
-    home.Post([&home, &here, me = ctx.Self(), is_set, key = std::move(key),
+    ctx.AddPendingWork();  // until the answer is back (the drain waits)
+    // Runs on the key's home reactor; answers by mail to this actor. The
+    // answer is system mail: a reply this actor asked for is never refused
+    // by a full mailbox or inbox.
+    home.Post([&home, &here, me = ctx.Self(), seq, is_set, key = std::move(key),
                value = std::move(value)]() mutable {
       auto& values = home.Local<Store>().values;
       std::string text;
@@ -49,13 +60,32 @@ class KvActor final : public troupe::Actor {
         auto it = values.find(key);
         text = key + "=" + (it == values.end() ? "" : it->second);
       }
-      here.SendMail(me, troupe::Mail::Of(Reply{std::move(text)}));
+      here.SendMail(me, troupe::Mail::Of(Reply{seq, std::move(text)}),
+                    troupe::MailClass::kSystem);
     });
   }
 
   void OnMail(troupe::Context& ctx, troupe::Mail mail) override {
-    if (const Reply* reply = mail.Get<Reply>()) ctx.WriteFrame(reply->text);
+    if (Reply* reply = mail.As<Reply>()) {
+      Answer(ctx, reply->seq, std::move(reply->text));
+      ctx.FinishPendingWork();
+    }
   }
+
+ private:
+  // Writes answer `seq` once every earlier one is out.
+  void Answer(troupe::Context& ctx, uint64_t seq, std::string text) {
+    waiting_.emplace(seq, std::move(text));
+    for (auto it = waiting_.begin(); it != waiting_.end() && it->first == next_answer_;
+         it = waiting_.erase(it)) {
+      ctx.WriteFrame(it->second);
+      ++next_answer_;
+    }
+  }
+
+  uint64_t next_request_ = 0;
+  uint64_t next_answer_ = 0;
+  std::map<uint64_t, std::string> waiting_;  // answers that came back early
 };
 
 int main(int argc, char* argv[]) {

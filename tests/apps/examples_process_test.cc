@@ -99,6 +99,21 @@ TEST(ExamplesTest, KvStoreSharesKeysAcrossReactors) {
       EXPECT_EQ(reader.ReadLine(), "key" + std::to_string(i) + "=value " + std::to_string(i));
     }
   }
+  // Pipelined requests for keys on every reactor are answered in request
+  // order, though the answers come back from different reactors.
+  LineClient pipeliner(address);
+  std::string batch;
+  for (int i = 0; i < 200; ++i) {
+    batch += "set p" + std::to_string(i) + " v" + std::to_string(i) + "\n";
+    batch += "get p" + std::to_string(i) + "\n";
+    if (i % 50 == 0) batch += "bogus\n";
+  }
+  ASSERT_TRUE(pipeliner.Send(batch));
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(pipeliner.ReadLine(), "ok") << "request " << i;
+    ASSERT_EQ(pipeliner.ReadLine(), "p" + std::to_string(i) + "=v" + std::to_string(i));
+    if (i % 50 == 0) ASSERT_TRUE(absl::StartsWith(*pipeliner.ReadLine(), "error:"));
+  }
   LineClient confused(address);
   ASSERT_TRUE(confused.Send("delete everything\n"));
   EXPECT_TRUE(absl::StartsWith(*confused.ReadLine(), "error:"));
