@@ -136,6 +136,19 @@ TEST_F(ReactorTest, RunAfterFiresOnLoopThread) {
   EXPECT_TRUE(fired.WaitForNotificationWithTimeout(absl::Seconds(20)));
 }
 
+TEST_F(ReactorTest, AnInfiniteDelayNeverFires) {
+  // now + ToChronoNanoseconds(inf) wraps into the past: the timer ran at once.
+  std::atomic<bool> infinite_ran{false};
+  testing::Notification later;
+  reactor_->Post([&] {
+    reactor_->RunAfter(absl::InfiniteDuration(), [&] { infinite_ran = true; });
+    reactor_->RunAfter(absl::Milliseconds(20), [&] { later.Notify(); });
+  });
+  ASSERT_TRUE(later.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_FALSE(infinite_ran.load());
+  EXPECT_EQ(reactor_->Stats().timers, 1u);  // still waiting, for ever
+}
+
 TEST_F(ReactorTest, MailKeepsPerSenderOrderAcrossThreads) {
   auto [peer, id] = AddConnection();
   constexpr int kSenders = 4;
