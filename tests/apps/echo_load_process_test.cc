@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -459,6 +460,9 @@ struct Traffic {
   std::vector<std::string> flags;
 };
 
+// Names, not bytes, when GoogleTest prints a failing parameter.
+void PrintTo(const Traffic& t, std::ostream* os) { *os << t.name; }
+
 const Traffic kClosedLoop{"ClosedLoop", {"--pipeline", "1"}};
 const Traffic kPipelined{"Pipelined", {"--pipeline", "8"}};
 const Traffic kOpenLoop{"OpenLoop", {"--rate", "2000"}};
@@ -477,6 +481,8 @@ struct Loss {
   const char* message;
   bool no_messages;  // Nothing at all came back.
 };
+
+void PrintTo(const Loss& l, std::ostream* os) { *os << l.name; }
 
 constexpr int kLossConnections = 2;
 constexpr const char* kShortStall = "300ms";
@@ -581,7 +587,8 @@ TEST(EchoLoadProcessTest, MessagesModeFailsWhenNothingIsEchoed) {
   ASSERT_NE(server.port(), 0);
   const Result r = RunEchoLoad(
       {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--stall-timeout", kShortStall, "--messages", "hello", "world"});
+       "--stall-timeout", kShortStall, "--timeout", "5s", "--messages",
+       "hello", "world"});
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "messages      0 ")) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "stalled 2, no messages completed"))
