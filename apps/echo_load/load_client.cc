@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <latch>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -49,8 +50,16 @@ constexpr size_t kPatternSlack = std::max(kReadChunk, kSendChunk);
 constexpr uint64_t kSeedStride = 40503;
 // Events taken per epoll_wait; more only lengthens one loop turn.
 constexpr int kMaxEvents = 1024;
-// How long the end of a run waits for echoes still in flight.
+// How long the end of a run waits for echoes still in flight, at least (the
+// stall timeout when longer: an echo the run would still have waited for is
+// not given up on sooner at the end).
 constexpr absl::Duration kDrainTimeout = absl::Seconds(1);
+// Stall checks run every stall timeout / kStallChecksPerTimeout, so a stall
+// is caught at most a quarter late, for one pass over the connections per
+// check; never more often than kMinStallCheckIntervalNs, so a tiny timeout
+// does not turn the loop into a scan.
+constexpr int64_t kStallChecksPerTimeout = 4;
+constexpr int64_t kMinStallCheckIntervalNs = 1'000'000;
 // Guards against typos that would allocate gigabytes of send-time rings.
 constexpr int kMaxPipeline = 1 << 16;
 constexpr size_t kMaxMessageSize = size_t{1} << 30;
@@ -173,6 +182,8 @@ struct WorkerResult {
   uint64_t verification_errors = 0;
   uint64_t lost = 0;
   uint64_t timed_out = 0;
+  uint64_t incomplete = 0;
+  uint64_t stalled = 0;
   std::vector<std::string> errors;  // At most LoadReport::kMaxErrorMessages.
   int64_t loop_end_ns = 0;          // When the measured loop stopped.
 };
@@ -196,6 +207,9 @@ struct Conn {
   uint64_t received = 0;
   uint64_t issued = 0;     // Messages issued.
   uint64_t completed = 0;  // Messages fully echoed.
+  // Last progress: when a byte was received, or when the connection last
+  // went from owing nothing to owing echoes. A stall is measured from here.
+  int64_t progress_ns = 0;
   // Ring of `pipeline` entries, by message: when each was issued (closed
   // loop) or due (open loop).
   int64_t* issue_times = nullptr;
@@ -255,6 +269,13 @@ class Worker {
       const double share = options.rate * count / options.connections;
       rate_period_ns_ = 1e9 / share;
     }
+    // Infinite means never. Any other huge value saturates at INT64_MAX
+    // nanoseconds: the checks compare elapsed times against it, and the one
+    // sum (the drain's deadline) saturates too.
+    if (options.stall_timeout > absl::ZeroDuration() &&
+        options.stall_timeout != absl::InfiniteDuration()) {
+      stall_ns_ = absl::ToInt64Nanoseconds(options.stall_timeout);
+    }
   }
 
   // Waits for events until `deadline_ns` and hands each to `handle`.
@@ -272,6 +293,12 @@ class Worker {
   // Open loop: issues every message due by `now` in schedule order.
   void IssueDue(int64_t now);
   void Flush(Conn& c);
+  // Closes, as stalled, every connection that owes echoes and has made no
+  // progress for stall_ns_.
+  void CheckStalls(int64_t now);
+  // Whether `c` waits for echoes: bytes sent and not back, or issued and not
+  // yet accepted by the kernel.
+  bool Owes(const Conn& c) const { return EndOf(c.issued) > c.received; }
 
   // The stream of `c` from `offset` on; contiguous for kPatternSlack bytes
   // (pattern) or to the end of the script.
@@ -315,6 +342,9 @@ class Worker {
 
   void ConnectFailed(Conn& c, absl::string_view why);
   void PeerGone(Conn& c, absl::string_view why);
+  // Counts `c` as incomplete (echoes owed at the end) and closes it; `why`
+  // is appended to the message when not empty.
+  void Incomplete(Conn& c, absl::string_view why);
   void Close(Conn& c);
   void AddError(std::string message);
   // Copies the live buckets: what they hold so far is warmup.
@@ -338,6 +368,7 @@ class Worker {
   int64_t measure_start_ns_ = 0;
   // Open loop; rate_period_ns_ == 0 means closed loop.
   double rate_period_ns_ = 0;
+  int64_t stall_ns_ = 0;  // 0: no stall check.
   int64_t traffic_start_ns_ = 0;
   uint64_t next_seq_ = 0;  // This thread's next message to issue on time.
   bool warmup_snapshot_taken_ = false;
@@ -459,8 +490,20 @@ void Worker::Run(const Schedule& schedule) {
   }
   // Whether a message counts is decided by its completion time, so the
   // warmup/measure boundary needs no wake-up of its own.
+  const int64_t stall_check_interval =
+      std::max(stall_ns_ / kStallChecksPerTimeout, kMinStallCheckIntervalNs);
+  int64_t next_stall_check = schedule.start_ns + stall_check_interval;
   while (open_ > 0 && MonotonicNanos() < schedule.end_ns) {
     int64_t wake = schedule.end_ns;
+    if (stall_ns_ > 0) {
+      const int64_t now = MonotonicNanos();
+      if (now >= next_stall_check) {
+        CheckStalls(now);
+        next_stall_check = now + stall_check_interval;
+        if (open_ == 0) break;
+      }
+      wake = std::min(wake, next_stall_check);
+    }
     if (rate_period_ns_ > 0) {
       IssueDue(MonotonicNanos());
       wake = std::min(wake, traffic_start_ns_ +
@@ -493,14 +536,22 @@ void Worker::Run(const Schedule& schedule) {
   for (Conn& c : conns_) {
     if (c.state == ConnState::kOpen && c.received == c.sent) Close(c);
   }
+  const int64_t drain_start = MonotonicNanos();
+  const int64_t drain_ns =
+      std::max(absl::ToInt64Nanoseconds(kDrainTimeout), stall_ns_);
   const int64_t drain_deadline =
-      MonotonicNanos() + absl::ToInt64Nanoseconds(kDrainTimeout);
+      drain_start +
+      std::min(drain_ns, std::numeric_limits<int64_t>::max() - drain_start);
   while (open_ > 0 && MonotonicNanos() < drain_deadline) {
     PollOnce(drain_deadline, [&](Conn& c, uint32_t events) {
       HandleEvent(c, events, MonotonicNanos());
     });
   }
-  CloseAll();
+  // Whoever is still open owes echoes that did not come back in time: a
+  // server that dropped bytes, or stopped, near the end of the run.
+  for (Conn& c : conns_) {
+    if (c.state == ConnState::kOpen) Incomplete(c, "");
+  }
 
   const size_t buckets = LatencyHistogram::BucketCount();
   result_.latency_buckets.resize(buckets);
@@ -551,6 +602,7 @@ bool Worker::ReadAndVerify(Conn& c, uint32_t events, int64_t now) {
     if (n > 0) {
       if (!Verify(c, buffer, static_cast<size_t>(n))) return false;
       c.received += static_cast<uint64_t>(n);
+      c.progress_ns = now;
       if (!draining_ && now >= measure_start_ns_) {
         result_.bytes += static_cast<uint64_t>(n);
       }
@@ -631,6 +683,9 @@ void Worker::IssueMessages(Conn& c, int64_t now) {
   // in the socket buffer, which is the server's back-pressure.
   uint64_t limit = c.completed + pipeline_;
   if (script_ != nullptr) limit = std::min(limit, script_count_);
+  // Owing nothing until now: the wait for an echo (a stall) starts here, not
+  // at the last echo, which may be long ago in the open loop.
+  if (!Owes(c)) c.progress_ns = now;
   if (rate_period_ns_ > 0) {
     // Open loop: only what is due, stamped with when it was due.
     limit = std::min(limit, DueCount(c, now));
@@ -692,14 +747,52 @@ void Worker::ConnectFailed(Conn& c, absl::string_view why) {
 }
 
 void Worker::PeerGone(Conn& c, absl::string_view why) {
-  // While draining, the peer may close first: nothing was lost that counts.
-  if (!draining_) {
+  if (draining_) {
+    // The peer may close first once everything is back; before that, it
+    // took echoes with it.
+    if (c.received < c.sent) {
+      Incomplete(c, why);
+      return;
+    }
+  } else {
     ++result_.lost;
     Bump(live_.errors, 1);
     AddError(absl::StrFormat("connection %d lost after %d bytes echoed: %s",
                              c.index, c.received, why));
   }
   Close(c);
+}
+
+void Worker::Incomplete(Conn& c, absl::string_view why) {
+  ++result_.incomplete;
+  Bump(live_.errors, 1);
+  std::string message =
+      absl::StrFormat("connection %d incomplete: %d of %d sent bytes echoed",
+                      c.index, c.received, c.sent);
+  if (!why.empty()) absl::StrAppend(&message, " (", why, ")");
+  AddError(std::move(message));
+  Close(c);
+}
+
+void Worker::CheckStalls(int64_t now) {
+  for (Conn& c : conns_) {
+    if (c.state != ConnState::kOpen || !Owes(c)) continue;
+    if (now - c.progress_ns < stall_ns_) continue;
+    ++result_.stalled;
+    Bump(live_.errors, 1);
+    std::string message = absl::StrFormat(
+        "connection %d stalled: no byte received in %s with %d of %d sent "
+        "bytes echoed",
+        c.index, absl::FormatDuration(options_.stall_timeout), c.received,
+        c.sent);
+    const uint64_t unsent = EndOf(c.issued) - c.sent;
+    if (unsent > 0) {
+      absl::StrAppendFormat(&message,
+                            " and %d more the kernel would not take", unsent);
+    }
+    AddError(std::move(message));
+    Close(c);
+  }
 }
 
 void Worker::Close(Conn& c) {
@@ -1015,6 +1108,11 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
         absl::StrCat("progress interval must not be negative, got ",
                      absl::FormatDuration(options.progress_interval)));
   }
+  if (options.stall_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stall timeout must not be negative, got ",
+                     absl::FormatDuration(options.stall_timeout)));
+  }
   return absl::OkStatus();
 }
 
@@ -1161,6 +1259,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
     report.verification_errors += r.verification_errors;
     report.connections_lost += r.lost;
     report.connections_timed_out += r.timed_out;
+    report.connections_incomplete += r.incomplete;
+    report.connections_stalled += r.stalled;
     for (std::string& e : r.errors) errors.push_back(std::move(e));
     loop_end_ns = std::max(loop_end_ns, r.loop_end_ns);
   }
@@ -1175,11 +1275,39 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
         report.connections_failed, " of ", n,
         " connections failed to connect; first: ", first_connect_error));
   }
+  // A run that measured nothing says nothing about the server, however clean
+  // it looks: a server that accepts and never echoes must not pass. Script
+  // mode counts its completions over the whole script, so the same rule
+  // holds there.
+  report.no_messages = report.messages == 0;
+  if (report.no_messages) {
+    report.first_errors.push_back(
+        script_mode ? "no message of the script was echoed completely"
+                    : "no message completed in the measured window");
+  }
   for (std::string& e : errors) {
     if (report.first_errors.size() >= LoadReport::kMaxErrorMessages) break;
     report.first_errors.push_back(std::move(e));
   }
   return report;
+}
+
+std::string FormatErrorKinds(const LoadReport& r) {
+  std::string out =
+      absl::StrFormat("connect %d, verification %d, lost %d",
+                      r.connections_failed, r.verification_errors,
+                      r.connections_lost);
+  if (r.connections_incomplete > 0) {
+    absl::StrAppendFormat(&out, ", incomplete %d", r.connections_incomplete);
+  }
+  if (r.connections_stalled > 0) {
+    absl::StrAppendFormat(&out, ", stalled %d", r.connections_stalled);
+  }
+  if (r.connections_timed_out > 0) {
+    absl::StrAppendFormat(&out, ", timed out %d", r.connections_timed_out);
+  }
+  if (r.no_messages) out += ", no messages completed";
+  return out;
 }
 
 std::string FormatReportText(const LoadReport& r) {
@@ -1241,14 +1369,8 @@ std::string FormatReportText(const LoadReport& r) {
   if (r.ok()) {
     absl::StrAppendFormat(&out, "%-14s%s\n", "errors", "none");
   } else {
-    absl::StrAppendFormat(&out,
-                          "%-14s%d (connect %d, verification %d, lost %d",
-                          "errors", r.error_count(), r.connections_failed,
-                          r.verification_errors, r.connections_lost);
-    if (r.connections_timed_out > 0) {
-      absl::StrAppendFormat(&out, ", timed out %d", r.connections_timed_out);
-    }
-    out += ")\n";
+    absl::StrAppendFormat(&out, "%-14s%d (%s)\n", "errors", r.error_count(),
+                          FormatErrorKinds(r));
     for (const std::string& e : r.first_errors) {
       absl::StrAppend(&out, "  ", e, "\n");
     }
@@ -1329,6 +1451,10 @@ std::vector<Field> ReportFields(const LoadReport& r) {
     f.push_back(std::move(first));
   }
   add_number({"errors", "timed_out"}, absl::StrCat(r.connections_timed_out));
+  add_number({"errors", "incomplete"}, absl::StrCat(r.connections_incomplete));
+  add_number({"errors", "stalled"}, absl::StrCat(r.connections_stalled));
+  // A count like its neighbours (0 or 1), so that errors.total is their sum.
+  add_number({"errors", "no_messages"}, r.no_messages ? "1" : "0");
   add_number({"ok"}, r.ok() ? "true" : "false");
   add_string({"mode"}, ModeName(r));
   add_number({"rate"}, fixed(r.rate, 1));

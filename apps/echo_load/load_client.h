@@ -27,8 +27,13 @@
 //      window, and its latency is completion time - issue time (closed loop)
 //      or completion time - intended send time (open loop).
 //   4. drain: no new messages; each connection is closed as soon as all it
-//      sent has come back (or after kDrainTimeout). Echoes still in flight at
-//      the end are not errors.
+//      sent has come back. The drain waits kDrainTimeout (1 s) or
+//      `stall_timeout`, whichever is longer; a connection whose echoes are
+//      not all back by then is `incomplete` (an error), as is one the peer
+//      closes with echoes still owed.
+// Throughout phases 2 and 3 (and script mode), a connection that owes echoes
+// (bytes sent and not yet back, or bytes waiting to be sent) and receives
+// nothing for `stall_timeout` is `stalled` (an error) and is closed.
 // With `messages` (script mode) there is no warmup and no duration: each
 // connection sends the listed messages in order, each once, waits for their
 // echoes and closes; the run ends when every connection has finished, or at
@@ -41,10 +46,20 @@
 // client assumes no framing. In script mode the stream is the concatenation
 // of the messages.
 //
-// Errors (each fails LoadReport::ok()): connect failures, verification
-// mismatches (reported once per connection, which is then closed),
-// connections lost (peer close or reset) before the drain, and, in script
-// mode, connections that had not finished at the timeout.
+// Errors (each fails LoadReport::ok()); a connection counts for one kind at
+// most, since each closes it:
+//   - connect failures;
+//   - verification mismatches (a wrong or extra echoed byte);
+//   - lost: the peer closed or reset the connection before the drain;
+//   - stalled: no byte received for `stall_timeout` while echoes were owed,
+//     so a server that drops bytes or stops reading is caught during the run;
+//   - incomplete: echoes still owed when the drain ends, or when the peer
+//     closes during it (the error names the bytes echoed and sent);
+//   - timed out (script mode): not finished at `script_timeout`; such a
+//     connection is not also incomplete;
+//   - no messages: the measured window (in script mode, the whole script)
+//     completed no message at all, so the run measured nothing. One error for
+//     the run, not per connection.
 //
 // Thread safety: RunLoad is thread-safe (it shares nothing but a read-only
 // table between calls); the structs are plain values. `on_progress` runs on
@@ -85,7 +100,8 @@ struct LoadProgress {
   uint64_t messages_completed = 0;
   // Script mode: connections x messages; 0 otherwise.
   uint64_t messages_planned = 0;
-  // Errors so far, of every kind LoadReport counts.
+  // Errors so far, of every kind LoadReport counts but no_messages (which
+  // only the end of the run decides).
   uint64_t errors = 0;
 
   double IntervalMessagesPerSecond() const;
@@ -119,6 +135,15 @@ struct LoadOptions {
   std::vector<std::string> messages;
   // Script mode: connections not finished by then count as errors.
   absl::Duration script_timeout = absl::Seconds(30);
+
+  // A connection that owes echoes and receives no byte for this long is
+  // `stalled` (an error) and closed; checked every stall_timeout / 4 or so,
+  // so one is caught within about 1.25 x this. An idle connection (open
+  // loop, nothing due) owes nothing and is never stalled. The drain at the
+  // end waits this long for echoes still in flight, 1 s at least. Zero or
+  // absl::InfiniteDuration(): no stall check, and the drain waits 1 s. Must
+  // not be negative.
+  absl::Duration stall_timeout = absl::Seconds(2);
 
   // Connections bind source addresses 127.0.0.1 .. 127.0.0.N round robin, so
   // that more connections than one source's ephemeral ports can reach one
@@ -169,13 +194,22 @@ struct LoadReport {
   uint64_t connections_lost = 0;
   // Script mode: connections still waiting for echoes at the timeout.
   uint64_t connections_timed_out = 0;
+  // Connections whose echoes were not all back at the end of the drain (or
+  // when the peer closed during it).
+  uint64_t connections_incomplete = 0;
+  // Connections that owed echoes and received nothing for the stall timeout.
+  uint64_t connections_stalled = 0;
+  // No message completed in the measured window (script mode: at all). Set by
+  // RunLoad; counts as one error.
+  bool no_messages = false;
   std::vector<std::string> first_errors;
 
   double MessagesPerSecond() const;
   double MebibytesPerSecond() const;
   uint64_t error_count() const {
     return static_cast<uint64_t>(connections_failed) + verification_errors +
-           connections_lost + connections_timed_out;
+           connections_lost + connections_timed_out + connections_incomplete +
+           connections_stalled + (no_messages ? 1 : 0);
   }
   bool ok() const { return error_count() == 0; }
 };
@@ -191,6 +225,10 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options);
 
 // A few aligned human-readable lines, ending in a newline.
 std::string FormatReportText(const LoadReport& report);
+// The error counts by kind, e.g. "connect 0, verification 0, lost 0,
+// stalled 2, no messages completed": the first three always, the others only
+// when there are any. The text report's and echo-load's summary.
+std::string FormatErrorKinds(const LoadReport& report);
 // One JSON object on one line, ending in a newline. Latencies in microseconds.
 std::string FormatReportJson(const LoadReport& report);
 // Two lines, a header and the values: the JSON report's fields with nested

@@ -65,6 +65,11 @@ ABSL_FLAG(bool, messages, false,
           "(put -- before messages that start with '-')");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30),
           "script mode: connections not done by then are errors");
+ABSL_FLAG(absl::Duration, stall_timeout, absl::Seconds(2),
+          "a connection that waits for echoes and receives nothing for this "
+          "long is an error (stalled) and is closed; also how long the end "
+          "of the run waits for echoes in flight (1s at least). 0 or inf: no "
+          "stall check");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
           "time allowed for all connections to be established");
 ABSL_FLAG(int32_t, source_addresses, 0,
@@ -141,6 +146,10 @@ int main(int argc, char** argv) {
   options.rate = absl::GetFlag(FLAGS_rate);
   options.script_timeout = absl::GetFlag(FLAGS_timeout);
   options.source_addresses = absl::GetFlag(FLAGS_source_addresses);
+  options.stall_timeout = absl::GetFlag(FLAGS_stall_timeout);
+  if (options.stall_timeout < absl::ZeroDuration()) {
+    Fail(kExitUsage, "--stall-timeout must not be negative");
+  }
   if (script_mode) {
     options.messages.assign(positional.begin() + 1, positional.end());
   }
@@ -214,10 +223,8 @@ int main(int argc, char** argv) {
   }
   if (!report->ok()) {
     Fail(kExitFailure,
-         absl::StrCat("run failed: ", report->error_count(),
-                      " errors (connect ", report->connections_failed,
-                      ", verification ", report->verification_errors, ", lost ",
-                      report->connections_lost, ")"));
+         absl::StrCat("run failed: ", report->error_count(), " errors (",
+                      troupe::FormatErrorKinds(*report), ")"));
   }
   return 0;
 }

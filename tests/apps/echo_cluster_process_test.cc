@@ -52,6 +52,31 @@ TEST(EchoClusterProcessTest, ServesEchoLoadWithZeroErrorsAndStopsOnSigterm) {
   EXPECT_EQ(*code, 0);
 }
 
+// echo-load's stall check, drain and no-messages rule must not fail a
+// correct server, in any traffic mode, even with a short stall timeout.
+TEST(EchoClusterProcessTest, EchoLoadPassesEveryModeWithAShortStallTimeout) {
+  Cluster cluster({"--workers=2"});
+  ASSERT_GT(cluster.port(), 0);
+  for (const std::vector<std::string>& traffic :
+       std::vector<std::vector<std::string>>{
+           {"--pipeline=1"}, {"--pipeline=8"}, {"--rate=2000"}}) {
+    std::vector<std::string> args = {
+        BinPath("echo-load"), absl::StrCat("--port=", cluster.port()),
+        "--connections=4",    "--duration=1s",
+        "--warmup=0s",        "--stall-timeout=300ms",
+        "--json"};
+    args.insert(args.end(), traffic.begin(), traffic.end());
+    Result load = RunProgram(args, kTimeout);
+    EXPECT_EQ(load.code, 0) << traffic[0] << ": " << load.output;
+    EXPECT_TRUE(absl::StrContains(load.output, "\"ok\":true"))
+        << traffic[0] << ": " << load.output;
+  }
+  ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
+  absl::StatusOr<int> code = cluster.process().Wait(kTimeout);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+}
+
 TEST(EchoClusterProcessTest, ChatModeRelaysBetweenClients) {
   Cluster cluster({"--workers=2", "--mode=chat"});
   ASSERT_GT(cluster.port(), 0);

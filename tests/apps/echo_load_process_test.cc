@@ -1,5 +1,6 @@
 // Runs the echo-load program as a user would, against the standalone
-// corrupt-echo-server fixture, and checks its exit status and output.
+// corrupt-echo-server and lossy-echo-server fixtures, and checks its exit
+// status and output.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -16,8 +17,11 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <ostream>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -152,13 +156,11 @@ std::string ReadFile(const std::string& path) {
   return text.str();
 }
 
-// Starts the fixture and reads the port from its first line.
-class CorruptServer {
+// Starts a fixture server (`argv`) and reads the port from its first line.
+class FixtureServer {
  public:
-  explicit CorruptServer(uint64_t corrupt_after) {
-    absl::StatusOr<std::unique_ptr<Subprocess>> p =
-        Subprocess::Start({BinPath("corrupt-echo-server"), "--corrupt-after",
-                           absl::StrCat(corrupt_after)});
+  explicit FixtureServer(const std::vector<std::string>& argv) {
+    absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(argv);
     if (!p.ok()) {
       ADD_FAILURE() << p.status();
       return;
@@ -194,6 +196,44 @@ class CorruptServer {
   std::unique_ptr<Subprocess> process_;  // Killed and reaped if still alive.
   uint16_t port_ = 0;
 };
+
+// corrupt-echo-server: flips the byte at `corrupt_after` of each connection.
+class CorruptServer : public FixtureServer {
+ public:
+  explicit CorruptServer(uint64_t corrupt_after)
+      : FixtureServer({BinPath("corrupt-echo-server"), "--corrupt-after",
+                       absl::StrCat(corrupt_after)}) {}
+};
+
+// lossy-echo-server in `mode`, e.g. {"drop-after", "1000"}.
+class LossyServer : public FixtureServer {
+ public:
+  explicit LossyServer(const std::vector<std::string>& mode)
+      : FixtureServer(WithMode(mode)) {}
+
+ private:
+  static std::vector<std::string> WithMode(
+      const std::vector<std::string>& mode) {
+    std::vector<std::string> argv = {BinPath("lossy-echo-server"), "--mode"};
+    argv.insert(argv.end(), mode.begin(), mode.end());
+    return argv;
+  }
+};
+
+// The count under "errors" named `key` in a JSON report in `output`; -1 when
+// absent.
+int64_t JsonErrorCount(const std::string& output, absl::string_view key) {
+  const size_t errors = output.find("\"errors\":{");
+  if (errors == std::string::npos) return -1;
+  const std::string quoted = absl::StrCat("\"", key, "\":");
+  const size_t at = output.find(quoted, errors);
+  if (at == std::string::npos) return -1;
+  const size_t begin = at + quoted.size();
+  const size_t end = output.find_first_not_of("0123456789", begin);
+  int64_t n = -1;
+  if (!absl::SimpleAtoi(output.substr(begin, end - begin), &n)) return -1;
+  return n;
+}
 
 TEST(EchoLoadProcessTest, MismatchFailsTheRunWithExitOne) {
   CorruptServer server(/*corrupt_after=*/500);
@@ -403,9 +443,175 @@ TEST(EchoLoadProcessTest, NewFlagsCheckTheirUsage) {
   EXPECT_EQ(RunEchoLoad({"--messages", "--rate", "10", "a"}).code, 2);
   EXPECT_EQ(RunEchoLoad({"--progress-interval", "-1s"}).code, 2);
   EXPECT_EQ(RunEchoLoad({"--source-addresses", "-1"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--stall-timeout", "-1s"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--stall-timeout", "-inf"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--stall-timeout", "soon"}).code, 2);
+  EXPECT_EQ(RunEchoLoad({"--stall-timeout", "300"}).code, 2);  // Needs a unit.
+  const Result stall = RunEchoLoad({"--stall-timeout", "-1s"});
+  EXPECT_TRUE(absl::StrContains(stall.output, "--stall-timeout")) << stall.output;
   const Result both = RunEchoLoad({"--json", "--csv"});
   EXPECT_TRUE(absl::StrContains(both.output, "mutually exclusive"))
       << both.output;
+}
+
+// The traffic shapes every lossy mode must be caught in.
+struct Traffic {
+  const char* name;
+  std::vector<std::string> flags;
+};
+
+// Names, not bytes, when GoogleTest prints a failing parameter.
+void PrintTo(const Traffic& t, std::ostream* os) { *os << t.name; }
+
+const Traffic kClosedLoop{"ClosedLoop", {"--pipeline", "1"}};
+const Traffic kPipelined{"Pipelined", {"--pipeline", "8"}};
+const Traffic kOpenLoop{"OpenLoop", {"--rate", "2000"}};
+
+// One lossy server mode, and what echo-load must make of it.
+struct Loss {
+  const char* name;
+  std::vector<std::string> mode;  // lossy-echo-server --mode ...
+  // The stall check's setting, and the kind that must count every
+  // connection: with the check, the run catches the loss as it happens;
+  // without it, the drain at the end still does.
+  const char* stall_timeout;
+  const char* kind;  // The key under "errors" in the JSON report.
+  const char* text;  // How the kind reads in the error summary.
+  // The first error message for connection 0 starts with this.
+  const char* message;
+  bool no_messages;  // Nothing at all came back.
+};
+
+void PrintTo(const Loss& l, std::ostream* os) { *os << l.name; }
+
+constexpr int kLossConnections = 2;
+constexpr const char* kShortStall = "300ms";
+
+const Loss kLosses[] = {
+    {"DropAfterIsStalled", {"drop-after", "1000"}, kShortStall, "stalled",
+     "stalled 2",
+     "connection 0 stalled: no byte received in 300ms with 1000 of ", false},
+    {"DropAfterIsIncompleteWithoutStallCheck", {"drop-after", "1000"}, "0",
+     "incomplete", "incomplete 2", "connection 0 incomplete: 1000 of ", false},
+    {"NeverIsStalled", {"never"}, kShortStall, "stalled", "stalled 2",
+     "connection 0 stalled: no byte received in 300ms with 0 of ", true},
+    {"NeverIsIncompleteWithoutStallCheck", {"never"}, "0", "incomplete",
+     "incomplete 2", "connection 0 incomplete: 0 of ", true},
+    {"StallAfterIsStalled", {"stall-after", "1000"}, kShortStall, "stalled",
+     "stalled 2",
+     "connection 0 stalled: no byte received in 300ms with 1000 of ", false},
+    {"StallAfterIsIncompleteWithoutStallCheck", {"stall-after", "1000"}, "0",
+     "incomplete", "incomplete 2", "connection 0 incomplete: 1000 of ", false},
+};
+
+class EchoLoadLossyServerTest
+    : public ::testing::TestWithParam<std::tuple<Loss, Traffic>> {};
+
+TEST_P(EchoLoadLossyServerTest, FailsTheRunNamingTheKind) {
+  const auto& [loss, traffic] = GetParam();
+  LossyServer server(loss.mode);
+  ASSERT_NE(server.port(), 0);
+  std::vector<std::string> args = {
+      "--port", absl::StrCat(server.port()), "--connections",
+      absl::StrCat(kLossConnections), "--duration", "1s", "--warmup", "0s",
+      "--stall-timeout", loss.stall_timeout, "--json"};
+  args.insert(args.end(), traffic.flags.begin(), traffic.flags.end());
+  const Result r = RunEchoLoad(args);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "\"ok\":false")) << r.output;
+  // Every connection, each counted once, as this kind and no other.
+  for (const char* kind : {"stalled", "incomplete", "lost", "verification",
+                           "connect", "timed_out"}) {
+    EXPECT_EQ(JsonErrorCount(r.output, kind),
+              kind == std::string_view(loss.kind) ? kLossConnections : 0)
+        << kind << " in " << r.output;
+  }
+  EXPECT_EQ(JsonErrorCount(r.output, "no_messages"), loss.no_messages ? 1 : 0)
+      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, loss.message)) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo-load: run failed")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, loss.text)) << r.output;
+  if (loss.no_messages) {
+    EXPECT_TRUE(absl::StrContains(r.output, "no messages completed"))
+        << r.output;
+  }
+  server.Stop();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryMode, EchoLoadLossyServerTest,
+    ::testing::Combine(::testing::ValuesIn(kLosses),
+                       ::testing::Values(kClosedLoop, kPipelined, kOpenLoop)),
+    [](const ::testing::TestParamInfo<EchoLoadLossyServerTest::ParamType>& info) {
+      return absl::StrCat(std::get<0>(info.param).name, "In",
+                          std::get<1>(info.param).name);
+    });
+
+// The control: the same fixture and flags, echoing correctly, pass.
+class EchoLoadCorrectEchoTest : public ::testing::TestWithParam<Traffic> {};
+
+TEST_P(EchoLoadCorrectEchoTest, ExitsZero) {
+  LossyServer server({"echo"});
+  ASSERT_NE(server.port(), 0);
+  std::vector<std::string> args = {
+      "--port", absl::StrCat(server.port()), "--connections",
+      absl::StrCat(kLossConnections), "--duration", "1s", "--warmup", "0s",
+      "--stall-timeout", kShortStall, "--json"};
+  args.insert(args.end(), GetParam().flags.begin(), GetParam().flags.end());
+  const Result r = RunEchoLoad(args);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "\"ok\":true")) << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "total"), 0) << r.output;
+  server.Stop();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryMode, EchoLoadCorrectEchoTest,
+    ::testing::Values(kClosedLoop, kPipelined, kOpenLoop),
+    [](const ::testing::TestParamInfo<Traffic>& info) {
+      return std::string(info.param.name);
+    });
+
+TEST(EchoLoadProcessTest, InfiniteStallTimeoutTurnsTheCheckOff) {
+  LossyServer server({"echo"});
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()),
+                                "--connections", "2", "--duration", "500ms",
+                                "--warmup", "0s", "--stall-timeout", "inf"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, MessagesModeFailsWhenNothingIsEchoed) {
+  LossyServer server({"never"});
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoad(
+      {"--port", absl::StrCat(server.port()), "--connections", "2",
+       "--stall-timeout", kShortStall, "--timeout", "5s", "--messages",
+       "hello", "world"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "messages      0 ")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "stalled 2, no messages completed"))
+      << r.output;
+  EXPECT_TRUE(absl::StrContains(
+      r.output, "no message of the script was echoed completely"))
+      << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, MessagesModeTimeoutIsNotAlsoIncomplete) {
+  LossyServer server({"never"});
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoad(
+      {"--port", absl::StrCat(server.port()), "--connections", "2",
+       "--stall-timeout", "0", "--timeout", "300ms", "--json", "--messages",
+       "hello"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "timed_out"), 2) << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "incomplete"), 0) << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "no_messages"), 1) << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "total"), 3) << r.output;
+  server.Stop();
 }
 
 }  // namespace

@@ -683,9 +683,241 @@ TEST(LoadClientTest, ScriptModeTimesOutOnASilentServer) {
   absl::StatusOr<LoadReport> report = RunLoad(options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->connections_timed_out, 3u);
-  EXPECT_EQ(report->error_count(), 3u);
+  // Timed out, so not also incomplete; and nothing was measured.
+  EXPECT_EQ(report->connections_incomplete, 0u);
+  EXPECT_EQ(report->connections_stalled, 0u);
+  EXPECT_TRUE(report->no_messages);
+  EXPECT_EQ(report->error_count(), 4u);
   EXPECT_TRUE(absl::StrContains(FormatReportText(*report), "timed out 3"))
       << FormatReportText(*report);
+}
+
+// A listener that completes handshakes (the kernel does) and buffers what
+// arrives, but never accepts: no byte ever comes back.
+class SilentServer {
+ public:
+  SilentServer() {
+    absl::StatusOr<Fd> listener =
+        ListenTcp(*Address::FromHostPort("127.0.0.1", 0));
+    TROUPE_CHECK(listener.ok(), "listen on 127.0.0.1:0");
+    listener_ = *std::move(listener);
+  }
+  Address address() const { return *LocalAddress(listener_.get()); }
+  // Accepts every connection queued so far and resets it (close() with
+  // unread bytes sends a reset). Returns how many.
+  int ResetAll() {
+    int n = 0;
+    for (;;) {
+      pollfd p{listener_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 0) != 1) return n;
+      const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return n;
+      ::close(fd);
+      ++n;
+    }
+  }
+
+ private:
+  Fd listener_;
+};
+
+TEST(LoadClientTest, SilentServerIsStalledAndMeasuresNothing) {
+  SilentServer silent;
+  LoadOptions options = ShortRun(silent.address());
+  options.connections = 3;
+  options.warmup = absl::ZeroDuration();
+  options.stall_timeout = absl::Milliseconds(200);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->connections_stalled, 3u);
+  EXPECT_EQ(report->connections_incomplete, 0u);  // Closed once stalled.
+  EXPECT_EQ(report->connections_lost, 0u);
+  EXPECT_EQ(report->messages, 0u);
+  EXPECT_TRUE(report->no_messages);
+  EXPECT_EQ(report->error_count(), 4u);
+  // Every connection closed, so the run ends early rather than waiting.
+  EXPECT_LT(report->measured, options.duration);
+  const std::string text = FormatReportText(*report);
+  EXPECT_TRUE(absl::StrContains(text, "stalled 3, no messages completed"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, "no byte received in 200ms with 0 of 800 sent bytes echoed"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text, "no message completed")) << text;
+}
+
+TEST(LoadClientTest, WithoutAStallCheckLeftoversAreIncompleteAfterTheDrain) {
+  for (const absl::Duration off :
+       {absl::ZeroDuration(), absl::InfiniteDuration()}) {
+    SilentServer silent;
+    LoadOptions options = ShortRun(silent.address());
+    options.connections = 2;
+    options.warmup = absl::ZeroDuration();
+    options.duration = absl::Milliseconds(200);
+    options.stall_timeout = off;
+    absl::StatusOr<LoadReport> report = RunLoad(options);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->connections_stalled, 0u) << off;
+    EXPECT_EQ(report->connections_incomplete, 2u) << off;
+    EXPECT_TRUE(report->no_messages) << off;
+    ASSERT_EQ(report->first_errors.size(), 3u) << FormatReportText(*report);
+    EXPECT_EQ(report->first_errors[0],
+              "no message completed in the measured window");
+    EXPECT_TRUE(absl::StrContains(report->first_errors[1],
+                                  "incomplete: 0 of 800 sent bytes echoed"))
+        << report->first_errors[1];
+  }
+}
+
+TEST(LoadClientTest, PeerClosingDuringTheDrainWithEchoesOwedIsIncomplete) {
+  SilentServer silent;
+  LoadOptions options = ShortRun(silent.address());
+  options.connections = 2;
+  options.threads = 1;
+  options.warmup = absl::ZeroDuration();
+  options.duration = absl::Milliseconds(200);
+  options.stall_timeout = absl::ZeroDuration();  // The drain: 1 s.
+  options.progress_interval = absl::Milliseconds(50);
+  // The second draining snapshot is 50 ms or more into the drain (which the
+  // worker entered at the same instant), and long before its end.
+  int draining_seen = 0;
+  int reset = 0;
+  options.on_progress = [&](const LoadProgress& p) {
+    if (p.phase != LoadProgress::Phase::kDraining) return;
+    if (++draining_seen == 2) reset = silent.ResetAll();
+  };
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(reset, 2);
+  EXPECT_EQ(report->connections_lost, 0u) << FormatReportText(*report);
+  EXPECT_EQ(report->connections_incomplete, 2u) << FormatReportText(*report);
+  ASSERT_GE(report->first_errors.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(report->first_errors[1],
+                                "incomplete: 0 of 800 sent bytes echoed (recv: "))
+      << report->first_errors[1];
+}
+
+TEST(LoadClientTest, BlockedSendCountsAsStalled) {
+  // 64 MiB is more than the loopback's send and receive buffers together
+  // hold, so most of the message is never taken by the kernel.
+  SilentServer silent;
+  LoadOptions options = ShortRun(silent.address());
+  options.connections = 1;
+  options.threads = 1;
+  options.pipeline = 1;
+  options.message_size = size_t{64} << 20;
+  options.warmup = absl::ZeroDuration();
+  options.stall_timeout = absl::Milliseconds(200);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->connections_stalled, 1u) << FormatReportText(*report);
+  ASSERT_GE(report->first_errors.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(report->first_errors[1],
+                                "more the kernel would not take"))
+      << report->first_errors[1];
+}
+
+TEST(LoadClientTest, OpenLoopIdleConnectionIsNotStalled) {
+  // Two messages a second on one connection: it owes nothing for ~500 ms
+  // at a time, longer than the stall timeout, and must not count as stalled.
+  TestEchoServer server;
+  LoadOptions options = ShortRun(server.address());
+  options.connections = 1;
+  options.threads = 1;
+  options.pipeline = 1;
+  options.rate = 2;
+  options.warmup = absl::ZeroDuration();
+  options.duration = absl::Milliseconds(1200);
+  options.stall_timeout = absl::Milliseconds(200);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << FormatReportText(*report);
+  EXPECT_EQ(report->connections_stalled, 0u);
+  EXPECT_GE(report->messages, 2u);
+}
+
+TEST(LoadClientTest, EveryErrorKindFailsTheReport) {
+  const std::vector<void (*)(LoadReport&)> kinds = {
+      [](LoadReport& r) { r.connections_failed = 1; },
+      [](LoadReport& r) { r.verification_errors = 1; },
+      [](LoadReport& r) { r.connections_lost = 1; },
+      [](LoadReport& r) { r.connections_timed_out = 1; },
+      [](LoadReport& r) { r.connections_incomplete = 1; },
+      [](LoadReport& r) { r.connections_stalled = 1; },
+      [](LoadReport& r) { r.no_messages = true; },
+  };
+  EXPECT_TRUE(LoadReport().ok());
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    LoadReport r;
+    kinds[i](r);
+    EXPECT_EQ(r.error_count(), 1u) << "kind " << i;
+    EXPECT_FALSE(r.ok()) << "kind " << i;
+  }
+  LoadReport all;
+  for (auto set : kinds) set(all);
+  EXPECT_EQ(all.error_count(), kinds.size());
+}
+
+TEST(LoadClientTest, NewErrorKindsAppearInEveryFormat) {
+  LoadReport report;
+  report.target = "127.0.0.1:1";
+  report.connections_lost = 1;
+  report.connections_incomplete = 2;
+  report.connections_stalled = 3;
+  report.no_messages = true;
+  EXPECT_EQ(report.error_count(), 7u);
+
+  const std::string text = FormatReportText(report);
+  EXPECT_TRUE(absl::StrContains(
+      text,
+      "errors        7 (connect 0, verification 0, lost 1, incomplete 2, "
+      "stalled 3, no messages completed)\n"))
+      << text;
+  EXPECT_EQ(FormatErrorKinds(report),
+            "connect 0, verification 0, lost 1, incomplete 2, stalled 3, no "
+            "messages completed");
+  // Kinds with nothing to report stay out of the line.
+  LoadReport stalled_only;
+  stalled_only.connections_stalled = 1;
+  EXPECT_EQ(FormatErrorKinds(stalled_only),
+            "connect 0, verification 0, lost 0, stalled 1");
+
+  std::map<std::string, std::string> v;
+  const std::string json = FormatReportJson(report);
+  ASSERT_TRUE(FlatJson::Parse(json, &v)) << json;
+  EXPECT_EQ(v["errors.total"], "7");
+  EXPECT_EQ(v["errors.incomplete"], "2");
+  EXPECT_EQ(v["errors.stalled"], "3");
+  EXPECT_EQ(v["errors.no_messages"], "1");
+  EXPECT_EQ(v["errors.timed_out"], "0");
+  EXPECT_EQ(v["ok"], "false");
+  // New keys go at the end of their object.
+  EXPECT_TRUE(absl::StrContains(
+      json, "\"timed_out\":0,\"incomplete\":2,\"stalled\":3,"
+            "\"no_messages\":1},\"ok\":false"))
+      << json;
+
+  const std::vector<std::string> lines =
+      absl::StrSplit(FormatReportCsv(report), '\n');
+  ASSERT_GE(lines.size(), 2u);
+  const std::vector<std::string> names = absl::StrSplit(lines[0], ',');
+  const std::vector<std::string> values = absl::StrSplit(lines[1], ',');
+  ASSERT_EQ(names.size(), values.size());
+  std::map<std::string, std::string> csv;
+  for (size_t i = 0; i < names.size(); ++i) csv[names[i]] = values[i];
+  EXPECT_EQ(csv["errors_total"], "7");
+  EXPECT_EQ(csv["errors_incomplete"], "2");
+  EXPECT_EQ(csv["errors_stalled"], "3");
+  EXPECT_EQ(csv["errors_no_messages"], "1");
+  EXPECT_EQ(csv["ok"], "false");
+
+  // A clean report still says "none" and counts zeros.
+  LoadReport clean;
+  clean.messages = 1;
+  EXPECT_TRUE(absl::StrContains(FormatReportText(clean), "errors        none"));
+  EXPECT_TRUE(absl::StrContains(FormatReportJson(clean),
+                                "\"incomplete\":0,\"stalled\":0,"
+                                "\"no_messages\":0}"));
 }
 
 TEST(LoadClientTest, SourceAddressesAreUsedRoundRobin) {
@@ -852,6 +1084,14 @@ TEST(LoadClientTest, InvalidNewOptionsAreRejected) {
   expect_invalid([](LoadOptions& o) { o.source_addresses = -1; });
   expect_invalid(
       [](LoadOptions& o) { o.progress_interval = absl::Seconds(-1); });
+  expect_invalid([](LoadOptions& o) { o.stall_timeout = absl::Seconds(-1); });
+  expect_invalid(
+      [](LoadOptions& o) { o.stall_timeout = -absl::InfiniteDuration(); });
+  LoadOptions off = good;
+  off.stall_timeout = absl::InfiniteDuration();
+  EXPECT_TRUE(ValidateLoadOptions(off).ok());
+  off.stall_timeout = absl::ZeroDuration();
+  EXPECT_TRUE(ValidateLoadOptions(off).ok());
 }
 
 }  // namespace
