@@ -63,7 +63,7 @@ TEST(EchoClusterProcessTest, EchoLoadPassesEveryModeWithAShortStallTimeout) {
     std::vector<std::string> args = {
         BinPath("echo-load"), absl::StrCat("--port=", cluster.port()),
         "--connections=4",    "--duration=1s",
-        "--warmup=0s",        "--stall-timeout=300ms",
+        "--warmup=0s",        "--stall-timeout=1s",
         "--json"};
     args.insert(args.end(), traffic.begin(), traffic.end());
     Result load = RunProgram(args, kTimeout);
