@@ -25,6 +25,21 @@ struct GroupShard {
   absl::flat_hash_map<std::string, absl::flat_hash_set<ActorRef, RefHash>> members;
 };
 
+// Hands `message` to every member of its group on `reactor` (the caller's
+// reactor thread), except `skip`; one shared payload, no copies.
+void FanOutInLoop(Reactor& reactor, const std::shared_ptr<const GroupMessage>& message,
+                  ActorRef skip) {
+  GroupShard& shard = reactor.Local<GroupShard>();
+  auto it = shard.members.find(message->group);
+  if (it == shard.members.end()) return;
+  for (const ActorRef& member : it->second) {
+    if (member == skip) continue;
+    // Queued, not delivered: no member's OnMail runs (or changes the set)
+    // while the set is walked.
+    reactor.DeliverMailInLoop(member, Mail::Share(message));
+  }
+}
+
 }  // namespace
 
 namespace internal {
@@ -51,8 +66,9 @@ class ActorHost final : public ConnectionHandler {
         [&](std::string_view message) {
           Dispatch(conn, [&](Context& ctx) { actor_->OnMessage(ctx, message); });
           // Once closing (CloseAfterFlush, even while replies are owed) no
-          // further request is taken.
-          return !conn.closing();
+          // further request is taken; at max_pending_work the rest waits
+          // unconsumed until some work has replied.
+          return !conn.closing() && !conn.work_full();
         },
         &scanned_);
     if (!used.ok()) {
@@ -193,15 +209,24 @@ bool Context::Send(ActorRef to, Mail mail) {
 }
 
 void Context::After(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn) {
+  Schedule(delay, std::move(fn), /*owed=*/false);
+}
+
+void Context::ReplyAfter(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn) {
+  Schedule(delay, std::move(fn), /*owed=*/true);
+}
+
+void Context::Schedule(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn,
+                       bool owed) {
   Reactor& reactor = conn_.reactor();
   const ActorRef self = Self();
-  conn_.AddPendingWork();
+  if (owed) conn_.AddPendingWork();
   // Through the mailbox, so a timer and mail keep one order of delivery and
   // a gone actor's timer is dropped like its mail.
-  reactor.RunAfter(delay, [&reactor, self, fn = std::move(fn)]() mutable {
+  reactor.RunAfter(delay, [&reactor, self, owed, fn = std::move(fn)]() mutable {
     internal::Continuation next;
     next.run = std::move(fn);
-    next.holds_work = true;
+    next.holds_work = owed;
     reactor.DeliverMailInLoop(self, Mail::Of(std::move(next)), MailClass::kSystem);
   });
 }
@@ -245,21 +270,17 @@ void Context::Broadcast(std::string_view group, std::string text, bool include_s
       GroupMessage{std::string(group), Self(), std::move(text)});
   const ActorRef skip = include_self ? ActorRef{} : Self();
   Reactor& here = conn_.reactor();
+  // Into every local member's mailbox now, as a Send to it would go, so a
+  // broadcast and this actor's sends keep their order.
+  FanOutInLoop(here, message, skip);
   for (uint32_t i = 0; i < here.peer_count(); ++i) {
+    if (i == here.index()) continue;
     Reactor& target = here.peer(i);
-    // One task per reactor; it fans out to that reactor's local members.
-    // Posting from this thread keeps this sender's broadcasts in order.
-    target.Post([&target, message, skip] {
-      GroupShard& shard = target.Local<GroupShard>();
-      auto it = shard.members.find(message->group);
-      if (it == shard.members.end()) return;
-      // Copy first: a member's OnMail may join or leave the group.
-      std::vector<ActorRef> members(it->second.begin(), it->second.end());
-      for (const ActorRef& member : members) {
-        if (member == skip) continue;
-        target.DeliverMailInLoop(member, Mail::Share(message));
-      }
-    });
+    // One task per other reactor; it fans out to that reactor's members.
+    // Posting from this thread keeps this sender's broadcasts (and its mail
+    // to that reactor) in order. The task counts as user mail at the inbox:
+    // a full inbox refuses it (counted there, inbox_full).
+    target.TryPost([&target, message, skip] { FanOutInLoop(target, message, skip); });
   }
 }
 

@@ -39,10 +39,12 @@
 //            other threads at a time; Send() to it is refused beyond that.
 //   order    Offload results reach the actor in submission order, so
 //            replies to pipelined requests keep request order.
-//   drain    Offload and After count as work owed to the peer: the server's
-//            drain, and CloseAfterFlush(), wait for it (bounded by the drain
-//            deadline). Replies awaited by mail: AddPendingWork() /
-//            FinishPendingWork().
+//   drain    Offload and ReplyAfter count as work owed to the peer: the
+//            server's drain, and CloseAfterFlush(), wait for it (bounded by
+//            flush_timeout and the drain deadline). Replies awaited by
+//            mail: AddPendingWork() / FinishPendingWork(). At
+//            max_pending_work owed replies no further request is taken
+//            until one is out.
 //
 // An exception escaping a callback closes that connection with
 // CloseReason::kHandlerError and is counted and logged; the reactor and its
@@ -140,9 +142,12 @@ class Context {
   bool Send(ActorRef to, Mail mail);
 
   // Runs `fn` on this actor after `delay`, unless the actor is gone by then.
-  // The timer counts as work owed to the peer until it has run, so a
-  // closing connection (the drain) waits for it.
+  // A plain timer (a heartbeat, a retry): closing does not wait for it.
   void After(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn);
+  // Like After, for a timer whose callback writes a reply the peer is owed
+  // (a delayed answer): it counts as pending work until it has run, so
+  // CloseAfterFlush() and the server's drain wait for it.
+  void ReplyAfter(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn);
 
   // Runs `work` on the offload pool; then `on_done(ctx, result)` runs on this
   // actor's reactor (dropped if the actor has closed meanwhile). Results run
@@ -172,6 +177,7 @@ class Context {
  private:
   // Counts the work as pending and returns its place in the result order.
   uint64_t BeginOffload();
+  void Schedule(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn, bool owed);
   void SubmitOffload(OffloadPool::Job job);
 
   Connection& conn_;

@@ -62,9 +62,9 @@ class Codec {
       absl::FunctionRef<bool(std::string_view)> on_message,
       size_t* scanned = nullptr) const;
 
-  // The most unconsumed input a valid stream can leave waiting: the longest
-  // partial message (lines: max_line + 1, "\r" included; length: the header
-  // and max_frame - 1 bytes). Raw: 0 (raw consumes everything). The
+  // The most unconsumed input a valid stream can leave waiting, rounded up
+  // to a whole message: lines: max_line + 1 ("\r" included); length: the
+  // 4-byte header and max_frame. Raw: 0 (raw consumes everything). The
   // connection's input limit is derived from it, so a limit above 16 MiB
   // works and a maximum-size frame never trips it.
   size_t MaxPartialBytes() const;

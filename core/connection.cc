@@ -74,10 +74,23 @@ void Connection::HandleEventsInLoop(uint32_t events) {
 bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
   char* const scratch = reactor_.scratch();
   constexpr size_t kScratch = Reactor::kScratchBytes;
+  if (redeliver_input_) {
+    // Requests that waited at max_pending_work, already read: offer them
+    // again before reading more.
+    redeliver_input_ = false;
+    if (state_ == State::kOpen && !close_requested_ && !input_.empty()) {
+      DeliverInLoop(0, /*into_input=*/true);
+      if (closed()) return false;
+    }
+  }
   while (!closed() && !peer_eof_) {
     // Closing, waiting for owed replies: nothing new is read (the drain
     // flushes what was read, not what is yet to come).
     if (close_requested_ && state_ == State::kOpen) return false;
+    if (state_ == State::kOpen && work_full()) {
+      paused_for_work_ = true;  // FinishPendingWork resumes
+      return false;
+    }
     if (state_ == State::kOpen && output_.size() > options_.high_watermark) {
       read_paused_ = true;  // WriteInLoop resumes below the low watermark
       return false;
@@ -141,6 +154,9 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
     TROUPE_CHECK(used <= n, "OnData consumed more than it got");
     input_.Append(fresh.substr(used));
   }
+  // The handler stopped at max_pending_work: what it left waits (and no
+  // more is read) until FinishPendingWork makes room.
+  if (work_full()) paused_for_work_ = true;
   if (input_.empty()) {
     if (input_.capacity() > options_.retained_buffer_bytes) input_.Release();
   } else if (input_.size() > options_.max_input_bytes) {
@@ -185,7 +201,12 @@ void Connection::Send(std::string_view bytes) {
 }
 
 bool Connection::QueueOutput(size_t bytes) {
-  if (output_.size() + bytes <= options_.max_output_bytes) return true;
+  // Only a connection already behind is cut: one large reply to a peer that
+  // keeps up is the handler's own (bounded) message, not a slow consumer.
+  if (output_.size() <= options_.high_watermark ||
+      output_.size() + bytes <= options_.max_output_bytes) {
+    return true;
+  }
   TROUPE_LOG_EVERY_SECOND(kWarning,
                           "closing %s: slow consumer, %d bytes of output queued and %d more "
                           "would pass the limit of %d",
@@ -288,22 +309,43 @@ void Connection::Close(CloseReason reason) {
 
 void Connection::CloseAfterFlush() {
   reactor_.AssertInLoopThread();
-  if (state_ != State::kOpen) return;
+  if (state_ != State::kOpen || close_requested_) return;
   close_requested_ = true;
+  // From the call: owed work and the flush share one bound.
+  close_deadline_ = DeadlineAfter(reactor_.now(), options_.flush_timeout);
+  reactor_.ScheduleDeadlineInLoop(*this);
   if (pending_work_ > 0) return;  // FinishPendingWork() flushes
   StartFlushInLoop();
 }
 
+void Connection::AddPendingWork() {
+  reactor_.AssertInLoopThread();
+  ++pending_work_;
+}
+
 void Connection::FinishPendingWork() {
   reactor_.AssertInLoopThread();
-  TROUPE_CHECK(pending_work_ > 0, "FinishPendingWork without AddPendingWork");
-  if (--pending_work_ == 0 && close_requested_ && state_ == State::kOpen) StartFlushInLoop();
+  if (pending_work_ == 0) {
+    // A handler's bookkeeping error: its own connection pays, not the process.
+    TROUPE_LOG_EVERY_SECOND(kError, "closing %s: FinishPendingWork without AddPendingWork",
+                            peer_.ToString());
+    Close(CloseReason::kHandlerError);
+    return;
+  }
+  --pending_work_;
+  if (closed()) return;
+  if (paused_for_work_ && !work_full()) {
+    // Input left unconsumed at the limit, and maybe unread bytes: go back
+    // for both (no new edge will come for what is already there).
+    paused_for_work_ = false;
+    redeliver_input_ = !input_.empty();
+    reactor_.ScheduleReadInLoop(*this);
+  }
+  if (pending_work_ == 0 && close_requested_ && state_ == State::kOpen) StartFlushInLoop();
 }
 
 void Connection::StartFlushInLoop() {
   state_ = State::kFlushing;
-  close_deadline_ = DeadlineAfter(reactor_.now(), options_.flush_timeout);
-  reactor_.ScheduleDeadlineInLoop(*this);
   if (output_.empty()) FinishFlushInLoop();
 }
 
@@ -378,7 +420,10 @@ std::optional<MailDrop> Connection::EnqueueMailInLoop(Mail mail, MailClass mail_
 }
 
 bool Connection::DeliverMailInLoop(size_t max) {
-  for (size_t i = 0; i < max && !mailbox_.empty() && !closed(); ++i) {
+  // What is waiting now, not what arrives meanwhile (an actor mailing
+  // itself waits for the next pass).
+  const size_t n = std::min(max, mailbox_.size());
+  for (size_t i = 0; i < n && !mailbox_.empty() && !closed(); ++i) {
     Mail mail = mailbox_.Pop();
     reactor_.MailboxDepthChanged(-1, 0);
     Reactor::Bump(reactor_.mail_delivered_);

@@ -25,24 +25,30 @@
 //   Close() from any state closes at once (output still queued is lost).
 //   OnClose runs at the end of the reactor's turn, never inside another
 //   callback of the same handler.
-//   Deadlines: flushing is bounded by `flush_timeout` from the moment the
-//   flush starts (kFlushTimeout), lingering by `linger_timeout` from the FIN
-//   (kLingerTimeout), so a peer that never reads cannot hold a closing
-//   connection forever.
+//   Deadlines: CloseAfterFlush() is bounded by `flush_timeout` from the call
+//   (owed work and flushing together: kFlushTimeout), lingering by
+//   `linger_timeout` from the FIN (kLingerTimeout), so neither a peer that
+//   never reads nor work that never replies can hold a closing connection
+//   forever.
 //
 // Pending work: a handler that owes the peer a reply from asynchronous work
 // (offload, a timer, a reply mail) counts it with AddPendingWork() and
 // FinishPendingWork(). CloseAfterFlush(), the server's drain included, waits
-// for that count to reach zero before it flushes and sends FIN; the drain's
-// own deadline bounds the wait.
+// for that count to reach zero before it flushes and sends FIN;
+// `flush_timeout` from the call (and the drain's own deadline) bound the wait.
+// Pending work is bounded too: at `max_pending_work` the connection stops
+// handing input to the handler (and reading) until some of it has replied, so
+// a client pipelining requests for slow work queues at most that much.
 //
 // Output limits: above `high_watermark` bytes of queued output the connection
 // stops reading (the peer's sends then fill the kernel buffers and block it);
 // once the output drains below `low_watermark` reading resumes. Output that
 // does not come from reading (mail, timers, offload results) cannot be paused
-// that way, so a write that would queue more than `max_output_bytes` closes
-// the connection as kSlowConsumer; a handler that prefers to shed can test
-// behind() first.
+// that way, so a write to a connection already above the high watermark that
+// would queue more than `max_output_bytes` closes it as kSlowConsumer (queued
+// output stays below max_output_bytes plus one write); a handler that
+// prefers to shed can test behind() first. A single large reply to a peer
+// that keeps up (a 16 MiB frame echoed) is never cut.
 //
 // Thread safety: loop-affine (owning reactor).
 // Ownership: the reactor's connection table owns each Connection; handlers
@@ -109,16 +115,23 @@ struct ConnectionOptions {
   size_t max_input_bytes = 16 << 20;
   // How long CloseAfterFlush waits for the peer to close after our FIN.
   absl::Duration linger_timeout = absl::Seconds(5);
-  // How long CloseAfterFlush lets queued output drain before it gives up.
+  // How long CloseAfterFlush may take, from the call, for owed work to reply
+  // and queued output to drain before the connection is cut (kFlushTimeout).
   absl::Duration flush_timeout = absl::Seconds(30);
   // Output backpressure thresholds (bytes queued in the output buffer).
   size_t high_watermark = 1 << 20;
   size_t low_watermark = 256 << 10;
-  // Hard cap on queued output: a write that would pass it closes the
-  // connection (kSlowConsumer). Four times the high watermark: reading stops
-  // at the watermark, so only output that does not come from reading (mail,
-  // timers, offload results) can get here. Must exceed high_watermark.
+  // Hard cap on queued output: a write to a connection already above the
+  // high watermark that would pass it closes the connection (kSlowConsumer).
+  // Four times the watermark: reading stops at the watermark, so only output
+  // that does not come from reading (mail, timers, offload results) piles up
+  // that far. Must exceed high_watermark.
   size_t max_output_bytes = 4 << 20;
+  // Replies owed by asynchronous work (offload, pending work) per connection
+  // beyond which no more input is handed to the handler until some reply.
+  // 1,024: deep enough for any pipelining client, small enough that one
+  // client cannot queue unbounded work on the offload pool.
+  uint32_t max_pending_work = 1024;
   // User mail waiting for the actor beyond this is handled by the policy
   // (core/mailbox.h). 1,024: far above what a turn delivers to one actor in
   // steady traffic, small enough (tens of KiB) to hold for every connection.
@@ -179,9 +192,13 @@ class Connection {
 
   // Asynchronous work this connection's handler still owes the peer a reply
   // for. CloseAfterFlush() waits until it is zero (see the header comment).
-  void AddPendingWork() { ++pending_work_; }
+  void AddPendingWork();
   void FinishPendingWork();
   uint32_t pending_work() const { return pending_work_; }
+  // True while pending work is at max_pending_work: a handler parsing many
+  // requests from one read should stop and leave the rest unconsumed (it is
+  // handed over again once work replies).
+  bool work_full() const { return pending_work_ >= options_.max_pending_work; }
   // True once CloseAfterFlush() was asked for (it may still wait for work).
   bool closing() const { return close_requested_ || state_ != State::kOpen; }
 
@@ -247,6 +264,8 @@ class Connection {
   bool read_paused_ = false;     // output above the high watermark
   bool in_mail_ready_ = false;   // queued for the reactor's mailbox phase
   bool close_requested_ = false;  // CloseAfterFlush() waits for pending work
+  bool paused_for_work_ = false;  // at max_pending_work: input waits
+  bool redeliver_input_ = false;  // hand input_ over again before reading
   uint32_t pending_work_ = 0;    // replies owed by asynchronous work
   // Last time bytes moved either way (the reactor's per-turn clock); the
   // idle-timeout wheel compares against it when this connection's entry expires.

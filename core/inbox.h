@@ -61,6 +61,9 @@ class Inbox {
 
   // Any thread. Never runs `task` inline; never refused.
   void Post(Task task);
+  // Any thread. Like Post, for tasks that carry user mail (a broadcast's
+  // fan-out): counted toward the mail capacity and refused beyond it.
+  bool TryPost(Task task);
   // Any thread. False when user mail is at capacity (counted); system mail
   // is always taken.
   bool SendMail(ConnectionId to, Mail mail, MailClass mail_class = MailClass::kUser);
@@ -85,6 +88,8 @@ class Inbox {
   Inbox(Waker waker, size_t mail_capacity)
       : waker_(std::move(waker)), mail_capacity_(mail_capacity) {}
   void Enqueue(Item item);
+  // Counts one user item in, or refuses it (counted) at capacity.
+  bool Admit();
   static uint64_t Positive(int64_t v) { return v > 0 ? static_cast<uint64_t>(v) : 0; }
 
   Waker waker_;

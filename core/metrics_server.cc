@@ -174,9 +174,7 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   Family(out, "troupe_connections_rejected_total", "counter",
          "Connections closed at once because max_connections were open.");
   absl::StrAppend(&out, "troupe_connections_rejected_total ", stats.rejected, "\n");
-  Family(out, "troupe_mail_invalid_total", "counter",
-         "Server::SendMail calls naming no reactor of this server.");
-  absl::StrAppend(&out, "troupe_mail_invalid_total ", stats.invalid_mail, "\n");
+
   return out;
 }
 

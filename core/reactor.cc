@@ -29,8 +29,8 @@ constexpr size_t kBulk = 64;
 // must not starve the sockets. Leftovers keep epoll_wait from sleeping.
 constexpr size_t kMaxInboxPerTurn = 4096;
 // Mails handed to one actor per mailbox pass: a flood to one actor waits its
-// turn instead of holding the loop (an actor that mails itself cannot spin
-// a turn forever either: what it sends goes to the next pass).
+// turn instead of holding the loop. A pass takes only what was waiting when
+// it reached the actor, so an actor that mails itself cannot spin a turn.
 constexpr size_t kMailPerActorPerPass = 256;
 
 // The deadline wheel's geometry for a reactor's timeouts: an eighth of the
@@ -38,11 +38,7 @@ constexpr size_t kMailPerActorPerPass = 256;
 // late and a reactor with waiting deadlines wakes at most once per tick; the
 // span covers the longest (4,096 slots at most; later deadlines wrap and are
 // rescheduled when they come round).
-struct WheelGeometry {
-  std::chrono::steady_clock::duration tick;
-  size_t slots;
-};
-WheelGeometry GeometryFor(std::initializer_list<absl::Duration> timeouts) {
+TimerWheel::Geometry GeometryFor(std::initializer_list<absl::Duration> timeouts) {
   using std::chrono::steady_clock;
   steady_clock::duration shortest = std::chrono::seconds(8);
   steady_clock::duration longest = std::chrono::seconds(8);
@@ -90,11 +86,7 @@ Reactor::Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll
       inbox_(std::move(inbox)),
       scratch_(new char[kScratchBytes]),
       deadlines_(GeometryFor({options.idle_timeout, options.connection.flush_timeout,
-                              options.connection.linger_timeout})
-                     .tick,
-                 GeometryFor({options.idle_timeout, options.connection.flush_timeout,
-                              options.connection.linger_timeout})
-                     .slots,
+                              options.connection.linger_timeout}),
                  Clock::now()) {
   // An infinite (or absurdly long) idle timeout is no timeout: a deadline
   // that far out would overflow the clock (core/deadline.h).
@@ -256,12 +248,28 @@ bool Reactor::ShouldExitInLoop() {
   // A handoff still queued is a connection too: adopt it (it starts
   // closing at once) rather than leave it to the destructor's reset.
   if (handoffs_.size_approx() > 0) DrainHandoffsInLoop();
-  if (live_connections_ == 0) return true;
   if (Clock::now() >= drain_deadline_) {
     CloseAllInLoop(CloseReason::kShutdown);
+    LeaveDrainInLoop();
     return true;
   }
-  return false;
+  if (live_connections_ > 0) return false;
+  // Done here, but a connection on another reactor may still await a reply
+  // from a task it posts here (a sharded store): stay, serving the inbox,
+  // until every reactor of the drain is done (or the deadline).
+  LeaveDrainInLoop();
+  return drain_group_ == nullptr || drain_group_->load(std::memory_order_acquire) == 0;
+}
+
+void Reactor::LeaveDrainInLoop() {
+  if (left_drain_ || drain_group_ == nullptr) return;
+  left_drain_ = true;
+  if (drain_group_->fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The last one out wakes those waiting for it.
+    for (Reactor* peer : peers_) {
+      if (peer != this) peer->Post([] {});
+    }
+  }
 }
 
 int Reactor::ComputeTimeoutMs() {
@@ -359,13 +367,16 @@ void Reactor::DrainInboxInLoop() {
     size_t user_mail = 0;
     for (size_t i = 0; i < count; ++i) {
       Inbox::Item& item = batch[i];
+      if (item.mail_class == MailClass::kUser) ++user_mail;
       if (!item.to.valid()) {
+        // Mail queued before this task (from the same sender, say) is handed
+        // over first: a task must not overtake mail sent before it.
+        RunMailboxesInLoop();
         std::move(item.task)();
         item.task = nullptr;
         Bump(tasks_run_);
         continue;
       }
-      if (item.mail_class == MailClass::kUser) ++user_mail;
       DeliverMailInLoop(item.to, std::move(item.mail), item.mail_class);
       item.mail = Mail();
     }
@@ -378,6 +389,7 @@ void Reactor::DrainInboxInLoop() {
 }
 
 bool Reactor::DeliverMailInLoop(ConnectionId to, Mail mail, MailClass mail_class) {
+  AssertInLoopThread();
   Connection* conn = Find(to);
   if (conn == nullptr) {
     CountMailDrop(to.valid() && to.reactor == options_.index ? MailDrop::kGone
@@ -451,7 +463,8 @@ void Reactor::ScheduleDeadlineInLoop(Connection& conn) {
 }
 
 void Reactor::ExpireDeadlinesInLoop() {
-  if (deadlines_.empty()) return;
+  // Even when empty: Advance keeps the cursor at now in O(1), so a deadline
+  // scheduled after a long quiet spell is placed from the present.
   deadlines_.Advance(now_, [&](ConnectionId id) {
     Connection* conn = Find(id);
     if (conn == nullptr) return;  // closed connections cancel their entry

@@ -147,6 +147,9 @@ class Reactor {
 
   // Any thread. Queues `task` to run on this reactor; never runs it inline.
   void Post(Task task);
+  // Any thread. Post for a task that carries user mail (a broadcast's
+  // fan-out): refused, counted as inbox_full, when the inbox is full.
+  bool TryPost(Task task) { return inbox_->TryPost(std::move(task)); }
   // Any thread. Queues mail for connection `to`. Returns false (and counts
   // it) when `to` names no connection of this reactor or the inbox is full
   // of user mail; a true only means "accepted": if `to` is gone when the
@@ -183,6 +186,9 @@ class Reactor {
   // Every reactor of the same server, by index (this one included), so that
   // code on one reactor can Post or SendMail to another. Set before Run().
   void set_peers(std::vector<Reactor*> peers) { peers_ = std::move(peers); }
+  // Reactors draining together (Server::Stop): each stays until the count,
+  // which starts at the number of reactors, reaches zero. Set before Run().
+  void set_drain_group(std::atomic<int>* group) { drain_group_ = group; }
   Reactor& peer(uint32_t index) const { return *peers_.at(index); }
   size_t peer_count() const { return peers_.size(); }
 
@@ -264,6 +270,7 @@ class Reactor {
   void BeginDrainInLoop(absl::Time deadline);
   void CloseAllInLoop(CloseReason reason);
   bool ShouldExitInLoop();
+  void LeaveDrainInLoop();
 
   // Called by Connection.
   char* scratch() { return scratch_.get(); }
@@ -306,6 +313,8 @@ class Reactor {
   moodycamel::ConcurrentQueue<Handoff> handoffs_;
 
   std::vector<Reactor*> peers_;  // fixed before Run(); read-only after
+  std::atomic<int>* drain_group_ = nullptr;  // the server's; outlives us
+  bool left_drain_ = false;
   Fd listen_fd_;                          // reuse-port mode only
   std::unique_ptr<Admission> admission_;  // reuse-port mode only
 

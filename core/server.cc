@@ -95,7 +95,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
     raw.push_back(reactor->get());
     server->reactors_.push_back(std::move(*reactor));
   }
-  for (auto& reactor : server->reactors_) reactor->set_peers(raw);
+  server->draining_reactors_.store(workers);
+  for (auto& reactor : server->reactors_) {
+    reactor->set_peers(raw);
+    reactor->set_drain_group(&server->draining_reactors_);
+  }
 
   Server* self = server.get();
   Admission::OpenCount open_count = [self] { return self->OpenConnections(); };
@@ -173,8 +177,8 @@ void Server::StopNow() {
 
 bool Server::SendMail(ConnectionId to, Mail mail) {
   if (to.reactor >= reactors_.size()) {
-    invalid_mail_.fetch_add(1, std::memory_order_relaxed);
-    return false;
+    // Counted where every other bad ref is: a reactor's invalid_ref.
+    return reactors_[0]->SendMail(ConnectionId{}, std::move(mail));
   }
   return reactors_[to.reactor]->SendMail(to, std::move(mail));
 }
@@ -195,7 +199,6 @@ ServerStats Server::Stats() const {
     stats.refused += stats.reactors.back().refused;
     stats.rejected += stats.reactors.back().rejected;
   }
-  stats.invalid_mail = invalid_mail_.load(std::memory_order_relaxed);
   if (acceptor_) {
     stats.refused += acceptor_->counters().refused.load(std::memory_order_relaxed);
     stats.rejected += acceptor_->counters().rejected.load(std::memory_order_relaxed);

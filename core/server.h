@@ -67,7 +67,6 @@ struct ServerStats {
   std::vector<ReactorStats> reactors;
   uint64_t refused = 0;   // shed by the acceptor on descriptor exhaustion
   uint64_t rejected = 0;  // closed at once: max_connections were open
-  uint64_t invalid_mail = 0;  // Server::SendMail to a ref naming no reactor
   ReactorStats Total() const;
 };
 
@@ -94,7 +93,8 @@ class Server {
   int workers() const { return static_cast<int>(reactors_.size()); }
   Reactor& reactor(int i) { return *reactors_[i]; }
   // Any thread. False, counted, when `to` names no actor of this server
-  // or its reactor's inbox is full (see Reactor::SendMail).
+  // (counted on reactor 0 as invalid_ref) or its reactor's inbox is full
+  // (see Reactor::SendMail).
   bool SendMail(ConnectionId to, Mail mail);
   // Any thread.
   ServerStats Stats() const;
@@ -111,7 +111,8 @@ class Server {
   std::unique_ptr<Acceptor> acceptor_;  // kAcceptorThread only
   std::vector<std::thread> threads_;
   std::atomic<bool> accepting_{false};
-  std::atomic<uint64_t> invalid_mail_{0};
+  // Reactors still draining (Reactor::set_drain_group).
+  std::atomic<int> draining_reactors_{0};
 };
 
 // Online CPUs, at least 1.

@@ -39,6 +39,12 @@ class TimerWheel {
 
   // `tick`: the resolution; `slots`: how many ticks the wheel spans.
   TimerWheel(Clock::duration tick, size_t slots, Clock::time_point start);
+  struct Geometry {
+    Clock::duration tick;
+    size_t slots;
+  };
+  TimerWheel(Geometry geometry, Clock::time_point start)
+      : TimerWheel(geometry.tick, geometry.slots, start) {}
 
   // Makes `id`'s one entry fire at (or up to one tick after) `deadline`,
   // replacing any entry it had.

@@ -59,6 +59,9 @@ ABSL_FLAG(int64_t, mailbox_capacity, 1024,
 ABSL_FLAG(std::string, mailbox_overflow, "drop-newest",
           "At a full mailbox: drop-newest (the arriving mail), drop-oldest, or "
           "close (the actor, as mailbox_overflow). Every drop is counted.");
+ABSL_FLAG(int64_t, max_pending_work, 1024,
+          "Replies owed by offloaded work per connection beyond which no more of "
+          "its requests are taken until one is out (work mode's bound).");
 ABSL_FLAG(int64_t, inbox_capacity, 65536,
           "User mails that may wait in one reactor's inbox from other threads; "
           "more are refused (counted as inbox_full).");
@@ -163,10 +166,17 @@ int main(int argc, char* argv[]) {
   if (!overflow.ok()) Usage(argv[0], troupe::AsStd(overflow.status().message()));
   if (absl::GetFlag(FLAGS_idle_timeout) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_drain_timeout) < absl::ZeroDuration() ||
-      absl::GetFlag(FLAGS_flush_timeout) < absl::ZeroDuration() ||
-      absl::GetFlag(FLAGS_linger_timeout) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_stats_interval) < absl::ZeroDuration()) {
     Usage(argv[0], "durations must not be negative");
+  }
+  // Zero would cut every closing connection at once: say "inf" for no limit.
+  if (absl::GetFlag(FLAGS_flush_timeout) <= absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_linger_timeout) <= absl::ZeroDuration()) {
+    Usage(argv[0], "--flush-timeout and --linger-timeout must be > 0 (inf: no limit)");
+  }
+  if (absl::GetFlag(FLAGS_max_pending_work) < 1 ||
+      absl::GetFlag(FLAGS_max_pending_work) > UINT32_MAX) {
+    Usage(argv[0], "--max-pending-work must be 1..4294967295");
   }
   if (absl::GetFlag(FLAGS_max_connections) < 0) Usage(argv[0], "--max-connections must be >= 0");
   if (absl::GetFlag(FLAGS_first_cpu) < 0) Usage(argv[0], "--first-cpu must be >= 0");
@@ -242,6 +252,8 @@ int main(int argc, char* argv[]) {
   options.connection.mailbox_capacity = static_cast<size_t>(absl::GetFlag(FLAGS_mailbox_capacity));
   options.connection.mailbox_overflow = *overflow;
   options.connection.flush_timeout = absl::GetFlag(FLAGS_flush_timeout);
+  options.connection.max_pending_work =
+      static_cast<uint32_t>(absl::GetFlag(FLAGS_max_pending_work));
   options.connection.linger_timeout = absl::GetFlag(FLAGS_linger_timeout);
   options.inbox_mail_capacity = static_cast<size_t>(absl::GetFlag(FLAGS_inbox_capacity));
   absl::StatusOr<std::unique_ptr<troupe::Server>> server =

@@ -24,6 +24,16 @@ namespace {
 using testing::LineClient;
 using testing::WaitFor;
 
+// Releases held offload work when a test ends early, so that the pool's
+// destructor can join its worker instead of hanging. Declare it after the
+// notification and the pool, before the server.
+struct ReleaseOnExit {
+  testing::Notification& release;
+  ~ReleaseOnExit() {
+    if (!release.HasBeenNotified()) release.Notify();
+  }
+};
+
 std::unique_ptr<Server> Start(ServerOptions options, HandlerFactory factory) {
   options.address = *Address::Parse("127.0.0.1:0");
   auto server = Server::Create(options, std::move(factory));
@@ -160,8 +170,7 @@ TEST(ActorRefTest, BadRefsAreDroppedAndCountedNeverFatal) {
   // From outside the server too.
   EXPECT_FALSE(server->SendMail(ActorRef{7, 0, 1}, Mail::Of(4)));
   EXPECT_FALSE(server->SendMail(ActorRef{}, Mail::Of(5)));
-  EXPECT_EQ(server->Stats().invalid_mail, 1u);
-  EXPECT_EQ(Dropped(*server, MailDrop::kInvalidRef), 3u);
+  EXPECT_EQ(Dropped(*server, MailDrop::kInvalidRef), 4u);
 }
 
 // Offloads each line; the work of every third line takes longer, so with
@@ -199,9 +208,10 @@ TEST(OffloadOrderTest, ResultsComeBackInSubmissionOrder) {
 TEST(DrainTest, StopWaitsForRepliesStillOwedByOffloadedWork) {
   // Two requests read, their work still running when the drain begins: the
   // drain must deliver both replies before the FIN.
-  OffloadPool pool(2);
   testing::Notification started;
   testing::Notification release;
+  OffloadPool pool(2);
+  ReleaseOnExit guard{release};
   std::atomic<int> calls{0};
   ActorOptions actor_options = Lines();
   actor_options.offload = &pool;
@@ -233,9 +243,10 @@ TEST(DrainTest, StopWaitsForRepliesStillOwedByOffloadedWork) {
 }
 
 TEST(DrainTest, AnInfiniteDrainTimeoutDoesNotCutAtOnce) {
-  OffloadPool pool(1);
   testing::Notification started;
   testing::Notification release;
+  OffloadPool pool(1);
+  ReleaseOnExit guard{release};
   ActorOptions actor_options = Lines();
   actor_options.offload = &pool;
   ServerOptions options;
@@ -296,10 +307,10 @@ TEST(CodecLimitTest, FramesUpToMaxFrameAreServedAboveSixteenMiB) {
     builtin.mode = "echo";
     builtin.codec = "length";
     builtin.max_frame = max_frame;
+    // Default watermarks: one 20 MiB reply to a peer that keeps up is far
+    // above max_output_bytes (4 MiB) but is no slow consumer.
     ServerOptions options;
     options.workers = 1;
-    options.connection.high_watermark = 64 << 20;  // the echo goes out whole
-    options.connection.max_output_bytes = 128 << 20;
     auto server = Start(options, *MakeBuiltinFactory(builtin));
     ASSERT_NE(server, nullptr);
     LineClient client(server->address());
@@ -310,6 +321,7 @@ TEST(CodecLimitTest, FramesUpToMaxFrameAreServedAboveSixteenMiB) {
     ASSERT_TRUE(echo.has_value()) << "max_frame " << max_frame;
     EXPECT_TRUE(*echo == frame);
     EXPECT_EQ(Closed(*server, CloseReason::kInputTooLarge), 0u);
+    EXPECT_EQ(Closed(*server, CloseReason::kSlowConsumer), 0u);
   }
 }
 
@@ -352,6 +364,176 @@ TEST(ChatTest, AMemberThatIsBehindMissesLinesInsteadOfGrowingTheServer) {
   EXPECT_GT(total.frames_shed, 0u);
   EXPECT_EQ(total.closed_by_reason[static_cast<size_t>(CloseReason::kSlowConsumer)], 0u);
   EXPECT_FALSE(stalled.WaitForEof(absl::Milliseconds(1)));  // still a member
+}
+
+// "ask": offloaded work (held by the test), then a question to the other
+// reactor's task queue; the answer comes back by mail. Pending work covers
+// both, as a sharded store's actor would count it.
+struct Question {
+  testing::Notification started;
+  testing::Notification release;
+};
+class AskOtherReactorActor final : public Actor {
+ public:
+  explicit AskOtherReactorActor(Question& q) : q_(q) {}
+  void OnMessage(Context& ctx, Bytes) override {
+    ctx.Offload(
+        [&q = q_] {
+          q.started.Notify();
+          q.release.WaitForNotification();
+          return 0;
+        },
+        [](Context& c, int) {
+          c.AddPendingWork();
+          Reactor& here = c.connection().reactor();
+          Reactor& other = here.peer(1 - here.index());
+          other.Post([&here, me = c.Self()] {
+            here.SendMail(me, Mail::Of(std::string("answer")), MailClass::kSystem);
+          });
+        });
+  }
+  void OnMail(Context& ctx, Mail mail) override {
+    if (const std::string* text = mail.Get<std::string>()) {
+      ctx.WriteFrame(*text);
+      ctx.FinishPendingWork();
+    }
+  }
+
+ private:
+  Question& q_;
+};
+
+TEST(DrainTest, AReactorWithNoConnectionsLeftStillAnswersTheOthers) {
+  // The reactor that holds no connection is done draining at once; it must
+  // still run the task a connection elsewhere is waiting on.
+  Question q;
+  OffloadPool pool(1);
+  ReleaseOnExit guard{q.release};
+  ActorOptions actor_options = Lines();
+  actor_options.offload = &pool;
+  ServerOptions options;
+  options.workers = 2;
+  options.drain_timeout = absl::Seconds(30);
+  auto server = Start(options, ActorFactory(
+                                   [&] { return std::make_unique<AskOtherReactorActor>(q); },
+                                   actor_options));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());  // the first connection: reactor 0
+  ASSERT_TRUE(client.Send("ask\n"));
+  ASSERT_TRUE(q.started.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  std::thread stopper([&] { server->Stop(); });
+  ASSERT_TRUE(WaitFor([&] { return !server->accepting(); }));
+  // Give the idle reactor time to leave, as it did before it waited for
+  // the others (observing, not syncing: the fix passes either way).
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  q.release.Notify();
+  EXPECT_EQ(client.ReadLine(), "answer");
+  EXPECT_TRUE(client.WaitForEof());
+  client.Close();
+  stopper.join();
+  EXPECT_EQ(Closed(*server, CloseReason::kShutdown), 0u);
+}
+
+TEST(PendingWorkTest, APipeliningClientQueuesAtMostMaxPendingWork) {
+  testing::Notification release;
+  std::atomic<int> submitted{0};
+  OffloadPool pool(1);
+  ReleaseOnExit guard{release};
+  class CountingWorkActor final : public Actor {
+   public:
+    CountingWorkActor(std::atomic<int>& submitted, testing::Notification& release)
+        : submitted_(submitted), release_(release) {}
+    void OnMessage(Context& ctx, Bytes line) override {
+      ++submitted_;
+      ctx.Offload(
+          [&release = release_, text = std::string(line)] {
+            release.WaitForNotification();
+            return text;
+          },
+          [](Context& c, std::string text) { c.WriteFrame(text); });
+    }
+
+   private:
+    std::atomic<int>& submitted_;
+    testing::Notification& release_;
+  };
+  ActorOptions actor_options = Lines();
+  actor_options.offload = &pool;
+  ServerOptions options;
+  options.workers = 1;
+  options.connection.max_pending_work = 10;
+  auto server = Start(options, ActorFactory(
+                                   [&] {
+                                     return std::make_unique<CountingWorkActor>(submitted, release);
+                                   },
+                                   actor_options));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  std::string lines;
+  for (int i = 0; i < 500; ++i) absl::StrAppend(&lines, i, "\n");
+  ASSERT_TRUE(client.Send(lines));
+  ASSERT_TRUE(WaitFor([&] { return submitted.load() == 10; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // observing, not syncing
+  EXPECT_EQ(submitted.load(), 10) << "took requests past max_pending_work";
+  release.Notify();
+  // The waiting requests are taken up again as replies go out, in order.
+  for (int i = 0; i < 500; ++i) ASSERT_EQ(client.ReadLine(), absl::StrCat(i));
+  EXPECT_EQ(submitted.load(), 500);
+}
+
+// "hold": owes a reply it never writes, then asks to close.
+class NeverRepliesActor final : public Actor {
+ public:
+  void OnMessage(Context& ctx, Bytes) override {
+    ctx.AddPendingWork();
+    ctx.CloseAfterFlush();
+  }
+};
+
+TEST(PendingWorkTest, CloseAfterFlushWaitsForOwedWorkAtMostFlushTimeout) {
+  ServerOptions options;
+  options.workers = 1;
+  options.connection.flush_timeout = absl::Milliseconds(200);
+  auto server = Start(options, ActorFactory([] { return std::make_unique<NeverRepliesActor>(); },
+                                            Lines()));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  ASSERT_TRUE(client.Send("hold\n"));
+  EXPECT_TRUE(client.WaitForEof());
+  EXPECT_TRUE(WaitFor([&] { return Closed(*server, CloseReason::kFlushTimeout) == 1; }));
+}
+
+// A heartbeat every 20 ms, re-armed forever; "late": an answer in 100 ms.
+class TimerActor final : public Actor {
+ public:
+  void OnOpen(Context& ctx) override { Beat(ctx); }
+  void OnMessage(Context& ctx, Bytes line) override {
+    if (line == "late") {
+      ctx.ReplyAfter(absl::Milliseconds(100), [](Context& c) { c.WriteFrame("here"); });
+    }
+  }
+
+ private:
+  static void Beat(Context& ctx) {
+    ctx.After(absl::Milliseconds(20), [](Context& c) { Beat(c); });
+  }
+};
+
+TEST(PendingWorkTest, PlainTimersDoNotHoldACloseButReplyTimersDo) {
+  ServerOptions options;
+  options.workers = 1;
+  auto server = Start(options, ActorFactory([] { return std::make_unique<TimerActor>(); }, Lines()));
+  ASSERT_NE(server, nullptr);
+  // A heartbeat alone: the half-close closes at once, timer or not.
+  LineClient beating(server->address());
+  beating.ShutdownWrite();
+  EXPECT_TRUE(beating.WaitForEof());
+  // An owed reply on a timer: the half-close waits for it.
+  LineClient asking(server->address());
+  ASSERT_TRUE(asking.Send("late\n"));
+  asking.ShutdownWrite();
+  EXPECT_EQ(asking.ReadLine(), "here");
+  EXPECT_TRUE(asking.WaitForEof());
 }
 
 }  // namespace

@@ -110,6 +110,8 @@ TEST(EchoClusterProcessTest, UsageErrorsExitTwo) {
                                              {"--inbox-capacity=-5"},
                                              {"--flush-timeout=-1s"},
                                              {"--linger-timeout=-1s"},
+                                             {"--flush-timeout=0"},
+                                             {"--max-pending-work=0"},
                                              {"--max-frame=4294967296"},
                                              {"stray"}}) {
     std::vector<std::string> full = {BinPath("echo-cluster")};

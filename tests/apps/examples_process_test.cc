@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/support/line_client.h"
@@ -105,14 +106,13 @@ TEST(ExamplesTest, KvStoreSharesKeysAcrossReactors) {
   LineClient pipeliner(address);
   std::string batch;
   for (int i = 0; i < 200; ++i) {
-    batch += "set p" + std::to_string(i) + " v" + std::to_string(i) + "\n";
-    batch += "get p" + std::to_string(i) + "\n";
+    absl::StrAppend(&batch, "set p", i, " v", i, "\nget p", i, "\n");
     if (i % 50 == 0) batch += "bogus\n";
   }
   ASSERT_TRUE(pipeliner.Send(batch));
   for (int i = 0; i < 200; ++i) {
     ASSERT_EQ(pipeliner.ReadLine(), "ok") << "request " << i;
-    ASSERT_EQ(pipeliner.ReadLine(), "p" + std::to_string(i) + "=v" + std::to_string(i));
+    ASSERT_EQ(pipeliner.ReadLine(), absl::StrCat("p", i, "=v", i));
     if (i % 50 == 0) {
       std::optional<std::string> error = pipeliner.ReadLine();
       ASSERT_TRUE(error.has_value() && absl::StartsWith(*error, "error:"));

@@ -16,7 +16,8 @@
 // messages within the limits, lines hold no '\n', re-parsing the consumed
 // prefix gives the same messages, what is left is an incomplete message) and
 // that feeding the stream in two pieces, the way a connection does (keep the
-// unconsumed tail, append the rest, parse again), gives the same messages.
+// unconsumed tail, append the rest, parse again), gives the same messages,
+// also when the second parse resumes its search from the first's `scanned`.
 //
 // Built two ways (tests/fuzz/CMakeLists.txt): with clang's libFuzzer for
 // `make fuzz`, and with the standalone driver that replays the corpus in
@@ -41,12 +42,16 @@ struct Result {
   bool operator==(const Result&) const = default;
 };
 
-Result RunCodec(const Codec& codec, std::string_view data, size_t stop_after) {
+Result RunCodec(const Codec& codec, std::string_view data, size_t stop_after,
+                size_t* scanned = nullptr) {
   Result r;
-  absl::StatusOr<size_t> used = codec.Parse(data, [&](std::string_view m) {
-    r.messages.emplace_back(m);
-    return stop_after == 0 || r.messages.size() < stop_after;
-  });
+  absl::StatusOr<size_t> used = codec.Parse(
+      data,
+      [&](std::string_view m) {
+        r.messages.emplace_back(m);
+        return stop_after == 0 || r.messages.size() < stop_after;
+      },
+      scanned);
   r.ok = used.ok();
   if (r.ok) {
     r.used = *used;
@@ -143,10 +148,17 @@ void CheckInvariants(const CodecOptions& o, const Codec& codec, std::string_view
 }
 
 // The stream in two reads, as a connection sees it: parse the first, keep the
-// unconsumed tail, append the second, parse again.
+// unconsumed tail, append the second, parse again. With `resume`, the second
+// parse starts its search where the first left off (the `scanned` offset the
+// actor host keeps), which must not change anything either.
 void CheckIncremental(const Codec& codec, std::string_view data, size_t split,
-                      const Result& whole) {
-  Result first = RunCodec(codec, data.substr(0, split), 0);
+                      const Result& whole, bool resume) {
+  size_t scanned = 0;
+  size_t* carry = resume ? &scanned : nullptr;
+  Result first = RunCodec(codec, data.substr(0, split), 0, carry);
+  if (resume && first.ok) {
+    TROUPE_CHECK(scanned <= split - first.used, "scanned past the unconsumed tail");
+  }
   Result pieces;
   if (!first.ok) {
     pieces.ok = false;
@@ -154,7 +166,7 @@ void CheckIncremental(const Codec& codec, std::string_view data, size_t split,
   } else {
     std::string held(data.substr(first.used, split - first.used));
     held.append(data.substr(split));
-    Result second = RunCodec(codec, held, 0);
+    Result second = RunCodec(codec, held, 0, carry);
     pieces.ok = second.ok;
     pieces.used = second.ok ? first.used + second.used : 0;
     pieces.messages = std::move(first.messages);
@@ -193,6 +205,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   TROUPE_CHECK(got.used == want.used, "Parse consumed a different number of bytes");
   TROUPE_CHECK(got.messages == want.messages, "Parse delivered different messages");
   CheckInvariants(o, codec, data, stop_after, got);
-  if (stop_after == 0) CheckIncremental(codec, data, split, got);
+  if (stop_after == 0) {
+    CheckIncremental(codec, data, split, got, /*resume=*/false);
+    CheckIncremental(codec, data, split, got, /*resume=*/true);
+  }
   return 0;
 }
