@@ -257,21 +257,29 @@ TEST(FaultTest, MaxConnectionsRejectsTheRestAndRecovers) {
   EXPECT_EQ(again.ReadLine(), "back");
 }
 
+// Opens more connections than a server under `prlimit --nofile=48` has
+// descriptors for and returns them once some were shed (seen EOF); empty if
+// none ever was. The held ones keep the server out of descriptors.
+std::vector<std::unique_ptr<LineClient>> ExhaustDescriptors(ClusterProcess& cluster) {
+  std::vector<std::unique_ptr<LineClient>> held;
+  for (int i = 0; i < 60; ++i) held.push_back(std::make_unique<LineClient>(cluster.address()));
+  int shed = 0;
+  const bool some_shed = WaitFor([&] {
+    for (auto& c : held) shed += !c->eof() && c->WaitForEof(absl::Milliseconds(1)) ? 1 : 0;
+    return shed > 0;
+  });
+  if (!some_shed) held.clear();
+  return held;
+}
+
 // Out of descriptors, the acceptor must neither spin nor die: it sheds the
 // connection, pauses, logs at a bounded rate, and serves again once
 // descriptors free up.
 TEST(FaultTest, DescriptorExhaustionShedsWithoutSpinningAndRecovers) {
   ClusterProcess cluster({"--workers=1"}, {"prlimit", "--nofile=48:48", "--"});
   ASSERT_GT(cluster.port(), 0);
-  std::vector<std::unique_ptr<LineClient>> held;
-  // More connections than the server has descriptors for.
-  for (int i = 0; i < 60; ++i) held.push_back(std::make_unique<LineClient>(cluster.address()));
-  // Some of them were shed: they see EOF.
-  int shed = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    for (auto& c : held) shed += !c->eof() && c->WaitForEof(absl::Milliseconds(1)) ? 1 : 0;
-    return shed > 0;
-  }));
+  std::vector<std::unique_ptr<LineClient>> held = ExhaustDescriptors(cluster);
+  ASSERT_FALSE(held.empty());
   // Keep knocking while exhausted and measure the server's CPU meanwhile.
   const double cpu_before = CpuSeconds(cluster.pid());
   std::vector<std::unique_ptr<LineClient>> knocking;
@@ -306,15 +314,10 @@ TEST(FaultTest, MetricsListenerDoesNotSpinWhileDescriptorsAreExhausted) {
   ClusterProcess cluster({"--workers=1", "--metrics-port=0"}, {"prlimit", "--nofile=48:48", "--"});
   ASSERT_GT(cluster.metrics_port(), 0);
   const Address metrics = *Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(cluster.metrics_port()));
-  std::vector<std::unique_ptr<LineClient>> held;
-  // Exhaust the descriptors through the echo port (the acceptor sheds, the
-  // held ones stay open), then knock on the metrics port.
-  for (int i = 0; i < 60; ++i) held.push_back(std::make_unique<LineClient>(cluster.address()));
-  int shed = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    for (auto& c : held) shed += !c->eof() && c->WaitForEof(absl::Milliseconds(1)) ? 1 : 0;
-    return shed > 0;
-  }));
+  // Exhaust the descriptors through the echo port, then knock on the
+  // metrics port.
+  std::vector<std::unique_ptr<LineClient>> held = ExhaustDescriptors(cluster);
+  ASSERT_FALSE(held.empty());
   std::vector<std::unique_ptr<LineClient>> knocking;
   for (int i = 0; i < 5; ++i) knocking.push_back(std::make_unique<LineClient>(metrics));
   const double cpu_before = CpuSeconds(cluster.pid());
