@@ -194,6 +194,30 @@ TEST(MetricsServerTest, RenderNamesEveryCloseReason) {
   EXPECT_FALSE(absl::StrContains(body, "unknown"));
 }
 
+TEST(MetricsServerTest, RenderExportsMailDropsByReasonAndQueueDepths) {
+  ServerStats stats;
+  stats.reactors.resize(2);
+  stats.reactors[1].mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInboxFull)] = 7;
+  stats.reactors[0].mailbox_depth = 3;
+  stats.reactors[1].mailbox_depth_max = 1024;
+  stats.reactors[0].inbox_mail_depth = 5;
+  stats.reactors[1].inbox_mail_depth_max = 65536;
+  stats.reactors[1].frames_shed = 11;
+  const std::string body = RenderPrometheus(stats, true);
+  for (size_t r = 0; r < static_cast<size_t>(MailDrop::kCount); ++r) {
+    EXPECT_TRUE(absl::StrContains(
+        body, absl::StrCat("troupe_mail_dropped_total{reactor=\"0\",reason=\"",
+                           MailDropName(static_cast<MailDrop>(r)), "\"} 0")));
+  }
+  EXPECT_EQ(Sum(body, "troupe_mail_dropped_total", "reason=\"inbox_full\""), 7);
+  EXPECT_EQ(Sum(body, "troupe_mailbox_depth"), 3);
+  EXPECT_EQ(Sum(body, "troupe_mailbox_depth_max", "reactor=\"1\""), 1024);
+  EXPECT_EQ(Sum(body, "troupe_inbox_mail_depth"), 5);
+  EXPECT_EQ(Sum(body, "troupe_inbox_mail_depth_max"), 65536);
+  EXPECT_EQ(Sum(body, "troupe_frames_shed_total"), 11);
+  EXPECT_FALSE(absl::StrContains(body, "unknown"));
+}
+
 double ProcessCpuSeconds() {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
