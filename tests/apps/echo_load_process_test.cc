@@ -1,5 +1,5 @@
 // Runs the echo-load program as a user would, against the standalone
-// corrupt-echo-server and lossy-echo-server fixtures, and checks its exit
+// lossy-echo-server fixture (lossy and corrupting modes), and checks its exit
 // status and output.
 
 #include <fcntl.h>
@@ -197,11 +197,12 @@ class FixtureServer {
   uint16_t port_ = 0;
 };
 
-// corrupt-echo-server: flips the byte at `corrupt_after` of each connection.
+// lossy-echo-server --mode corrupt-after: flips the byte at `corrupt_after`
+// of each connection.
 class CorruptServer : public FixtureServer {
  public:
   explicit CorruptServer(uint64_t corrupt_after)
-      : FixtureServer({BinPath("corrupt-echo-server"), "--corrupt-after",
+      : FixtureServer({BinPath("lossy-echo-server"), "--mode", "corrupt-after",
                        absl::StrCat(corrupt_after)}) {}
 };
 

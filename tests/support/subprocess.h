@@ -3,7 +3,7 @@
 // reaps a child that is still running, so no test leaves a process behind.
 //
 //   absl::StatusOr<std::unique_ptr<Subprocess>> server =
-//       Subprocess::Start({BinPath("corrupt-echo-server"), "--corrupt-after",
+//       Subprocess::Start({BinPath("lossy-echo-server"), "--mode", "corrupt-after",
 //       "10"});
 //   ASSERT_TRUE(server.ok()) << server.status();
 //   absl::StatusOr<std::string> line = (*server)->ReadLine(absl::Seconds(10));
