@@ -187,8 +187,6 @@ class Connection {
   // keeping up, and a handler that can shed (drop a chat line, skip an
   // update) should rather than queue more.
   bool behind() const { return output_.size() > options_.high_watermark; }
-  // Mail waiting in this connection's mailbox.
-  size_t mailbox_size() const { return mailbox_.size(); }
 
   // Asynchronous work this connection's handler still owes the peer a reply
   // for. CloseAfterFlush() waits until it is zero (see the header comment).

@@ -82,7 +82,6 @@ class Inbox {
   uint64_t mail_depth_max() const { return Positive(mail_depth_max_.load(std::memory_order_relaxed)); }
   uint64_t refused_full() const { return refused_full_.load(std::memory_order_relaxed); }
   uint64_t invalid_refs() const { return invalid_refs_.load(std::memory_order_relaxed); }
-  size_t mail_capacity() const { return mail_capacity_; }
 
  private:
   Inbox(Waker waker, size_t mail_capacity)

@@ -140,9 +140,11 @@ class Reactor {
 
   // Any thread. Closes every connection at once and ends Run().
   void Stop();
-  // Any thread. Stops taking new work, flushes and closes every connection
-  // (CloseAfterFlush), and ends Run() when none is left or at `deadline`,
-  // when the rest are closed with CloseReason::kShutdown.
+  // Any thread. Stops taking new work, adopts the handoffs already queued,
+  // closes every connection with CloseAfterFlush (which waits for the
+  // replies its handler still owes), and ends Run() when none is left (and,
+  // in a drain group, when every reactor of the group has none left) or at
+  // `deadline`, when the rest are closed with CloseReason::kShutdown.
   void Drain(absl::Time deadline);
 
   // Any thread. Queues `task` to run on this reactor; never runs it inline.

@@ -78,7 +78,10 @@ class Server {
   ~Server();  // Stop()s if still running
 
   void Start();
-  // Stops accepting, drains every reactor (bounded by drain_timeout), joins.
+  // Stops accepting, drains every reactor (bounded by drain_timeout): each
+  // connection gets the replies owed to it and is flushed and closed; a
+  // reactor with nothing left keeps serving the others until all are done.
+  // Joins.
   void Stop();
   // Like Stop() but closes every connection at once.
   void StopNow();

@@ -56,7 +56,6 @@ class TimerWheel {
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  Clock::duration tick() const { return tick_; }
   // When Advance() next has work to look at: the end of the current tick
   // while anything is scheduled (a reactor with waiting deadlines wakes once
   // per tick), else Clock::time_point::max(). O(1).
