@@ -42,6 +42,21 @@ void PerReactor(std::string& out, const ServerStats& stats, const char* name,
   }
 }
 
+// A counter family labelled by reactor and by reason: `Count` reasons,
+// named by `name_of`, valued by `get(reactor_stats, reason)`.
+template <typename Reason, typename Get>
+void ByReason(std::string& out, const ServerStats& stats, const char* name, const char* help,
+              const char* (*name_of)(Reason), Get get) {
+  Family(out, name, "counter", help);
+  for (size_t i = 0; i < stats.reactors.size(); ++i) {
+    for (size_t reason = 0; reason < static_cast<size_t>(Reason::kCount); ++reason) {
+      absl::StrAppend(&out, name, "{reactor=\"", i, "\",reason=\"",
+                      name_of(static_cast<Reason>(reason)), "\"} ", get(stats.reactors[i], reason),
+                      "\n");
+    }
+  }
+}
+
 struct Client {
   Fd fd;
   std::string in;
@@ -102,14 +117,9 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
              [](const ReactorStats& r) { return r.accepted; });
   PerReactor(out, stats, "troupe_connections_open", "gauge", "Connections open now.",
              [](const ReactorStats& r) { return r.open; });
-  Family(out, "troupe_connections_closed_total", "counter", "Connections closed, by reason.");
-  for (size_t i = 0; i < stats.reactors.size(); ++i) {
-    for (size_t reason = 0; reason < static_cast<size_t>(CloseReason::kCount); ++reason) {
-      absl::StrAppend(&out, "troupe_connections_closed_total{reactor=\"", i, "\",reason=\"",
-                      CloseReasonName(static_cast<CloseReason>(reason)), "\"} ",
-                      stats.reactors[i].closed_by_reason[reason], "\n");
-    }
-  }
+  ByReason(out, stats, "troupe_connections_closed_total", "Connections closed, by reason.",
+           CloseReasonName,
+           [](const ReactorStats& r, size_t reason) { return r.closed_by_reason[reason]; });
   PerReactor(out, stats, "troupe_bytes_received_total", "counter", "Bytes read from peers.",
              [](const ReactorStats& r) { return r.bytes_in; });
   PerReactor(out, stats, "troupe_bytes_sent_total", "counter", "Bytes written to peers.",
@@ -117,16 +127,11 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   PerReactor(out, stats, "troupe_mail_delivered_total", "counter",
              "Mail handed to a live actor.",
              [](const ReactorStats& r) { return r.mail_delivered; });
-  Family(out, "troupe_mail_dropped_total", "counter",
-         "Mail that did not reach its actor, by reason (gone, invalid_ref, inbox_full, "
-         "mailbox_full, evicted, actor_closed).");
-  for (size_t i = 0; i < stats.reactors.size(); ++i) {
-    for (size_t reason = 0; reason < static_cast<size_t>(MailDrop::kCount); ++reason) {
-      absl::StrAppend(&out, "troupe_mail_dropped_total{reactor=\"", i, "\",reason=\"",
-                      MailDropName(static_cast<MailDrop>(reason)), "\"} ",
-                      stats.reactors[i].mail_dropped_by_reason[reason], "\n");
-    }
-  }
+  ByReason(out, stats, "troupe_mail_dropped_total",
+           "Mail that did not reach its actor, by reason (gone, invalid_ref, inbox_full, "
+           "mailbox_full, evicted, actor_closed).",
+           MailDropName,
+           [](const ReactorStats& r, size_t reason) { return r.mail_dropped_by_reason[reason]; });
   PerReactor(out, stats, "troupe_mailbox_depth", "gauge",
              "Mail waiting in the reactor's actor mailboxes.",
              [](const ReactorStats& r) { return r.mailbox_depth; });
