@@ -7,7 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
-#include "core/log.h"
+#include "core/base/log.h"
 
 namespace troupe {
 namespace {

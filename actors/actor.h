@@ -22,7 +22,7 @@
 //   OnMessage  each message the codec cuts from the stream (raw: each read)
 //   OnMail     mail from other actors or threads (Send, Broadcast, Offload
 //              results are delivered as mail too), in per-sender order; it
-//              waits in the actor's mailbox (core/mailbox.h: bounded, with an
+//              waits in the actor's mailbox (core/loop/mailbox.h: bounded, with an
 //              overflow policy) until the reactor's mailbox phase hands it
 //              over, never inside the sender's callback
 //   OnClose    once, last; the connection is already closed
@@ -66,9 +66,9 @@
 #include "absl/time/time.h"
 #include "actors/codec.h"
 #include "actors/offload_pool.h"
-#include "core/connection.h"
-#include "core/mail.h"
-#include "core/reactor.h"
+#include "core/loop/connection.h"
+#include "core/loop/mail.h"
+#include "core/loop/reactor.h"
 
 namespace troupe {
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "core/string_view_compat.h"
+#include "core/base/string_view_compat.h"
 
 namespace troupe {
 

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "core/string_view_compat.h"
+#include "core/base/string_view_compat.h"
 
 namespace troupe {
 

@@ -29,7 +29,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
-#include "core/connection.h"
+#include "core/loop/connection.h"
 
 namespace troupe {
 

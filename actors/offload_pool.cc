@@ -1,6 +1,6 @@
 #include "actors/offload_pool.h"
 
-#include "core/check.h"
+#include "core/base/check.h"
 #include "core/server.h"
 
 namespace troupe {

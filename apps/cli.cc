@@ -15,7 +15,7 @@
 #include "absl/flags/internal/program_name.h"
 #include "absl/flags/internal/usage.h"
 #include "absl/strings/match.h"
-#include "core/string_view_compat.h"
+#include "core/base/string_view_compat.h"
 
 #ifndef TROUPE_VERSION
 #define TROUPE_VERSION "unknown"

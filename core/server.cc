@@ -4,8 +4,8 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include "core/check.h"
-#include "core/log.h"
+#include "core/base/check.h"
+#include "core/base/log.h"
 
 namespace troupe {
 

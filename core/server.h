@@ -22,10 +22,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/acceptor.h"
-#include "core/address.h"
-#include "core/reactor.h"
-#include "core/socket.h"
+#include "core/loop/acceptor.h"
+#include "core/net/address.h"
+#include "core/loop/reactor.h"
+#include "core/net/socket.h"
 
 namespace troupe {
 

@@ -17,11 +17,11 @@
 #include "absl/time/time.h"
 #include "actors/builtin.h"
 #include "apps/cli.h"
-#include "core/log.h"
-#include "core/metrics_server.h"
+#include "core/base/log.h"
+#include "core/ops/metrics_server.h"
 #include "core/server.h"
-#include "core/signals.h"
-#include "core/string_view_compat.h"
+#include "core/ops/signals.h"
+#include "core/base/string_view_compat.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to listen on (IPv4, IPv6 or a name). The default accepts "

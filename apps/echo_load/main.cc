@@ -31,9 +31,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "apps/cli.h"
-#include "apps/echo_load/load_client.h"
-#include "core/fd.h"
-#include "core/address.h"
+#include "load/load_client.h"
+#include "core/base/fd.h"
+#include "core/net/address.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "echo server host: IPv4, IPv6 or a name resolved once at start");

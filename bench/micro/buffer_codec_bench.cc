@@ -5,7 +5,7 @@
 
 #include "actors/codec.h"
 #include "benchmark/benchmark.h"
-#include "core/buffer.h"
+#include "core/net/buffer.h"
 
 namespace troupe {
 namespace {

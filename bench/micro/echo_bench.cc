@@ -9,7 +9,7 @@
 #include "actors/builtin.h"
 #include "benchmark/benchmark.h"
 #include "core/server.h"
-#include "core/socket.h"
+#include "core/net/socket.h"
 
 namespace troupe {
 namespace {

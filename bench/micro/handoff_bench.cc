@@ -20,12 +20,12 @@
 
 #include "benchmark/benchmark.h"
 #include "concurrentqueue/concurrentqueue.h"
-#include "core/reactor.h"
+#include "core/loop/reactor.h"
 
 namespace troupe {
 namespace {
 
-constexpr size_t kBulk = 64;        // as in core/reactor.cc
+constexpr size_t kBulk = 64;        // as in core/loop/reactor.cc
 constexpr size_t kMaxBacklog = 4096;  // a producer this far ahead waits
 
 // The two queues behind one interface: Push from the producer, PopBulk from

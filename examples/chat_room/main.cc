@@ -7,7 +7,7 @@
 
 #include "actors/actor.h"
 #include "core/server.h"
-#include "core/signals.h"
+#include "core/ops/signals.h"
 
 class ChatRoomActor final : public troupe::Actor {
  public:

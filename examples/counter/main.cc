@@ -6,7 +6,7 @@
 
 #include "actors/actor.h"
 #include "core/server.h"
-#include "core/signals.h"
+#include "core/ops/signals.h"
 
 class CounterActor final : public troupe::Actor {
  public:

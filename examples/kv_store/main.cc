@@ -19,7 +19,7 @@
 
 #include "actors/actor.h"
 #include "core/server.h"
-#include "core/signals.h"
+#include "core/ops/signals.h"
 
 struct Store {  // one per reactor, touched only by that reactor
   std::unordered_map<std::string, std::string> values;

@@ -12,7 +12,7 @@
 #include "actors/actor.h"
 #include "actors/builtin.h"
 #include "core/server.h"
-#include "core/string_view_compat.h"
+#include "core/base/string_view_compat.h"
 #include "gtest/gtest.h"
 #include "tests/support/line_client.h"
 #include "tests/support/sync.h"

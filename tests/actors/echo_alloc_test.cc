@@ -15,7 +15,7 @@
 
 #include "actors/builtin.h"
 #include "core/server.h"
-#include "core/socket.h"
+#include "core/net/socket.h"
 #include "gtest/gtest.h"
 
 namespace {

@@ -30,9 +30,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "core/address.h"
-#include "core/fd.h"
-#include "core/socket.h"
+#include "core/net/address.h"
+#include "core/base/fd.h"
+#include "core/net/socket.h"
 #include "gtest/gtest.h"
 #include "tests/support/subprocess.h"
 

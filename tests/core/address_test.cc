@@ -1,4 +1,4 @@
-#include "core/address.h"
+#include "core/net/address.h"
 
 #include <sys/socket.h>
 

@@ -1,4 +1,4 @@
-#include "core/buffer.h"
+#include "core/net/buffer.h"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-#include "core/deadline.h"
+#include "core/base/deadline.h"
 
 #include "gtest/gtest.h"
 

@@ -1,4 +1,4 @@
-#include "core/mailbox.h"
+#include "core/loop/mailbox.h"
 
 #include <vector>
 

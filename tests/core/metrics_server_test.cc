@@ -1,5 +1,5 @@
 // The metrics endpoint, scraped over real loopback HTTP while a server runs.
-#include "core/metrics_server.h"
+#include "core/ops/metrics_server.h"
 
 #include <sys/resource.h>
 

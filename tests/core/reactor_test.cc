@@ -1,6 +1,6 @@
 // Reactor tests over socketpair() connections: tasks, mail, timers and the
 // connection table's generations.
-#include "core/reactor.h"
+#include "core/loop/reactor.h"
 
 #include <poll.h>
 #include <stdlib.h>

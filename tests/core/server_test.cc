@@ -16,7 +16,7 @@
 
 #include "absl/time/clock.h"
 #include "actors/builtin.h"
-#include "core/socket.h"
+#include "core/net/socket.h"
 #include "gtest/gtest.h"
 #include "tests/support/sync.h"
 #include "tests/support/wait.h"

@@ -1,4 +1,4 @@
-#include "core/timer_wheel.h"
+#include "core/loop/timer_wheel.h"
 
 #include <vector>
 

@@ -1,4 +1,4 @@
-#include "core/waker.h"
+#include "core/loop/waker.h"
 
 #include <poll.h>
 

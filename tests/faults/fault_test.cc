@@ -19,7 +19,7 @@
 #include "absl/time/clock.h"
 #include "actors/builtin.h"
 #include "core/server.h"
-#include "core/socket.h"
+#include "core/net/socket.h"
 #include "gtest/gtest.h"
 #include "tests/support/cluster_process.h"
 #include "tests/support/line_client.h"

@@ -1,4 +1,4 @@
-// Fuzz target for Buffer (core/buffer.h), checked against a std::string model.
+// Fuzz target for Buffer (core/net/buffer.h), checked against a std::string model.
 //
 // The input is a stream of operations; each is one opcode byte and its
 // arguments, read while bytes remain:
@@ -24,8 +24,8 @@
 #include <string_view>
 #include <utility>
 
-#include "core/buffer.h"
-#include "core/check.h"
+#include "core/net/buffer.h"
+#include "core/base/check.h"
 
 namespace {
 

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "actors/codec.h"
-#include "core/check.h"
+#include "core/base/check.h"
 
 namespace troupe {
 namespace {

@@ -16,7 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
-#include "core/address.h"
+#include "core/net/address.h"
 #include "gtest/gtest.h"
 #include "tests/support/subprocess.h"
 

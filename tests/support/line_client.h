@@ -17,9 +17,9 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "core/address.h"
-#include "core/fd.h"
-#include "core/socket.h"
+#include "core/net/address.h"
+#include "core/base/fd.h"
+#include "core/net/socket.h"
 
 namespace troupe::testing {
 

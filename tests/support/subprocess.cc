@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/socket.h"
+#include "core/net/socket.h"
 #include "gtest/gtest.h"
 
 extern char** environ;

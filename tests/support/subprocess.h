@@ -31,7 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/fd.h"
+#include "core/base/fd.h"
 
 namespace troupe::testing {
 

@@ -1,0 +1,440 @@
+#include "core/loop/connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/base/check.h"
+#include "core/base/deadline.h"
+#include "core/base/log.h"
+#include "core/loop/reactor.h"
+
+namespace troupe {
+
+const char* CloseReasonName(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kPeerClosed: return "peer_closed";
+    case CloseReason::kPeerReset: return "peer_reset";
+    case CloseReason::kSocketError: return "socket_error";
+    case CloseReason::kLocalClose: return "local_close";
+    case CloseReason::kFlushedClose: return "flushed_close";
+    case CloseReason::kLingerTimeout: return "linger_timeout";
+    case CloseReason::kInputTooLarge: return "input_too_large";
+    case CloseReason::kProtocolError: return "protocol_error";
+    case CloseReason::kHandlerError: return "handler_error";
+    case CloseReason::kShutdown: return "shutdown";
+    case CloseReason::kIdleTimeout: return "idle_timeout";
+    case CloseReason::kSlowConsumer: return "slow_consumer";
+    case CloseReason::kFlushTimeout: return "flush_timeout";
+    case CloseReason::kMailboxOverflow: return "mailbox_overflow";
+    case CloseReason::kCount: break;
+  }
+  return "unknown";
+}
+
+void ConnectionHandler::OnPeerClosed(Connection& conn) { conn.CloseAfterFlush(); }
+
+Connection::Connection(Reactor& reactor, ConnectionId id, Fd fd, Address peer,
+                       const ConnectionOptions& options)
+    : reactor_(reactor),
+      id_(id),
+      fd_(std::move(fd)),
+      peer_(std::move(peer)),
+      options_(options) {}
+
+Connection::~Connection() = default;
+
+void Connection::OpenInLoop() { handler_->OnOpen(*this); }
+
+void Connection::HandleEventsInLoop(uint32_t events) {
+  if (events & EPOLLERR) {
+    int error = 0;
+    socklen_t len = sizeof(error);
+    ::getsockopt(fd(), SOL_SOCKET, SO_ERROR, &error, &len);
+    if (error != 0) {
+      FailInLoop(error);
+      return;
+    }
+  }
+  if ((events & EPOLLOUT) && write_blocked_) WriteInLoop();
+  if (closed()) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+    // With RDHUP/HUP pending, a short read does not mean "drained": the EOF
+    // is still to be read, so read on until EAGAIN or 0.
+    const bool until_eagain = (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
+    if (ReadInLoop(reactor_.read_budget(), until_eagain)) {
+      reactor_.ScheduleReadInLoop(*this);
+    }
+  }
+}
+
+bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
+  char* const scratch = reactor_.scratch();
+  constexpr size_t kScratch = Reactor::kScratchBytes;
+  if (redeliver_input_) {
+    // Requests that waited at max_pending_work, already read: offer them
+    // again before reading more.
+    redeliver_input_ = false;
+    if (state_ == State::kOpen && !close_requested_ && !input_.empty()) {
+      DeliverInLoop(0, /*into_input=*/true);
+      if (closed()) return false;
+    }
+  }
+  while (!closed() && !peer_eof_) {
+    // Closing, waiting for owed replies: nothing new is read (the drain
+    // flushes what was read, not what is yet to come).
+    if (close_requested_ && state_ == State::kOpen) return false;
+    if (state_ == State::kOpen && work_full()) {
+      paused_for_work_ = true;  // FinishPendingWork resumes
+      return false;
+    }
+    if (state_ == State::kOpen && output_.size() > options_.high_watermark) {
+      read_paused_ = true;  // WriteInLoop resumes below the low watermark
+      return false;
+    }
+    // A partial frame waits in input_: read straight behind it, with the
+    // scratch buffer catching the overflow (muduo's readv trick). Otherwise
+    // read into scratch only, so a connection between messages owns no
+    // input memory at all.
+    const bool into_input = !input_.empty() && state_ == State::kOpen;
+    size_t asked;
+    ssize_t n;
+    if (into_input) {
+      iovec iov[2] = {{input_.writable_data(), input_.writable_size()},
+                      {scratch, kScratch}};
+      asked = iov[0].iov_len + kScratch;
+      n = ::readv(fd(), iov, 2);
+    } else {
+      asked = kScratch;
+      n = ::recv(fd(), scratch, kScratch, 0);
+    }
+    if (n > 0) {
+      reactor_.CountBytesIn(static_cast<size_t>(n));
+      last_active_ = reactor_.now();
+      // Flushing or lingering: input is read only to be discarded.
+      if (state_ == State::kOpen) DeliverInLoop(static_cast<size_t>(n), into_input);
+      // Edge-triggered epoll reports the next arrival, so a read that came
+      // back short has emptied the socket: skip the extra recv that would
+      // only say EAGAIN.
+      if (static_cast<size_t>(n) < asked && !until_eagain) return false;
+      if (static_cast<size_t>(n) >= budget) return !closed() && !peer_eof_;
+      budget -= static_cast<size_t>(n);
+    } else if (n == 0) {
+      OnPeerEofInLoop();
+      return false;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return false;
+    } else {
+      FailInLoop(errno);
+      return false;
+    }
+  }
+  return false;
+}
+
+void Connection::DeliverInLoop(size_t n, bool into_input) {
+  const char* const scratch = reactor_.scratch();
+  if (into_input) {
+    const size_t direct = std::min(n, input_.writable_size());
+    input_.Commit(direct);
+    if (n > direct) input_.Append(std::string_view(scratch, n - direct));
+    const size_t used = handler_->OnData(*this, input_.view());
+    if (closed()) return;
+    TROUPE_CHECK(used <= input_.size(), "OnData consumed more than it got");
+    input_.Consume(used);
+  } else {
+    const std::string_view fresh(scratch, n);
+    const size_t used = handler_->OnData(*this, fresh);
+    if (closed()) return;
+    TROUPE_CHECK(used <= n, "OnData consumed more than it got");
+    input_.Append(fresh.substr(used));
+  }
+  // The handler stopped at max_pending_work: what it left waits (and no
+  // more is read) until FinishPendingWork makes room.
+  if (work_full()) paused_for_work_ = true;
+  if (input_.empty()) {
+    if (input_.capacity() > options_.retained_buffer_bytes) input_.Release();
+  } else if (input_.size() > options_.max_input_bytes) {
+    // A framing handler may legitimately wait for more (its largest frame).
+    const size_t limit = std::max(options_.max_input_bytes, handler_->input_limit());
+    if (input_.size() > limit) {
+      TROUPE_LOG_EVERY_SECOND(kWarning,
+                              "closing %s: %d unconsumed input bytes exceed the limit of %d",
+                              peer_.ToString(), input_.size(), limit);
+      Close(CloseReason::kInputTooLarge);
+    }
+  }
+}
+
+void Connection::Send(std::string_view bytes) {
+  reactor_.AssertInLoopThread();
+  if (state_ != State::kOpen || bytes.empty()) return;
+  if (output_.empty() && !write_blocked_) {
+    // Write-through: most small replies leave in this one syscall, without
+    // touching the output buffer or waiting for EPOLLOUT.
+    ssize_t n;
+    do {
+      n = ::send(fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      reactor_.CountBytesOut(static_cast<size_t>(n));
+      last_active_ = reactor_.now();
+      bytes.remove_prefix(static_cast<size_t>(n));
+      if (bytes.empty()) return;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      write_blocked_ = true;
+    } else {
+      FailInLoop(errno);
+      return;
+    }
+  }
+  if (!QueueOutput(bytes.size())) return;
+  output_.Append(bytes);
+  // After a partial write, try once more: EPOLLOUT is only promised after
+  // the kernel has said EAGAIN.
+  if (!write_blocked_) WriteInLoop();
+}
+
+bool Connection::QueueOutput(size_t bytes) {
+  // Only a connection already behind is cut: one large reply to a peer that
+  // keeps up is the handler's own (bounded) message, not a slow consumer.
+  if (output_.size() <= options_.high_watermark ||
+      output_.size() + bytes <= options_.max_output_bytes) {
+    return true;
+  }
+  TROUPE_LOG_EVERY_SECOND(kWarning,
+                          "closing %s: slow consumer, %d bytes of output queued and %d more "
+                          "would pass the limit of %d",
+                          peer_.ToString(), output_.size(), bytes, options_.max_output_bytes);
+  Close(CloseReason::kSlowConsumer);
+  return false;
+}
+
+void Connection::Send(std::initializer_list<std::string_view> pieces) {
+  reactor_.AssertInLoopThread();
+  if (state_ != State::kOpen) return;
+  if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
+    for (std::string_view piece : pieces) Send(piece);
+    return;
+  }
+  iovec iov[8];
+  size_t count = 0;
+  size_t total = 0;
+  for (std::string_view piece : pieces) {
+    iov[count++] = {const_cast<char*>(piece.data()), piece.size()};
+    total += piece.size();
+  }
+  msghdr message{};
+  message.msg_iov = iov;
+  message.msg_iovlen = count;
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd(), &message, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      FailInLoop(errno);
+      return;
+    }
+    n = 0;
+    write_blocked_ = true;
+  }
+  reactor_.CountBytesOut(static_cast<size_t>(n));
+  if (n > 0) last_active_ = reactor_.now();
+  if (static_cast<size_t>(n) == total) return;
+  if (!QueueOutput(total - static_cast<size_t>(n))) return;
+  // Queue what the kernel did not take, piece by piece.
+  size_t skip = static_cast<size_t>(n);
+  for (std::string_view piece : pieces) {
+    if (skip >= piece.size()) {
+      skip -= piece.size();
+      continue;
+    }
+    output_.Append(piece.substr(skip));
+    skip = 0;
+  }
+  if (!write_blocked_) WriteInLoop();
+}
+
+void Connection::WriteInLoop() {
+  write_blocked_ = false;
+  while (!output_.empty()) {
+    const ssize_t n = ::send(fd(), output_.data(), output_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      reactor_.CountBytesOut(static_cast<size_t>(n));
+      last_active_ = reactor_.now();
+      output_.Consume(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      write_blocked_ = true;
+      break;
+    } else {
+      FailInLoop(n < 0 ? errno : EPIPE);
+      return;
+    }
+  }
+  if (read_paused_ && output_.size() <= options_.low_watermark) {
+    // Reading stopped with bytes possibly left in the socket and no new
+    // edge to come: go back for them on the next turn.
+    read_paused_ = false;
+    reactor_.ScheduleReadInLoop(*this);
+  }
+  if (!output_.empty()) return;
+  if (output_.capacity() > options_.retained_buffer_bytes) output_.Release();
+  if (state_ == State::kFlushing) FinishFlushInLoop();
+}
+
+void Connection::Close(CloseReason reason) {
+  reactor_.AssertInLoopThread();
+  if (closed()) return;
+  state_ = State::kClosed;
+  // Closing the only descriptor also removes it from the epoll set.
+  fd_.Reset();
+  // Mail still waiting dies with the actor, counted.
+  if (const size_t waiting = mailbox_.size(); waiting > 0) {
+    mailbox_.Clear();
+    reactor_.MailboxDepthChanged(-static_cast<int64_t>(waiting), 0);
+    reactor_.CountMailDrop(
+        reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed : MailDrop::kGone,
+        waiting);
+  }
+  reactor_.OnClosedInLoop(*this, reason);
+}
+
+void Connection::CloseAfterFlush() {
+  reactor_.AssertInLoopThread();
+  if (state_ != State::kOpen || close_requested_) return;
+  close_requested_ = true;
+  // From the call: owed work and the flush share one bound.
+  close_deadline_ = DeadlineAfter(reactor_.now(), options_.flush_timeout);
+  reactor_.ScheduleDeadlineInLoop(*this);
+  if (pending_work_ > 0) return;  // FinishPendingWork() flushes
+  StartFlushInLoop();
+}
+
+void Connection::AddPendingWork() {
+  reactor_.AssertInLoopThread();
+  ++pending_work_;
+}
+
+void Connection::FinishPendingWork() {
+  reactor_.AssertInLoopThread();
+  if (pending_work_ == 0) {
+    // A handler's bookkeeping error: its own connection pays, not the process.
+    TROUPE_LOG_EVERY_SECOND(kError, "closing %s: FinishPendingWork without AddPendingWork",
+                            peer_.ToString());
+    Close(CloseReason::kHandlerError);
+    return;
+  }
+  --pending_work_;
+  if (closed()) return;
+  if (paused_for_work_ && !work_full()) {
+    // Input left unconsumed at the limit, and maybe unread bytes: go back
+    // for both (no new edge will come for what is already there).
+    paused_for_work_ = false;
+    redeliver_input_ = !input_.empty();
+    reactor_.ScheduleReadInLoop(*this);
+  }
+  if (pending_work_ == 0 && close_requested_ && state_ == State::kOpen) StartFlushInLoop();
+}
+
+void Connection::StartFlushInLoop() {
+  state_ = State::kFlushing;
+  if (output_.empty()) FinishFlushInLoop();
+}
+
+SteadyClock::time_point Connection::DeadlineInLoop(SteadyClock::duration idle_timeout) const {
+  SteadyClock::time_point deadline = close_deadline_;
+  if (idle_timeout > SteadyClock::duration::zero()) {
+    deadline = std::min(deadline, last_active_ + idle_timeout);
+  }
+  return deadline;
+}
+
+void Connection::CheckDeadlinesInLoop(SteadyClock::time_point now,
+                                      SteadyClock::duration idle_timeout) {
+  if (now >= close_deadline_) {
+    Close(state_ == State::kLingering ? CloseReason::kLingerTimeout : CloseReason::kFlushTimeout);
+  } else if (idle_timeout > SteadyClock::duration::zero() && last_active_ + idle_timeout <= now) {
+    Close(CloseReason::kIdleTimeout);
+  }
+}
+
+void Connection::FinishFlushInLoop() {
+  if (peer_eof_) {
+    // Everything the peer sent was read, so close() sends FIN, not RST.
+    Close(CloseReason::kPeerClosed);
+    return;
+  }
+  // Our FIN goes out after the queued bytes; unread input arriving from now
+  // on is read and discarded, because a close() with unread input would send
+  // RST and the peer could lose the tail of our output (DESIGN.md, 7).
+  ::shutdown(fd(), SHUT_WR);
+  state_ = State::kLingering;
+  close_deadline_ = DeadlineAfter(reactor_.now(), options_.linger_timeout);
+  reactor_.ScheduleDeadlineInLoop(*this);
+  reactor_.ScheduleReadInLoop(*this);
+}
+
+void Connection::OnPeerEofInLoop() {
+  peer_eof_ = true;
+  switch (state_) {
+    case State::kOpen:
+      handler_->OnPeerClosed(*this);
+      break;
+    case State::kFlushing:
+      break;  // FinishFlushInLoop closes once the output is out
+    case State::kLingering:
+      Close(CloseReason::kFlushedClose);
+      break;
+    case State::kClosed:
+      break;
+  }
+}
+
+std::optional<MailDrop> Connection::EnqueueMailInLoop(Mail mail, MailClass mail_class) {
+  switch (mailbox_.Push(std::move(mail), mail_class, options_.mailbox_capacity,
+                        options_.mailbox_overflow)) {
+    case Mailbox::PushResult::kQueued:
+      reactor_.MailboxDepthChanged(1, mailbox_.size());
+      break;
+    case Mailbox::PushResult::kEvictedOldest:
+      reactor_.CountMailDrop(MailDrop::kEvicted);  // the new one took its place
+      break;
+    case Mailbox::PushResult::kDroppedNewest:
+      return MailDrop::kMailboxFull;
+    case Mailbox::PushResult::kOverflow:
+      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: mailbox full (%d mails waiting)",
+                              peer_.ToString(), mailbox_.size());
+      Close(CloseReason::kMailboxOverflow);
+      return MailDrop::kActorClosed;
+  }
+  reactor_.ScheduleMailInLoop(*this);
+  return std::nullopt;
+}
+
+bool Connection::DeliverMailInLoop(size_t max) {
+  // What is waiting now, not what arrives meanwhile (an actor mailing
+  // itself waits for the next pass).
+  const size_t n = std::min(max, mailbox_.size());
+  for (size_t i = 0; i < n && !mailbox_.empty() && !closed(); ++i) {
+    Mail mail = mailbox_.Pop();
+    reactor_.MailboxDepthChanged(-1, 0);
+    Reactor::Bump(reactor_.mail_delivered_);
+    handler_->OnMail(*this, std::move(mail));
+  }
+  return !closed() && !mailbox_.empty();
+}
+
+void Connection::FailInLoop(int error) {
+  Close(error == ECONNRESET || error == EPIPE ? CloseReason::kPeerReset
+                                              : CloseReason::kSocketError);
+}
+
+}  // namespace troupe

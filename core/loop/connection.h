@@ -1,0 +1,280 @@
+// Connection: one accepted TCP socket, its buffers and its handler, owned by
+// exactly one reactor.
+//
+// The life of a connection's bytes, all on the owning reactor's thread:
+//
+//   socket ──recv──► reactor scratch (64 KiB, shared) ──► handler->OnData()
+//                          │ bytes the handler did not consume
+//                          ▼
+//                      input_ Buffer (allocated only while a frame is partial)
+//
+//   handler: conn.Send(bytes) ──send (write-through)──► socket
+//                 │ what the kernel did not take
+//                 ▼
+//             output_ Buffer ──on EPOLLOUT──► socket
+//
+// States (CloseAfterFlush follows DESIGN.md invariant 7):
+//
+//   kOpen ──peer EOF──► kFlushing (peer_eof) ──output empty──► closed
+//     │
+//     └──CloseAfterFlush()──► [pending work > 0: stays kOpen, stops reading,
+//                              until the work owed has replied]
+//                         ──► kFlushing ──output empty: shutdown(SHUT_WR)──►
+//                             kLingering (read and discard) ──EOF or deadline──► closed
+//
+//   Close() from any state closes at once (output still queued is lost).
+//   OnClose runs at the end of the reactor's turn, never inside another
+//   callback of the same handler.
+//   Deadlines: CloseAfterFlush() is bounded by `flush_timeout` from the call
+//   (owed work and flushing together: kFlushTimeout), lingering by
+//   `linger_timeout` from the FIN (kLingerTimeout), so neither a peer that
+//   never reads nor work that never replies can hold a closing connection
+//   forever.
+//
+// Pending work: a handler that owes the peer a reply from asynchronous work
+// (offload, a timer, a reply mail) counts it with AddPendingWork() and
+// FinishPendingWork(). CloseAfterFlush(), the server's drain included, waits
+// for that count to reach zero before it flushes and sends FIN;
+// `flush_timeout` from the call (and the drain's own deadline) bound the wait.
+// Pending work is bounded too: at `max_pending_work` the connection stops
+// handing input to the handler (and reading) until some of it has replied, so
+// a client pipelining requests for slow work queues at most that much.
+//
+// Output limits: above `high_watermark` bytes of queued output the connection
+// stops reading (the peer's sends then fill the kernel buffers and block it);
+// once the output drains below `low_watermark` reading resumes. Output that
+// does not come from reading (mail, timers, offload results) cannot be paused
+// that way, so a write to a connection already above the high watermark that
+// would queue more than `max_output_bytes` closes it as kSlowConsumer (queued
+// output stays below max_output_bytes plus one write); a handler that
+// prefers to shed can test behind() first. A single large reply to a peer
+// that keeps up (a 16 MiB frame echoed) is never cut.
+//
+// Thread safety: loop-affine (owning reactor).
+// Ownership: the reactor's connection table owns each Connection; handlers
+// get references that are valid until OnClose returns.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "core/net/address.h"
+#include "core/net/buffer.h"
+#include "core/base/fd.h"
+#include "core/loop/mail.h"
+#include "core/loop/mailbox.h"
+
+namespace troupe {
+
+class Reactor;
+class Connection;
+
+// Names a connection anywhere, for as long as anyone cares: a closed
+// connection's slot gets a new generation when reused, so a stale id never
+// reaches the newcomer.
+struct ConnectionId {
+  uint32_t reactor = 0;
+  uint32_t slot = 0;
+  uint32_t generation = 0;  // 0 = no connection
+  bool valid() const { return generation != 0; }
+  friend bool operator==(const ConnectionId&, const ConnectionId&) = default;
+};
+
+// Why a connection ended. Counted per reactor; a new reason goes at the end
+// (before kCount) and gets a name in CloseReasonName().
+enum class CloseReason : uint8_t {
+  kPeerClosed,      // orderly EOF from the peer, after our output drained
+  kPeerReset,       // ECONNRESET / EPIPE
+  kSocketError,     // any other recv/send error
+  kLocalClose,      // the handler called Close()
+  kFlushedClose,    // CloseAfterFlush() completed and the peer closed
+  kLingerTimeout,   // CloseAfterFlush(): the peer did not close in time
+  kInputTooLarge,   // unconsumed input above ConnectionOptions::max_input_bytes
+  kProtocolError,   // the handler rejected the input (bad frame, too long)
+  kHandlerError,    // the handler failed (e.g. threw)
+  kShutdown,        // the server stopped and the drain deadline passed
+  kIdleTimeout,     // no bytes either way for ReactorOptions::idle_timeout
+  kSlowConsumer,    // queued output would pass ConnectionOptions::max_output_bytes
+  kFlushTimeout,    // CloseAfterFlush(): the output did not drain in flush_timeout
+  kMailboxOverflow,  // mail at a full mailbox under MailboxOverflow::kCloseActor
+  kCount,
+};
+const char* CloseReasonName(CloseReason reason);
+
+struct ConnectionOptions {
+  // Unconsumed input above this closes the connection (kInputTooLarge): a
+  // handler waiting for a frame end cannot be made to buffer without bound.
+  size_t max_input_bytes = 16 << 20;
+  // How long CloseAfterFlush waits for the peer to close after our FIN.
+  absl::Duration linger_timeout = absl::Seconds(5);
+  // How long CloseAfterFlush may take, from the call, for owed work to reply
+  // and queued output to drain before the connection is cut (kFlushTimeout).
+  absl::Duration flush_timeout = absl::Seconds(30);
+  // Output backpressure thresholds (bytes queued in the output buffer).
+  size_t high_watermark = 1 << 20;
+  size_t low_watermark = 256 << 10;
+  // Hard cap on queued output: a write to a connection already above the
+  // high watermark that would pass it closes the connection (kSlowConsumer).
+  // Four times the watermark: reading stops at the watermark, so only output
+  // that does not come from reading (mail, timers, offload results) piles up
+  // that far. Must exceed high_watermark.
+  size_t max_output_bytes = 4 << 20;
+  // Replies owed by asynchronous work (offload, pending work) per connection
+  // beyond which no more input is handed to the handler until some reply.
+  // 1,024: deep enough for any pipelining client, small enough that one
+  // client cannot queue unbounded work on the offload pool.
+  uint32_t max_pending_work = 1024;
+  // User mail waiting for the actor beyond this is handled by the policy
+  // (core/loop/mailbox.h). 1,024: far above what a turn delivers to one actor in
+  // steady traffic, small enough (tens of KiB) to hold for every connection.
+  size_t mailbox_capacity = 1024;
+  MailboxOverflow mailbox_overflow = MailboxOverflow::kDropNewest;
+  // An emptied buffer keeps up to this much capacity for the next message;
+  // a larger one is freed, so idle connections hold no large buffers.
+  size_t retained_buffer_bytes = 64 << 10;
+};
+
+// The callbacks a connection drives; implemented by the actor layer, or by a
+// user of core alone. All calls happen on the owning reactor, one at a time.
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  virtual void OnOpen(Connection& /*conn*/) {}
+  // `data` is every unconsumed byte received so far. Returns how many bytes
+  // were consumed; the rest is offered again, with more, on the next read.
+  virtual size_t OnData(Connection& conn, std::string_view data) = 0;
+  // Mail sent to this connection (Reactor::SendMail), in per-sender order.
+  virtual void OnMail(Connection& /*conn*/, Mail /*mail*/) {}
+  // The peer shut down its sending side (EOF). Every byte it sent has been
+  // through OnData. The default flushes what is queued and closes; a handler
+  // with replies still to come (offloaded work) may keep the connection open
+  // and call CloseAfterFlush() later.
+  virtual void OnPeerClosed(Connection& conn);
+  // The last call; the connection is gone when it returns.
+  virtual void OnClose(Connection& /*conn*/, CloseReason /*reason*/) {}
+  // The most unconsumed input this handler may legitimately leave waiting
+  // (a framing codec's largest partial frame); the connection's limit is the
+  // larger of this and ConnectionOptions::max_input_bytes. 0: no opinion.
+  virtual size_t input_limit() const { return 0; }
+};
+
+class Connection {
+ public:
+  enum class State : uint8_t { kOpen, kFlushing, kLingering, kClosed };
+
+  Connection(Reactor& reactor, ConnectionId id, Fd fd, Address peer,
+             const ConnectionOptions& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  ConnectionId id() const { return id_; }
+  int fd() const { return fd_.get(); }
+  const Address& peer() const { return peer_; }
+  Reactor& reactor() const { return reactor_; }
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
+  size_t pending_output() const { return output_.size(); }
+  // True while queued output is above the high watermark: the peer is not
+  // keeping up, and a handler that can shed (drop a chat line, skip an
+  // update) should rather than queue more.
+  bool behind() const { return output_.size() > options_.high_watermark; }
+
+  // Asynchronous work this connection's handler still owes the peer a reply
+  // for. CloseAfterFlush() waits until it is zero (see the header comment).
+  void AddPendingWork();
+  void FinishPendingWork();
+  uint32_t pending_work() const { return pending_work_; }
+  // True while pending work is at max_pending_work: a handler parsing many
+  // requests from one read should stop and leave the rest unconsumed (it is
+  // handed over again once work replies).
+  bool work_full() const { return pending_work_ >= options_.max_pending_work; }
+  // True once CloseAfterFlush() was asked for (it may still wait for work).
+  bool closing() const { return close_requested_ || state_ != State::kOpen; }
+
+  // Sends at once what the kernel takes; queues the rest. Partial writes are
+  // normal. Ignored once the connection is flushing or closed.
+  void Send(std::string_view bytes);
+  // Sends several pieces as one write (sendmsg with an iovec per piece), e.g.
+  // a frame header and its payload, without first copying them together.
+  void Send(std::initializer_list<std::string_view> pieces);
+  // Closes now; queued output is dropped.
+  void Close(CloseReason reason = CloseReason::kLocalClose);
+  // Once no work is pending, sends what is queued, then shuts down writing
+  // and waits (bounded) for the peer to close. No new input is handed to the
+  // handler from the call on; input arriving after the FIN is discarded.
+  void CloseAfterFlush();
+
+  void set_handler(std::unique_ptr<ConnectionHandler> handler) {
+    handler_ = std::move(handler);
+  }
+  ConnectionHandler* handler() const { return handler_.get(); }
+
+ private:
+  friend class Reactor;
+
+  // Reactor entry points (…InLoop: loop-only helpers, after muduo).
+  void OpenInLoop();
+  void HandleEventsInLoop(uint32_t events);
+  // Reads until EAGAIN or until `budget` bytes; returns true if the budget
+  // ran out with the socket possibly still readable.
+  bool ReadInLoop(size_t budget, bool until_eagain);
+  void WriteInLoop();
+  // Queues mail under the mailbox policy; returns why it was dropped, if it was.
+  std::optional<MailDrop> EnqueueMailInLoop(Mail mail, MailClass mail_class);
+  // Hands at most `max` waiting mails to the handler; true if mail is left.
+  bool DeliverMailInLoop(size_t max);
+  // The earliest of the idle and close deadlines (time_point::max(): none).
+  std::chrono::steady_clock::time_point DeadlineInLoop(
+      std::chrono::steady_clock::duration idle_timeout) const;
+  // Closes the connection if one of its deadlines has passed by `now`.
+  void CheckDeadlinesInLoop(std::chrono::steady_clock::time_point now,
+                            std::chrono::steady_clock::duration idle_timeout);
+  // Appends what the kernel did not take, under max_output_bytes; false when
+  // that closed the connection.
+  bool QueueOutput(size_t bytes);
+  void StartFlushInLoop();
+
+  // Hands freshly read bytes to the handler, keeping what it leaves.
+  void DeliverInLoop(size_t n, bool into_input);
+  void OnPeerEofInLoop();
+  void FinishFlushInLoop();
+  // Handles a failed recv/send (errno), closing with the matching reason.
+  void FailInLoop(int error);
+
+  Reactor& reactor_;
+  const ConnectionId id_;
+  Fd fd_;
+  const Address peer_;
+  const ConnectionOptions& options_;  // the reactor's; outlives us
+  State state_ = State::kOpen;
+  bool peer_eof_ = false;        // the peer sent FIN; nothing more to read
+  bool write_blocked_ = false;   // the kernel refused bytes; await EPOLLOUT
+  bool in_read_backlog_ = false;  // queued for another read next turn
+  bool read_paused_ = false;     // output above the high watermark
+  bool in_mail_ready_ = false;   // queued for the reactor's mailbox phase
+  bool close_requested_ = false;  // CloseAfterFlush() waits for pending work
+  bool paused_for_work_ = false;  // at max_pending_work: input waits
+  bool redeliver_input_ = false;  // hand input_ over again before reading
+  uint32_t pending_work_ = 0;    // replies owed by asynchronous work
+  // Last time bytes moved either way (the reactor's per-turn clock); the
+  // idle-timeout wheel compares against it when this connection's entry expires.
+  std::chrono::steady_clock::time_point last_active_;
+  // Flushing: when the flush gives up; lingering: when the linger does.
+  std::chrono::steady_clock::time_point close_deadline_ =
+      std::chrono::steady_clock::time_point::max();
+  Buffer input_;   // unconsumed input (a partial frame)
+  Buffer output_;  // bytes the kernel has not taken yet
+  Mailbox mailbox_;  // mail not yet handed to the handler
+  std::unique_ptr<ConnectionHandler> handler_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,103 @@
+// Inbox: a reactor's door for work from other threads: posted tasks and
+// mail for its connections, in one multi-producer lock-free queue, plus the
+// Waker that rouses the reactor when it sleeps.
+//
+//   producer (any thread)                      reactor (owner)
+//   inbox->Post(task) ──enqueue + Notify──►    DrainInboxInLoop: try_dequeue_bulk
+//   inbox->SendMail(to, mail)                  (tasks run, mail goes to `to`)
+//
+// It is shared (std::shared_ptr) so that a thread outliving the reactor, such
+// as an offload worker finishing late, can hold a std::weak_ptr: lock() either
+// fails (the reactor is gone and the mail is dropped) or keeps the queue and
+// its eventfd alive for the enqueue, never touching freed memory or a reused
+// descriptor number.
+//
+// Per-sender order: each producing thread enqueues through moodycamel's
+// implicit per-thread producer, which is FIFO, so one thread's items arrive
+// in the order it sent them.
+//
+// Bounded: user mail beyond `mail_capacity` waiting in the queue is refused
+// (SendMail returns false, counted as MailDrop::kInboxFull), so a flood of
+// mail to one reactor cannot grow it without limit. Tasks (stop, drain,
+// adoption, broadcasts' fan-out) and system mail (replies an actor asked
+// for) are never refused: they are bounded by whoever asked for them. The
+// count is one atomic add per mail on each side; its high-water mark is kept
+// exactly, for /metrics.
+//
+// Thread safety: Post and SendMail any thread; queue(), MailTaken() and
+// waker()'s consumer side on the owning reactor only; counters any thread.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "concurrentqueue/concurrentqueue.h"
+#include "core/loop/connection.h"
+#include "core/loop/mail.h"
+#include "core/loop/waker.h"
+
+namespace troupe {
+
+class Inbox {
+ public:
+  using Task = absl::AnyInvocable<void() &&>;
+  struct Item {
+    ConnectionId to;  // valid(): mail for `to`; otherwise `task`
+    MailClass mail_class = MailClass::kUser;
+    Mail mail;
+    Task task;
+  };
+  // 65,536 mails: a few MiB at most per reactor, and far more than one
+  // turn drains (kMaxInboxPerTurn in reactor.cc), so only a real flood
+  // reaches it.
+  static constexpr size_t kDefaultMailCapacity = 65536;
+
+  static absl::StatusOr<std::shared_ptr<Inbox>> Create(
+      size_t mail_capacity = kDefaultMailCapacity);
+
+  // Any thread. Never runs `task` inline; never refused.
+  void Post(Task task);
+  // Any thread. Like Post, for tasks that carry user mail (a broadcast's
+  // fan-out): counted toward the mail capacity and refused beyond it.
+  bool TryPost(Task task);
+  // Any thread. False when user mail is at capacity (counted); system mail
+  // is always taken.
+  bool SendMail(ConnectionId to, Mail mail, MailClass mail_class = MailClass::kUser);
+  // Any thread: a send that named no actor (counted here, where every
+  // sender can reach).
+  void CountInvalidRef() { invalid_refs_.fetch_add(1, std::memory_order_relaxed); }
+
+  moodycamel::ConcurrentQueue<Item>& queue() { return queue_; }
+  Waker& waker() { return waker_; }
+  size_t size_approx() const { return queue_.size_approx(); }
+  // Owner: `n` user mails were dequeued.
+  void MailTaken(size_t n) { mail_depth_.fetch_sub(static_cast<int64_t>(n), std::memory_order_relaxed); }
+
+  // Any thread.
+  uint64_t mail_depth() const { return Positive(mail_depth_.load(std::memory_order_relaxed)); }
+  uint64_t mail_depth_max() const { return Positive(mail_depth_max_.load(std::memory_order_relaxed)); }
+  uint64_t refused_full() const { return refused_full_.load(std::memory_order_relaxed); }
+  uint64_t invalid_refs() const { return invalid_refs_.load(std::memory_order_relaxed); }
+
+ private:
+  Inbox(Waker waker, size_t mail_capacity)
+      : waker_(std::move(waker)), mail_capacity_(mail_capacity) {}
+  void Enqueue(Item item);
+  // Counts one user item in, or refuses it (counted) at capacity.
+  bool Admit();
+  static uint64_t Positive(int64_t v) { return v > 0 ? static_cast<uint64_t>(v) : 0; }
+
+  Waker waker_;
+  moodycamel::ConcurrentQueue<Item> queue_;
+  const size_t mail_capacity_;
+  std::atomic<int64_t> mail_depth_{0};  // user mail enqueued, not yet taken
+  std::atomic<int64_t> mail_depth_max_{0};
+  std::atomic<uint64_t> refused_full_{0};
+  std::atomic<uint64_t> invalid_refs_{0};
+};
+
+}  // namespace troupe

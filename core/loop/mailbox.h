@@ -1,0 +1,89 @@
+// Mailbox: an actor's mail that has arrived but not yet been handed to it,
+// with a capacity and a stated overflow policy (DESIGN.md invariant 5).
+//
+//   inbox (cross-thread) ──drain──► Mailbox ──mailbox phase──► OnMail
+//   Send on the same reactor ──────►  (capacity, policy)
+//
+// Mail is handed over in the reactor's mailbox phase, never inside the
+// sender's own callback, so a send never runs the receiver inline. Only user
+// mail counts toward the capacity: system mail (a timer or an offload result
+// the actor asked for) is bounded by the actor's own asking and is never
+// dropped, so a reply owed to a peer cannot be shed by a flood of other mail.
+//
+// When user mail arrives at a full mailbox:
+//   kDropNewest  the arriving mail is dropped (the default: the sender's
+//                newest work is the cheapest to lose, and order is kept)
+//   kDropOldest  the oldest waiting user mail is dropped to make room
+//                (for state updates where only the latest matters)
+//   kCloseActor  the actor is closed (CloseReason::kMailboxOverflow); for
+//                actors that must not silently lose a message
+// Each outcome is counted per reason (MailDrop).
+//
+//   Mailbox box;
+//   switch (box.Push(std::move(mail), MailClass::kUser, 1024, MailboxOverflow::kDropNewest)) { ... }
+//   while (!box.empty()) handler.OnMail(box.Pop());
+//
+// The queue is allocated on first mail (an actor that never gets mail pays
+// 16 bytes) and kept until the actor closes, so steady mail does not allocate it.
+// Thread safety: loop-affine (owning reactor).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "core/loop/mail.h"
+
+namespace troupe {
+
+// kUser: ordinary mail, bounded by mailbox and inbox capacities.
+// kSystem: continuations an actor asked for (timers, offload results).
+enum class MailClass : uint8_t { kUser, kSystem };
+
+enum class MailboxOverflow : uint8_t { kDropNewest, kDropOldest, kCloseActor };
+const char* MailboxOverflowName(MailboxOverflow policy);
+// "drop-newest", "drop-oldest", "close" -> the policy.
+absl::StatusOr<MailboxOverflow> ParseMailboxOverflow(std::string_view name);
+
+// Why mail did not reach its actor. Counted per reactor; a new reason goes at
+// the end (before kCount) and gets a name in MailDropName().
+enum class MailDrop : uint8_t {
+  kGone,         // the actor had closed (a stale ref)
+  kInvalidRef,   // the ref names no actor at all (no generation, no such reactor)
+  kInboxFull,    // the target reactor's inbox held its capacity of mail
+  kMailboxFull,  // kDropNewest: the arriving mail
+  kEvicted,      // kDropOldest: the oldest waiting mail, to make room
+  kActorClosed,  // kCloseActor: the arriving mail and all still waiting
+  kCount,
+};
+const char* MailDropName(MailDrop reason);
+
+class Mailbox {
+ public:
+  enum class PushResult { kQueued, kDroppedNewest, kEvictedOldest, kOverflow };
+
+  // Queues `mail` unless user mail is at `capacity`; then applies `policy`.
+  // kOverflow (kCloseActor): nothing was queued; the caller closes the actor.
+  PushResult Push(Mail mail, MailClass mail_class, size_t capacity, MailboxOverflow policy);
+  // The oldest mail. Requires !empty().
+  Mail Pop();
+  // Drops everything; returns how many user mails were dropped.
+  size_t Clear();
+
+  bool empty() const { return queue_ == nullptr || queue_->empty(); }
+  size_t size() const { return queue_ == nullptr ? 0 : queue_->size(); }
+  size_t user_mail() const { return user_; }
+
+ private:
+  struct Entry {
+    Mail mail;
+    MailClass mail_class;
+  };
+  std::unique_ptr<std::deque<Entry>> queue_;  // created on first mail
+  uint32_t user_ = 0;                         // kUser entries in queue_
+};
+
+}  // namespace troupe

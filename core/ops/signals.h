@@ -1,0 +1,39 @@
+// Stop signals for programs built on troupe: block SIGINT and SIGTERM before
+// any thread starts (threads inherit the mask, so no reactor is ever
+// interrupted by them), then wait for one on the main thread.
+//
+//   troupe::BlockStopSignals();          // first thing in main
+//   server->Start();
+//   int sig = troupe::WaitForStopSignal();   // SIGINT or SIGTERM
+//   server->Stop();
+//
+// Also ignores SIGPIPE: a peer that vanished must cost one connection, not
+// the process (sends use MSG_NOSIGNAL anyway).
+//
+// Thread safety: call from main, BlockStopSignals before starting threads.
+#pragma once
+
+#include <string_view>
+
+#include "core/loop/reactor.h"
+
+namespace troupe {
+
+struct ServerOptions;
+
+void BlockStopSignals();
+// Blocks until SIGINT or SIGTERM arrives; returns which.
+int WaitForStopSignal();
+// Like WaitForStopSignal, but gives up after `timeout_ms`; returns 0 then.
+int WaitForStopSignalFor(int timeout_ms);
+
+// The whole life of a small server program, for main(): blocks the stop
+// signals, creates and starts the server, prints "<name> listening on
+// <address>" on stdout, waits for SIGINT/SIGTERM, drains, and returns the
+// exit status (0, or 1 after printing "<name>: <what failed>" on stderr).
+//
+//   int main() { return troupe::ServeUntilStopSignal("my-server", options, factory); }
+int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
+                         HandlerFactory factory);
+
+}  // namespace troupe

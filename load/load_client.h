@@ -1,0 +1,250 @@
+// The echo load engine behind `echo-load`: opens many TCP connections to an
+// echo server, keeps `pipeline` messages in flight on each (closed loop) or
+// sends on a fixed schedule (open loop, `rate`), and verifies every echoed
+// byte against the stream it sent.
+//
+//   LoadOptions options;
+//   options.target = *Address::Parse("127.0.0.1:7007");
+//   options.connections = 1000;
+//   options.duration = absl::Seconds(10);
+//   options.progress_interval = absl::Seconds(1);
+//   options.on_progress = [](const LoadProgress& p) {
+//     std::cerr << FormatProgressLine(p) << "\n";
+//   };
+//   absl::StatusOr<LoadReport> report = RunLoad(options);
+//   if (!report.ok()) { /* "no connection to 127.0.0.1:7007 ...: Connection
+//   refused" */ } std::cout << FormatReportText(*report); return report->ok() ?
+//   0 : 1;
+//
+// How it runs:
+//   1. connect: `threads` threads, each with its own epoll loop, open their
+//      share of the connections (non-blocking, TCP_NODELAY), at most 1,024
+//      handshakes outstanding at a time across all threads (kConnectWindow
+//      in load_client.cc), bounded by `connect_timeout`. Failures are counted, with the first
+//      error's text.
+//   2. warmup: traffic as below, not measured.
+//   3. measure: for `duration`; a message counts when it completes inside this
+//      window, and its latency is completion time - issue time (closed loop)
+//      or completion time - intended send time (open loop).
+//   4. drain: no new messages; each connection is closed as soon as all it
+//      sent has come back. The drain waits kDrainTimeout (1 s) or
+//      `stall_timeout`, whichever is longer; a connection whose echoes are
+//      not all back by then is `incomplete` (an error), as is one the peer
+//      closes with echoes still owed.
+// Throughout phases 2 and 3 (and script mode), a connection that owes echoes
+// (bytes sent and not yet back, or bytes waiting to be sent) and receives
+// nothing for `stall_timeout` is `stalled` (an error) and is closed.
+// With `messages` (script mode) there is no warmup and no duration: each
+// connection sends the listed messages in order, each once, waits for their
+// echoes and closes; the run ends when every connection has finished, or at
+// `script_timeout`.
+//
+// The stream: connection i sends a deterministic pseudo-random byte stream
+// that starts at its own offset into a shared table with a prime period, so
+// a server that mixes up two connections' bytes, drops, duplicates or
+// reorders them is caught. Any server that echoes bytes back works: the
+// client assumes no framing. In script mode the stream is the concatenation
+// of the messages.
+//
+// Errors (each fails LoadReport::ok()); a connection counts for one kind at
+// most, since each closes it:
+//   - connect failures;
+//   - verification mismatches (a wrong or extra echoed byte);
+//   - lost: the peer closed or reset the connection before the drain;
+//   - stalled: no byte received for `stall_timeout` while echoes were owed,
+//     so a server that drops bytes or stops reading is caught during the run;
+//   - incomplete: echoes still owed when the drain ends, or when the peer
+//     closes during it (the error names the bytes echoed and sent);
+//   - timed out (script mode): not finished at `script_timeout`; such a
+//     connection is not also incomplete;
+//   - no messages: the measured window (in script mode, the whole script)
+//     completed no message at all, so the run measured nothing. One error for
+//     the run, not per connection.
+//
+// Thread safety: RunLoad is thread-safe (it shares nothing but a read-only
+// table between calls); the structs are plain values. `on_progress` runs on
+// the thread that called RunLoad.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/net/address.h"
+#include "load/histogram.h"
+
+namespace troupe {
+
+// A snapshot of a run in progress, handed to LoadOptions::on_progress.
+struct LoadProgress {
+  enum class Phase { kConnecting, kWarmup, kMeasuring, kScript, kDraining };
+  Phase phase = Phase::kConnecting;
+  // Time into the phase and its planned length (the connect timeout, the
+  // warmup, the duration, or the script timeout); zero while draining.
+  absl::Duration elapsed;
+  absl::Duration total;
+  int connections_requested = 0;
+  int connections_established = 0;
+  // The interval since the previous snapshot (the first one starts when the
+  // traffic does), and what completed in it, warmup included.
+  absl::Duration interval;
+  uint64_t interval_messages = 0;
+  // p99 latency of the messages completed in the interval; 0 when none.
+  uint64_t interval_p99_ns = 0;
+  // Since the traffic started (warmup included), for script mode's count.
+  uint64_t messages_completed = 0;
+  // Script mode: connections x messages; 0 otherwise.
+  uint64_t messages_planned = 0;
+  // Errors so far, of every kind LoadReport counts but no_messages (which
+  // only the end of the run decides).
+  uint64_t errors = 0;
+
+  double IntervalMessagesPerSecond() const;
+};
+
+struct LoadOptions {
+  Address target;
+  int connections = 100;
+  // 0: min(connections, online CPUs).
+  int threads = 0;
+  size_t message_size = 64;
+  // Messages kept in flight per connection.
+  int pipeline = 1;
+  absl::Duration duration = absl::Seconds(10);
+  absl::Duration warmup = absl::ZeroDuration();
+  absl::Duration connect_timeout = absl::Seconds(5);
+
+  // Open loop: messages per second across all connections, scheduled evenly
+  // over them (connection i of a thread with n connections sends that
+  // thread's messages i, i + n, ...). A message's latency runs from when it
+  // was due to be sent, so a server that stalls the client is charged for
+  // the wait (no coordinated omission). `pipeline` still bounds the messages
+  // in flight per connection: a message due while its connection's window is
+  // full goes out when the window opens, and its latency still counts from
+  // its due time. 0: closed loop.
+  double rate = 0;
+
+  // Script mode when non-empty: each connection sends these in order (each
+  // must be non-empty), waits for their echoes and closes. `message_size`,
+  // `duration`, `warmup` and `rate` are then unused.
+  std::vector<std::string> messages;
+  // Script mode: connections not finished by then count as errors.
+  absl::Duration script_timeout = absl::Seconds(30);
+
+  // A connection that owes echoes and receives no byte for this long is
+  // `stalled` (an error) and closed; checked every stall_timeout / 4 or so,
+  // so one is caught within about 1.25 x this. An idle connection (open
+  // loop, nothing due) owes nothing and is never stalled. The drain at the
+  // end waits this long for echoes still in flight, 1 s at least. Zero or
+  // absl::InfiniteDuration(): no stall check, and the drain waits 1 s. Must
+  // not be negative.
+  absl::Duration stall_timeout = absl::Seconds(2);
+
+  // Connections bind source addresses 127.0.0.1 .. 127.0.0.N round robin, so
+  // that more connections than one source's ephemeral ports can reach one
+  // loopback target. 0: automatic (1 unless the connections exceed 80% of
+  // the ports in /proc/sys/net/ipv4/ip_local_port_range); 1:
+  // no explicit bind at all (the kernel picks, as before). More than 1 needs
+  // an IPv4 127.x target.
+  int source_addresses = 0;
+
+  // How often on_progress is called; zero: never.
+  absl::Duration progress_interval = absl::ZeroDuration();
+  std::function<void(const LoadProgress&)> on_progress;
+};
+
+struct LoadReport {
+  // The first few error messages are kept; the counts cover all of them.
+  static constexpr size_t kMaxErrorMessages = 5;
+
+  std::string target;
+  int threads = 0;
+  size_t message_size = 0;  // 0 in script mode.
+  int pipeline = 0;
+  double rate = 0;  // Open-loop target rate; 0: closed loop.
+  int source_addresses = 1;
+  // Script mode: the messages each connection sends, and their total size.
+  size_t script_messages = 0;
+  size_t script_bytes = 0;
+
+  int connections_requested = 0;
+  int connections_established = 0;
+  int connections_failed = 0;
+
+  absl::Duration warmup;
+  // Wall time of the measured window as the threads actually ran it.
+  absl::Duration measured;
+  uint64_t messages = 0;
+  // Echoed payload bytes that came back in the window (one direction: the
+  // bytes sent are the same again).
+  uint64_t bytes = 0;
+  // Message latencies in nanoseconds.
+  LatencyHistogram latency_ns;
+  // The same values as counts per LatencyHistogram bucket (BucketCount()
+  // entries, or empty in a hand-made report), for the percentile
+  // distribution (FormatPercentileDistribution).
+  std::vector<uint64_t> latency_buckets;
+
+  uint64_t verification_errors = 0;
+  uint64_t connections_lost = 0;
+  // Script mode: connections still waiting for echoes at the timeout.
+  uint64_t connections_timed_out = 0;
+  // Connections whose echoes were not all back at the end of the drain (or
+  // when the peer closed during it).
+  uint64_t connections_incomplete = 0;
+  // Connections that owed echoes and received nothing for the stall timeout.
+  uint64_t connections_stalled = 0;
+  // No message completed in the measured window (script mode: at all). Set by
+  // RunLoad; counts as one error.
+  bool no_messages = false;
+  std::vector<std::string> first_errors;
+
+  double MessagesPerSecond() const;
+  double MebibytesPerSecond() const;
+  uint64_t error_count() const {
+    return static_cast<uint64_t>(connections_failed) + verification_errors +
+           connections_lost + connections_timed_out + connections_incomplete +
+           connections_stalled + (no_messages ? 1 : 0);
+  }
+  bool ok() const { return error_count() == 0; }
+};
+
+// Checks `options` without touching the network.
+absl::Status ValidateLoadOptions(const LoadOptions& options);
+
+// Runs the whole load (connect, warmup, measure, drain) and blocks until it
+// is over: about connect time + warmup + duration. Returns an error when the
+// options are invalid or when no connection at all could be established;
+// every other failure is counted in the report.
+absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options);
+
+// A few aligned human-readable lines, ending in a newline.
+std::string FormatReportText(const LoadReport& report);
+// The error counts by kind, e.g. "connect 0, verification 0, lost 0,
+// stalled 2, no messages completed": the first three always, the others only
+// when there are any. The text report's and echo-load's summary.
+std::string FormatErrorKinds(const LoadReport& report);
+// One JSON object on one line, ending in a newline. Latencies in microseconds.
+std::string FormatReportJson(const LoadReport& report);
+// Two lines, a header and the values: the JSON report's fields with nested
+// names joined by '_' (connections_requested, latency_us_p99, ...); the
+// first errors are joined by " | " into one field.
+std::string FormatReportCsv(const LoadReport& report);
+// The latency distribution in HdrHistogram's percentile format ("Value
+// Percentile TotalCount 1/(1-Percentile)", values in microseconds), which
+// HdrHistogram's plotter reads. Needs report.latency_buckets.
+std::string FormatPercentileDistribution(const LoadReport& report);
+// One line without a newline, e.g.
+//   "  3.5s/10s  412345 msg/s  p99 812.3us  errors 0  (1000 conns)"
+std::string FormatProgressLine(const LoadProgress& progress);
+
+// Raises the soft RLIMIT_NOFILE to at least `wanted` descriptors (up to the
+// hard limit); fails naming both numbers when the hard limit is too low.
+
+
+}  // namespace troupe
