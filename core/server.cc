@@ -16,37 +16,7 @@ int OnlineCpus() {
 
 ReactorStats ServerStats::Total() const {
   ReactorStats total;
-  for (const ReactorStats& r : reactors) {
-    total.accepted += r.accepted;
-    total.closed += r.closed;
-    total.open += r.open;
-    total.bytes_in += r.bytes_in;
-    total.bytes_out += r.bytes_out;
-    total.mail_delivered += r.mail_delivered;
-    total.mail_dropped += r.mail_dropped;
-    for (size_t i = 0; i < total.mail_dropped_by_reason.size(); ++i) {
-      total.mail_dropped_by_reason[i] += r.mail_dropped_by_reason[i];
-    }
-    total.frames_shed += r.frames_shed;
-    total.handoffs_dropped += r.handoffs_dropped;
-    total.mailbox_depth += r.mailbox_depth;
-    total.mailbox_depth_max = std::max(total.mailbox_depth_max, r.mailbox_depth_max);
-    total.inbox_mail_depth += r.inbox_mail_depth;
-    total.inbox_mail_depth_max = std::max(total.inbox_mail_depth_max, r.inbox_mail_depth_max);
-    total.deadline_entries += r.deadline_entries;
-    total.timers += r.timers;
-    total.tasks_run += r.tasks_run;
-    total.loop_turns += r.loop_turns;
-    total.wake_writes += r.wake_writes;
-    total.queue_depth += r.queue_depth;
-    for (size_t i = 0; i < total.closed_by_reason.size(); ++i) {
-      total.closed_by_reason[i] += r.closed_by_reason[i];
-    }
-    for (size_t i = 0; i < total.turn_buckets.size(); ++i) {
-      total.turn_buckets[i] += r.turn_buckets[i];
-    }
-    total.turn_sum_ns += r.turn_sum_ns;
-  }
+  for (const ReactorStats& r : reactors) total.Add(r);
   return total;
 }
 
@@ -102,12 +72,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
   }
 
   Server* self = server.get();
-  Admission::OpenCount open_count = [self] { return self->OpenConnections(); };
+  Listener::OpenCount open_count = [self] { return self->OpenConnections(); };
   if (reuse_port) {
     for (int i = 0; i < workers; ++i) {
-      auto admission = std::make_unique<Admission>(listeners[i].get(), options.max_connections,
+      auto listener = std::make_unique<Listener>(listeners[i].get(), options.max_connections,
                                                    open_count);
-      server->reactors_[i]->AddListener(std::move(listeners[i]), std::move(admission));
+      server->reactors_[i]->AddListener(std::move(listeners[i]), std::move(listener));
     }
   } else {
     Acceptor::Options acceptor_options;

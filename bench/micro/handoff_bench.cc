@@ -158,7 +158,7 @@ void BM_MailDelivery(benchmark::State& state) {
   int pair[2];
   ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair);
   {
-    moodycamel::ProducerToken token = reactor->MakeHandoffToken();
+    HandoffToken token = reactor->MakeHandoffToken();
     reactor->Adopt(token, Handoff{pair[0], {}});
   }
   while (!opened.load(std::memory_order_acquire)) std::this_thread::yield();

@@ -1,6 +1,5 @@
 #include "core/loop/acceptor.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -19,74 +18,7 @@ namespace {
 // connects from delaying shutdown.
 constexpr int kMaxAcceptsPerWake = 256;
 
-Fd OpenSpare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 }  // namespace
-
-Admission::Admission(int listen_fd, size_t max_connections, OpenCount open_count)
-    : listen_fd_(listen_fd),
-      spare_fd_(OpenSpare()),
-      max_connections_(max_connections),
-      open_count_(std::move(open_count)) {
-  TROUPE_CHECK(max_connections_ == 0 || open_count_ != nullptr,
-               "a connection limit needs an open-connection count");
-}
-
-Admission::Result Admission::AcceptOne(Handoff& out) {
-  while (true) {
-    sockaddr_storage storage;
-    socklen_t len = sizeof(storage);
-    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&storage), &len,
-                             SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      switch (errno) {
-        case EINTR:
-        case ECONNABORTED:  // the peer gave up while in the backlog
-        case EPROTO:
-          continue;
-        case EAGAIN:
-          return Result::kEmpty;
-        case EMFILE:
-        case ENFILE:
-        case ENOBUFS:
-        case ENOMEM:
-          Shed(errno);
-          return Result::kExhausted;
-        default:
-          TROUPE_LOG_EVERY_SECOND(kWarning, "accept: %s", std::strerror(errno));
-          return Result::kFailed;
-      }
-    }
-    if (max_connections_ > 0 && open_count_() >= max_connections_) {
-      counters_.rejected.fetch_add(1, std::memory_order_relaxed);  // before the peer sees EOF
-      ::close(fd);
-      TROUPE_LOG_EVERY_SECOND(kWarning,
-                              "max_connections (%d) reached; closing new connections "
-                              "(%d rejected so far)",
-                              max_connections_, counters_.rejected.load());
-      return Result::kRejected;
-    }
-    (void)SetNoDelay(fd);  // best effort: failure only costs latency
-    counters_.accepted.fetch_add(1, std::memory_order_relaxed);
-    out.fd = fd;
-    out.peer = Address::FromSockaddr(reinterpret_cast<sockaddr*>(&storage), len);
-    return Result::kAdmitted;
-  }
-}
-
-void Admission::Shed(int error) {
-  spare_fd_.Reset();
-  const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd >= 0) {
-    counters_.refused.fetch_add(1, std::memory_order_relaxed);
-    ::close(fd);
-  }
-  spare_fd_ = OpenSpare();
-  TROUPE_LOG_EVERY_SECOND(kWarning,
-                          "accept: %s; shedding new connections and pausing "
-                          "%d ms (%d refused so far)",
-                          std::strerror(error), kExhaustedPauseMs,
-                          counters_.refused.load());
-}
 
 absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Create(Fd listen_fd,
                                                           std::vector<Reactor*> reactors,
@@ -103,7 +35,7 @@ Acceptor::Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors, Opt
       stop_fd_(std::move(stop_fd)),
       reactors_(std::move(reactors)),
       balance_(options.balance),
-      admission_(listen_fd_.get(), options.max_connections, std::move(options.open_count)),
+      listener_(listen_fd_.get(), options.max_connections, std::move(options.open_count)),
       handed_(reactors_.size(), 0) {
   tokens_.reserve(reactors_.size());
   for (Reactor* r : reactors_) tokens_.push_back(r->MakeHandoffToken());
@@ -144,19 +76,19 @@ void Acceptor::Loop() {
 bool Acceptor::AcceptBatch() {
   Handoff handoff;
   for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
-    switch (admission_.AcceptOne(handoff)) {
-      case Admission::Result::kAdmitted: {
+    switch (listener_.AcceptOne(handoff)) {
+      case Listener::Result::kAdmitted: {
         const size_t r = PickReactor();
         ++handed_[r];
         reactors_[r]->Adopt(tokens_[r], std::move(handoff));
         break;
       }
-      case Admission::Result::kRejected:
+      case Listener::Result::kRejected:
         break;  // counts toward the batch, so Stop() is seen between batches
-      case Admission::Result::kEmpty:
+      case Listener::Result::kEmpty:
         return true;
-      case Admission::Result::kExhausted:
-      case Admission::Result::kFailed:
+      case Listener::Result::kExhausted:
+      case Listener::Result::kFailed:
         return false;
     }
   }

@@ -10,7 +10,6 @@
 #include "core/base/check.h"
 #include "core/base/deadline.h"
 #include "core/base/log.h"
-#include "core/loop/reactor.h"
 
 namespace troupe {
 
@@ -37,17 +36,22 @@ const char* CloseReasonName(CloseReason reason) {
 
 void ConnectionHandler::OnPeerClosed(Connection& conn) { conn.CloseAfterFlush(); }
 
-Connection::Connection(Reactor& reactor, ConnectionId id, Fd fd, Address peer,
-                       const ConnectionOptions& options)
-    : reactor_(reactor),
+Connection::Connection(ConnectionHost& host, Reactor& reactor, ConnectionId id, Fd fd,
+                       Address peer)
+    : host_(host),
+      reactor_(reactor),
       id_(id),
       fd_(std::move(fd)),
       peer_(std::move(peer)),
-      options_(options) {}
+      options_(host.options()),
+      last_active_(host.now()) {}
 
 Connection::~Connection() = default;
 
-void Connection::OpenInLoop() { handler_->OnOpen(*this); }
+void Connection::OpenInLoop() {
+  ScheduleDeadlineInLoop();
+  handler_->OnOpen(*this);
+}
 
 void Connection::HandleEventsInLoop(uint32_t events) {
   if (events & EPOLLERR) {
@@ -65,15 +69,26 @@ void Connection::HandleEventsInLoop(uint32_t events) {
     // With RDHUP/HUP pending, a short read does not mean "drained": the EOF
     // is still to be read, so read on until EAGAIN or 0.
     const bool until_eagain = (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
-    if (ReadInLoop(reactor_.read_budget(), until_eagain)) {
-      reactor_.ScheduleReadInLoop(*this);
-    }
+    if (ReadInLoop(host_.read_budget(), until_eagain)) ScheduleReadInLoop();
   }
 }
 
+void Connection::ReadAgainInLoop() {
+  in_read_backlog_ = false;
+  if (closed()) return;
+  // The edge was consumed earlier, so read until EAGAIN this time.
+  if (ReadInLoop(host_.read_budget(), /*until_eagain=*/true)) ScheduleReadInLoop();
+}
+
+void Connection::ScheduleReadInLoop() {
+  if (in_read_backlog_) return;
+  in_read_backlog_ = true;
+  host_.ReadAgain(id_);
+}
+
 bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
-  char* const scratch = reactor_.scratch();
-  constexpr size_t kScratch = Reactor::kScratchBytes;
+  char* const scratch = host_.scratch();
+  constexpr size_t kScratch = ConnectionHost::kScratchBytes;
   if (redeliver_input_) {
     // Requests that waited at max_pending_work, already read: offer them
     // again before reading more.
@@ -112,8 +127,8 @@ bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
       n = ::recv(fd(), scratch, kScratch, 0);
     }
     if (n > 0) {
-      reactor_.CountBytesIn(static_cast<size_t>(n));
-      last_active_ = reactor_.now();
+      ReactorCounters::Bump(host_.counters().bytes_in, static_cast<size_t>(n));
+      last_active_ = host_.now();
       // Flushing or lingering: input is read only to be discarded.
       if (state_ == State::kOpen) DeliverInLoop(static_cast<size_t>(n), into_input);
       // Edge-triggered epoll reports the next arrival, so a read that came
@@ -138,7 +153,7 @@ bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
 }
 
 void Connection::DeliverInLoop(size_t n, bool into_input) {
-  const char* const scratch = reactor_.scratch();
+  const char* const scratch = host_.scratch();
   if (into_input) {
     const size_t direct = std::min(n, input_.writable_size());
     input_.Commit(direct);
@@ -172,7 +187,7 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
 }
 
 void Connection::Send(std::string_view bytes) {
-  reactor_.AssertInLoopThread();
+  host_.AssertInLoopThread();
   if (state_ != State::kOpen || bytes.empty()) return;
   if (output_.empty() && !write_blocked_) {
     // Write-through: most small replies leave in this one syscall, without
@@ -182,8 +197,8 @@ void Connection::Send(std::string_view bytes) {
       n = ::send(fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (n >= 0) {
-      reactor_.CountBytesOut(static_cast<size_t>(n));
-      last_active_ = reactor_.now();
+      ReactorCounters::Bump(host_.counters().bytes_out, static_cast<size_t>(n));
+      last_active_ = host_.now();
       bytes.remove_prefix(static_cast<size_t>(n));
       if (bytes.empty()) return;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -216,7 +231,7 @@ bool Connection::QueueOutput(size_t bytes) {
 }
 
 void Connection::Send(std::initializer_list<std::string_view> pieces) {
-  reactor_.AssertInLoopThread();
+  host_.AssertInLoopThread();
   if (state_ != State::kOpen) return;
   if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
     for (std::string_view piece : pieces) Send(piece);
@@ -244,8 +259,8 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
     n = 0;
     write_blocked_ = true;
   }
-  reactor_.CountBytesOut(static_cast<size_t>(n));
-  if (n > 0) last_active_ = reactor_.now();
+  ReactorCounters::Bump(host_.counters().bytes_out, static_cast<size_t>(n));
+  if (n > 0) last_active_ = host_.now();
   if (static_cast<size_t>(n) == total) return;
   if (!QueueOutput(total - static_cast<size_t>(n))) return;
   // Queue what the kernel did not take, piece by piece.
@@ -266,8 +281,8 @@ void Connection::WriteInLoop() {
   while (!output_.empty()) {
     const ssize_t n = ::send(fd(), output_.data(), output_.size(), MSG_NOSIGNAL);
     if (n > 0) {
-      reactor_.CountBytesOut(static_cast<size_t>(n));
-      last_active_ = reactor_.now();
+      ReactorCounters::Bump(host_.counters().bytes_out, static_cast<size_t>(n));
+      last_active_ = host_.now();
       output_.Consume(static_cast<size_t>(n));
     } else if (n < 0 && errno == EINTR) {
       continue;
@@ -283,7 +298,7 @@ void Connection::WriteInLoop() {
     // Reading stopped with bytes possibly left in the socket and no new
     // edge to come: go back for them on the next turn.
     read_paused_ = false;
-    reactor_.ScheduleReadInLoop(*this);
+    ScheduleReadInLoop();
   }
   if (!output_.empty()) return;
   if (output_.capacity() > options_.retained_buffer_bytes) output_.Release();
@@ -291,7 +306,7 @@ void Connection::WriteInLoop() {
 }
 
 void Connection::Close(CloseReason reason) {
-  reactor_.AssertInLoopThread();
+  host_.AssertInLoopThread();
   if (closed()) return;
   state_ = State::kClosed;
   // Closing the only descriptor also removes it from the epoll set.
@@ -299,32 +314,32 @@ void Connection::Close(CloseReason reason) {
   // Mail still waiting dies with the actor, counted.
   if (const size_t waiting = mailbox_.size(); waiting > 0) {
     mailbox_.Clear();
-    reactor_.MailboxDepthChanged(-static_cast<int64_t>(waiting), 0);
-    reactor_.CountMailDrop(
+    host_.MailboxDepthChanged(-static_cast<int64_t>(waiting), 0);
+    host_.counters().CountMailDrop(
         reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed : MailDrop::kGone,
         waiting);
   }
-  reactor_.OnClosedInLoop(*this, reason);
+  host_.Closed(id_, reason);
 }
 
 void Connection::CloseAfterFlush() {
-  reactor_.AssertInLoopThread();
+  host_.AssertInLoopThread();
   if (state_ != State::kOpen || close_requested_) return;
   close_requested_ = true;
   // From the call: owed work and the flush share one bound.
-  close_deadline_ = DeadlineAfter(reactor_.now(), options_.flush_timeout);
-  reactor_.ScheduleDeadlineInLoop(*this);
+  close_deadline_ = DeadlineAfter(host_.now(), options_.flush_timeout);
+  ScheduleDeadlineInLoop();
   if (pending_work_ > 0) return;  // FinishPendingWork() flushes
   StartFlushInLoop();
 }
 
 void Connection::AddPendingWork() {
-  reactor_.AssertInLoopThread();
+  host_.AssertInLoopThread();
   ++pending_work_;
 }
 
 void Connection::FinishPendingWork() {
-  reactor_.AssertInLoopThread();
+  host_.AssertInLoopThread();
   if (pending_work_ == 0) {
     // A handler's bookkeeping error: its own connection pays, not the process.
     TROUPE_LOG_EVERY_SECOND(kError, "closing %s: FinishPendingWork without AddPendingWork",
@@ -339,7 +354,7 @@ void Connection::FinishPendingWork() {
     // for both (no new edge will come for what is already there).
     paused_for_work_ = false;
     redeliver_input_ = !input_.empty();
-    reactor_.ScheduleReadInLoop(*this);
+    ScheduleReadInLoop();
   }
   if (pending_work_ == 0 && close_requested_ && state_ == State::kOpen) StartFlushInLoop();
 }
@@ -349,20 +364,23 @@ void Connection::StartFlushInLoop() {
   if (output_.empty()) FinishFlushInLoop();
 }
 
-SteadyClock::time_point Connection::DeadlineInLoop(SteadyClock::duration idle_timeout) const {
+void Connection::ScheduleDeadlineInLoop() {
   SteadyClock::time_point deadline = close_deadline_;
-  if (idle_timeout > SteadyClock::duration::zero()) {
-    deadline = std::min(deadline, last_active_ + idle_timeout);
+  if (host_.idle_timeout() > SteadyClock::duration::zero()) {
+    deadline = std::min(deadline, last_active_ + host_.idle_timeout());
   }
-  return deadline;
+  host_.timers().SetDeadline(id_, deadline);  // max(): none
 }
 
-void Connection::CheckDeadlinesInLoop(SteadyClock::time_point now,
-                                      SteadyClock::duration idle_timeout) {
+void Connection::DeadlineDueInLoop(SteadyClock::time_point now) {
+  if (closed()) return;
+  const SteadyClock::duration idle = host_.idle_timeout();
   if (now >= close_deadline_) {
     Close(state_ == State::kLingering ? CloseReason::kLingerTimeout : CloseReason::kFlushTimeout);
-  } else if (idle_timeout > SteadyClock::duration::zero() && last_active_ + idle_timeout <= now) {
+  } else if (idle > SteadyClock::duration::zero() && last_active_ + idle <= now) {
     Close(CloseReason::kIdleTimeout);
+  } else {
+    ScheduleDeadlineInLoop();  // activity moved it: lazy rescheduling
   }
 }
 
@@ -377,9 +395,9 @@ void Connection::FinishFlushInLoop() {
   // RST and the peer could lose the tail of our output (DESIGN.md, 7).
   ::shutdown(fd(), SHUT_WR);
   state_ = State::kLingering;
-  close_deadline_ = DeadlineAfter(reactor_.now(), options_.linger_timeout);
-  reactor_.ScheduleDeadlineInLoop(*this);
-  reactor_.ScheduleReadInLoop(*this);
+  close_deadline_ = DeadlineAfter(host_.now(), options_.linger_timeout);
+  ScheduleDeadlineInLoop();
+  ScheduleReadInLoop();
 }
 
 void Connection::OnPeerEofInLoop() {
@@ -402,10 +420,10 @@ std::optional<MailDrop> Connection::EnqueueMailInLoop(Mail mail, MailClass mail_
   switch (mailbox_.Push(std::move(mail), mail_class, options_.mailbox_capacity,
                         options_.mailbox_overflow)) {
     case Mailbox::PushResult::kQueued:
-      reactor_.MailboxDepthChanged(1, mailbox_.size());
+      host_.MailboxDepthChanged(1, mailbox_.size());
       break;
     case Mailbox::PushResult::kEvictedOldest:
-      reactor_.CountMailDrop(MailDrop::kEvicted);  // the new one took its place
+      host_.counters().CountMailDrop(MailDrop::kEvicted);  // the new one took its place
       break;
     case Mailbox::PushResult::kDroppedNewest:
       return MailDrop::kMailboxFull;
@@ -415,21 +433,28 @@ std::optional<MailDrop> Connection::EnqueueMailInLoop(Mail mail, MailClass mail_
       Close(CloseReason::kMailboxOverflow);
       return MailDrop::kActorClosed;
   }
-  reactor_.ScheduleMailInLoop(*this);
+  ScheduleMailInLoop();
   return std::nullopt;
 }
 
-bool Connection::DeliverMailInLoop(size_t max) {
+void Connection::ScheduleMailInLoop() {
+  if (in_mail_ready_) return;
+  in_mail_ready_ = true;
+  host_.MailReady(id_);
+}
+
+void Connection::HandOverMailInLoop(size_t max) {
+  in_mail_ready_ = false;
   // What is waiting now, not what arrives meanwhile (an actor mailing
   // itself waits for the next pass).
   const size_t n = std::min(max, mailbox_.size());
   for (size_t i = 0; i < n && !mailbox_.empty() && !closed(); ++i) {
     Mail mail = mailbox_.Pop();
-    reactor_.MailboxDepthChanged(-1, 0);
-    Reactor::Bump(reactor_.mail_delivered_);
+    host_.MailboxDepthChanged(-1, 0);
+    ReactorCounters::Bump(host_.counters().mail_delivered);
     handler_->OnMail(*this, std::move(mail));
   }
-  return !closed() && !mailbox_.empty();
+  if (!closed() && !mailbox_.empty()) ScheduleMailInLoop();
 }
 
 void Connection::FailInLoop(int error) {

@@ -69,6 +69,9 @@
 #include "core/net/address.h"
 #include "core/net/buffer.h"
 #include "core/base/fd.h"
+#include "core/loop/close_reason.h"
+#include "core/loop/connection_host.h"
+#include "core/loop/connection_id.h"
 #include "core/loop/mail.h"
 #include "core/loop/mailbox.h"
 
@@ -77,37 +80,6 @@ namespace troupe {
 class Reactor;
 class Connection;
 
-// Names a connection anywhere, for as long as anyone cares: a closed
-// connection's slot gets a new generation when reused, so a stale id never
-// reaches the newcomer.
-struct ConnectionId {
-  uint32_t reactor = 0;
-  uint32_t slot = 0;
-  uint32_t generation = 0;  // 0 = no connection
-  bool valid() const { return generation != 0; }
-  friend bool operator==(const ConnectionId&, const ConnectionId&) = default;
-};
-
-// Why a connection ended. Counted per reactor; a new reason goes at the end
-// (before kCount) and gets a name in CloseReasonName().
-enum class CloseReason : uint8_t {
-  kPeerClosed,      // orderly EOF from the peer, after our output drained
-  kPeerReset,       // ECONNRESET / EPIPE
-  kSocketError,     // any other recv/send error
-  kLocalClose,      // the handler called Close()
-  kFlushedClose,    // CloseAfterFlush() completed and the peer closed
-  kLingerTimeout,   // CloseAfterFlush(): the peer did not close in time
-  kInputTooLarge,   // unconsumed input above ConnectionOptions::max_input_bytes
-  kProtocolError,   // the handler rejected the input (bad frame, too long)
-  kHandlerError,    // the handler failed (e.g. threw)
-  kShutdown,        // the server stopped and the drain deadline passed
-  kIdleTimeout,     // no bytes either way for ReactorOptions::idle_timeout
-  kSlowConsumer,    // queued output would pass ConnectionOptions::max_output_bytes
-  kFlushTimeout,    // CloseAfterFlush(): the output did not drain in flush_timeout
-  kMailboxOverflow,  // mail at a full mailbox under MailboxOverflow::kCloseActor
-  kCount,
-};
-const char* CloseReasonName(CloseReason reason);
 
 struct ConnectionOptions {
   // Unconsumed input above this closes the connection (kInputTooLarge): a
@@ -170,8 +142,9 @@ class Connection {
  public:
   enum class State : uint8_t { kOpen, kFlushing, kLingering, kClosed };
 
-  Connection(Reactor& reactor, ConnectionId id, Fd fd, Address peer,
-             const ConnectionOptions& options);
+  // `reactor` is only handed back to handlers (reactor()); the connection
+  // itself reaches its loop through `host` alone.
+  Connection(ConnectionHost& host, Reactor& reactor, ConnectionId id, Fd fd, Address peer);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -179,6 +152,8 @@ class Connection {
   ConnectionId id() const { return id_; }
   int fd() const { return fd_.get(); }
   const Address& peer() const { return peer_; }
+  // The reactor that owns this connection, for handlers (to post, send mail
+  // or set timers); the connection itself never calls it.
   Reactor& reactor() const { return reactor_; }
   State state() const { return state_; }
   bool closed() const { return state_ == State::kClosed; }
@@ -218,26 +193,31 @@ class Connection {
   }
   ConnectionHandler* handler() const { return handler_.get(); }
 
- private:
-  friend class Reactor;
-
-  // Reactor entry points (…InLoop: loop-only helpers, after muduo).
+  // Loop entry points, called by the owning reactor only (…InLoop: loop-only,
+  // after muduo).
   void OpenInLoop();
   void HandleEventsInLoop(uint32_t events);
+  // The read the connection asked for with ConnectionHost::ReadAgain.
+  void ReadAgainInLoop();
+  // Queues mail under the mailbox policy; returns why it was dropped, if it was.
+  std::optional<MailDrop> EnqueueMailInLoop(Mail mail, MailClass mail_class);
+  // The hand-over the connection asked for with ConnectionHost::MailReady:
+  // at most `max` of the mails waiting now go to the handler.
+  void HandOverMailInLoop(size_t max);
+  // Its deadline (ConnectionHost::timers) came due: closes the connection
+  // if a timeout has really passed by `now`, else sets the next deadline.
+  void DeadlineDueInLoop(std::chrono::steady_clock::time_point now);
+
+ private:
   // Reads until EAGAIN or until `budget` bytes; returns true if the budget
   // ran out with the socket possibly still readable.
   bool ReadInLoop(size_t budget, bool until_eagain);
   void WriteInLoop();
-  // Queues mail under the mailbox policy; returns why it was dropped, if it was.
-  std::optional<MailDrop> EnqueueMailInLoop(Mail mail, MailClass mail_class);
-  // Hands at most `max` waiting mails to the handler; true if mail is left.
-  bool DeliverMailInLoop(size_t max);
-  // The earliest of the idle and close deadlines (time_point::max(): none).
-  std::chrono::steady_clock::time_point DeadlineInLoop(
-      std::chrono::steady_clock::duration idle_timeout) const;
-  // Closes the connection if one of its deadlines has passed by `now`.
-  void CheckDeadlinesInLoop(std::chrono::steady_clock::time_point now,
-                            std::chrono::steady_clock::duration idle_timeout);
+  // Requests to the host, each at most once until served.
+  void ScheduleReadInLoop();
+  void ScheduleMailInLoop();
+  // Puts the earliest of the idle and close deadlines on the host's timers.
+  void ScheduleDeadlineInLoop();
   // Appends what the kernel did not take, under max_output_bytes; false when
   // that closed the connection.
   bool QueueOutput(size_t bytes);
@@ -250,11 +230,12 @@ class Connection {
   // Handles a failed recv/send (errno), closing with the matching reason.
   void FailInLoop(int error);
 
-  Reactor& reactor_;
+  ConnectionHost& host_;
+  Reactor& reactor_;  // for handlers only
   const ConnectionId id_;
   Fd fd_;
   const Address peer_;
-  const ConnectionOptions& options_;  // the reactor's; outlives us
+  const ConnectionOptions& options_;  // the host's; outlives us
   State state_ = State::kOpen;
   bool peer_eof_ = false;        // the peer sent FIN; nothing more to read
   bool write_blocked_ = false;   // the kernel refused bytes; await EPOLLOUT
@@ -265,8 +246,8 @@ class Connection {
   bool paused_for_work_ = false;  // at max_pending_work: input waits
   bool redeliver_input_ = false;  // hand input_ over again before reading
   uint32_t pending_work_ = 0;    // replies owed by asynchronous work
-  // Last time bytes moved either way (the reactor's per-turn clock); the
-  // idle-timeout wheel compares against it when this connection's entry expires.
+  // Last time bytes moved either way (the host's per-turn clock); checked
+  // when this connection's deadline comes due.
   std::chrono::steady_clock::time_point last_active_;
   // Flushing: when the flush gives up; lingering: when the linger does.
   std::chrono::steady_clock::time_point close_deadline_ =

@@ -1,8 +1,60 @@
 #include "core/loop/inbox.h"
 
+#include <unistd.h>
+
+#include "concurrentqueue/concurrentqueue.h"
 #include "core/base/check.h"
 
 namespace troupe {
+
+struct Inbox::Queues {
+  moodycamel::ConcurrentQueue<Item> items;
+  // Single producer (the acceptor, with a token); drained in bulk.
+  moodycamel::ConcurrentQueue<Handoff> handoffs;
+};
+
+struct HandoffToken::Impl {
+  explicit Impl(moodycamel::ConcurrentQueue<Handoff>& queue) : token(queue) {}
+  moodycamel::ProducerToken token;
+};
+
+HandoffToken::HandoffToken(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HandoffToken::HandoffToken(HandoffToken&&) noexcept = default;
+HandoffToken& HandoffToken::operator=(HandoffToken&&) noexcept = default;
+HandoffToken::~HandoffToken() = default;
+
+Inbox::Inbox(Waker waker, size_t mail_capacity)
+    : waker_(std::move(waker)),
+      queues_(std::make_unique<Queues>()),
+      mail_capacity_(mail_capacity) {}
+
+Inbox::~Inbox() {
+  // Sockets handed over but never adopted (the reactor never ran, or ended
+  // first) are still ours to close.
+  Handoff handoff;
+  while (queues_->handoffs.try_dequeue(handoff)) ::close(handoff.fd);
+}
+
+HandoffToken Inbox::MakeHandoffToken() {
+  return HandoffToken(std::make_unique<HandoffToken::Impl>(queues_->handoffs));
+}
+
+bool Inbox::Hand(HandoffToken& token, Handoff handoff) {
+  if (!queues_->handoffs.enqueue(token.impl_->token, std::move(handoff))) return false;
+  waker_.Notify();
+  return true;
+}
+
+size_t Inbox::TakeItems(Item* out, size_t max) {
+  return queues_->items.try_dequeue_bulk(out, max);
+}
+
+size_t Inbox::TakeHandoffs(Handoff* out, size_t max) {
+  return queues_->handoffs.try_dequeue_bulk(out, max);
+}
+
+size_t Inbox::size_approx() const { return queues_->items.size_approx(); }
+size_t Inbox::handoffs_approx() const { return queues_->handoffs.size_approx(); }
 
 absl::StatusOr<std::shared_ptr<Inbox>> Inbox::Create(size_t mail_capacity) {
   absl::StatusOr<Waker> waker = Waker::Create();
@@ -53,7 +105,7 @@ bool Inbox::SendMail(ConnectionId to, Mail mail, MailClass mail_class) {
 
 void Inbox::Enqueue(Item item) {
   TROUPE_CHECK(item.to.valid() || item.task != nullptr, "empty inbox item");
-  TROUPE_CHECK(queue_.enqueue(std::move(item)), "inbox allocation failed");
+  TROUPE_CHECK(queues_->items.enqueue(std::move(item)), "inbox allocation failed");
   waker_.Notify();
 }
 

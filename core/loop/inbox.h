@@ -1,10 +1,15 @@
-// Inbox: a reactor's door for work from other threads: posted tasks and
-// mail for its connections, in one multi-producer lock-free queue, plus the
-// Waker that rouses the reactor when it sleeps.
+// Inbox: a reactor's one door for work from other threads: the acceptor's
+// socket handoffs, posted tasks and mail for its connections, each in a
+// lock-free queue (moodycamel ConcurrentQueue, kept out of this header), plus
+// the Waker that rouses the reactor when it sleeps.
 //
-//   producer (any thread)                      reactor (owner)
-//   inbox->Post(task) ──enqueue + Notify──►    DrainInboxInLoop: try_dequeue_bulk
-//   inbox->SendMail(to, mail)                  (tasks run, mail goes to `to`)
+//   acceptor thread      inbox->Hand(token, handoff) ─┐
+//   any thread           inbox->Post(task)           ─┼─enqueue + Notify─► reactor:
+//   any thread           inbox->SendMail(to, mail)   ─┘   TakeHandoffs / TakeItems
+//                                                          (bulk dequeue)
+//
+// Handoffs have their own single-producer queue (the acceptor enqueues with a
+// HandoffToken), so a flood of mail never delays a new connection.
 //
 // It is shared (std::shared_ptr) so that a thread outliving the reactor, such
 // as an offload worker finishing late, can hold a std::weak_ptr: lock() either
@@ -24,8 +29,9 @@
 // count is one atomic add per mail on each side; its high-water mark is kept
 // exactly, for /metrics.
 //
-// Thread safety: Post and SendMail any thread; queue(), MailTaken() and
-// waker()'s consumer side on the owning reactor only; counters any thread.
+// Thread safety: Hand, Post and SendMail any thread (Hand from the token's
+// one thread); TakeHandoffs, TakeItems, MailTaken and waker()'s consumer side
+// on the owning reactor only; counters any thread.
 #pragma once
 
 #include <atomic>
@@ -35,12 +41,35 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "concurrentqueue/concurrentqueue.h"
-#include "core/loop/connection.h"
+#include "core/loop/connection_id.h"
 #include "core/loop/mail.h"
+#include "core/loop/mailbox.h"
 #include "core/loop/waker.h"
+#include "core/net/address.h"
 
 namespace troupe {
+
+// A socket on its way from the acceptor to a reactor.
+struct Handoff {
+  int fd = -1;
+  Address peer;
+};
+
+// A producer's place in one inbox's handoff queue (moodycamel's producer
+// token: FIFO and cheapest per producer). One per producing thread per
+// inbox; it must not outlive the inbox.
+class HandoffToken {
+ public:
+  HandoffToken(HandoffToken&&) noexcept;
+  HandoffToken& operator=(HandoffToken&&) noexcept;
+  ~HandoffToken();
+
+ private:
+  friend class Inbox;
+  struct Impl;
+  explicit HandoffToken(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 class Inbox {
  public:
@@ -71,9 +100,21 @@ class Inbox {
   // sender can reach).
   void CountInvalidRef() { invalid_refs_.fetch_add(1, std::memory_order_relaxed); }
 
-  moodycamel::ConcurrentQueue<Item>& queue() { return queue_; }
+  // The acceptor's thread. Takes ownership of `handoff.fd` on success; false
+  // (out of memory) leaves it with the caller, who closes it.
+  HandoffToken MakeHandoffToken();
+  bool Hand(HandoffToken& token, Handoff handoff);
+
+  // Owner. Moves up to `max` waiting items (or handoffs) into `out`; returns
+  // how many.
+  size_t TakeItems(Item* out, size_t max);
+  size_t TakeHandoffs(Handoff* out, size_t max);
+
   Waker& waker() { return waker_; }
-  size_t size_approx() const { return queue_.size_approx(); }
+  ~Inbox();
+  // Any thread (approximate).
+  size_t size_approx() const;
+  size_t handoffs_approx() const;
   // Owner: `n` user mails were dequeued.
   void MailTaken(size_t n) { mail_depth_.fetch_sub(static_cast<int64_t>(n), std::memory_order_relaxed); }
 
@@ -84,15 +125,15 @@ class Inbox {
   uint64_t invalid_refs() const { return invalid_refs_.load(std::memory_order_relaxed); }
 
  private:
-  Inbox(Waker waker, size_t mail_capacity)
-      : waker_(std::move(waker)), mail_capacity_(mail_capacity) {}
+  struct Queues;  // the moodycamel queues (inbox.cc)
+  Inbox(Waker waker, size_t mail_capacity);
   void Enqueue(Item item);
   // Counts one user item in, or refuses it (counted) at capacity.
   bool Admit();
   static uint64_t Positive(int64_t v) { return v > 0 ? static_cast<uint64_t>(v) : 0; }
 
   Waker waker_;
-  moodycamel::ConcurrentQueue<Item> queue_;
+  std::unique_ptr<Queues> queues_;
   const size_t mail_capacity_;
   std::atomic<int64_t> mail_depth_{0};  // user mail enqueued, not yet taken
   std::atomic<int64_t> mail_depth_max_{0};

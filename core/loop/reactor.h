@@ -35,13 +35,10 @@
 #pragma once
 
 #include <atomic>
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
-#include <queue>
 #include <thread>
 #include <typeindex>
 #include <vector>
@@ -50,15 +47,17 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "concurrentqueue/concurrentqueue.h"
-#include "core/net/address.h"
-#include "core/loop/connection.h"
 #include "core/base/fd.h"
+#include "core/loop/connection.h"
+#include "core/loop/connection_host.h"
+#include "core/loop/connection_table.h"
 #include "core/loop/inbox.h"
 #include "core/loop/mail.h"
 #include "core/loop/mailbox.h"
-#include "core/loop/timer_wheel.h"
-#include "core/loop/waker.h"
+#include "core/loop/reactor_stats.h"
+#include "core/loop/timers.h"
+
+struct epoll_event;  // <sys/epoll.h>
 
 namespace troupe {
 
@@ -82,47 +81,7 @@ struct ReactorOptions {
   size_t inbox_mail_capacity = Inbox::kDefaultMailCapacity;
 };
 
-// A socket on its way from the acceptor to a reactor.
-struct Handoff {
-  int fd = -1;
-  Address peer;
-};
-
-// A point-in-time copy of a reactor's counters.
-struct ReactorStats {
-  uint64_t accepted = 0;
-  uint64_t closed = 0;
-  uint64_t open = 0;
-  uint64_t bytes_in = 0;
-  uint64_t bytes_out = 0;
-  uint64_t mail_delivered = 0;
-  uint64_t mail_dropped = 0;  // every reason below, summed
-  std::array<uint64_t, static_cast<size_t>(MailDrop::kCount)> mail_dropped_by_reason{};
-  uint64_t frames_shed = 0;       // output an actor dropped for a peer that was behind
-  uint64_t handoffs_dropped = 0;  // sockets closed before they became connections
-  uint64_t mailbox_depth = 0;     // mail waiting in this reactor's mailboxes now
-  uint64_t mailbox_depth_max = 0;  // the most ever waiting in one mailbox
-  uint64_t inbox_mail_depth = 0;  // user mail waiting in the inbox now
-  uint64_t inbox_mail_depth_max = 0;
-  uint64_t deadline_entries = 0;  // connections with an idle/flush/linger deadline
-  uint64_t timers = 0;            // RunAfter timers pending
-  uint64_t tasks_run = 0;
-  uint64_t loop_turns = 0;
-  uint64_t wake_writes = 0;
-  uint64_t queue_depth = 0;  // handoffs + inbox items waiting (approximate)
-  uint64_t refused = 0;      // reuse-port mode: shed, descriptors ran out
-  uint64_t rejected = 0;     // reuse-port mode: closed at once, max_connections
-  std::array<uint64_t, static_cast<size_t>(CloseReason::kCount)> closed_by_reason{};
-  // Loop-turn latency: time from epoll_wait's return to the end of the turn.
-  static constexpr std::array<int64_t, 9> kTurnBucketsUs = {
-      10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000};
-  // turn_buckets[i]: turns that took <= kTurnBucketsUs[i] (cumulative, as
-  // Prometheus wants); the last entry counts every turn (+Inf).
-  std::array<uint64_t, kTurnBucketsUs.size() + 1> turn_buckets{};
-  uint64_t turn_sum_ns = 0;
-};
-
-class Admission;
+class Listener;
 
 class Reactor {
  public:
@@ -163,16 +122,14 @@ class Reactor {
   std::weak_ptr<Inbox> inbox() const { return inbox_; }
 
   // Reuse-port mode: this reactor accepts from its own SO_REUSEPORT listener
-  // instead of taking handoffs. Call before Run(). `admission` wraps
-  // `listen_fd` (see core/loop/acceptor.h).
-  void AddListener(Fd listen_fd, std::unique_ptr<Admission> admission);
+  // instead of taking handoffs. Call before Run(). `listener` wraps
+  // `listen_fd` (see core/loop/listener.h).
+  void AddListener(Fd listen_fd, std::unique_ptr<Listener> listener);
 
   // Any thread (the acceptor). One token per producing thread.
-  moodycamel::ProducerToken MakeHandoffToken() {
-    return moodycamel::ProducerToken(handoffs_);
-  }
+  HandoffToken MakeHandoffToken() { return inbox_->MakeHandoffToken(); }
   // Any thread (the acceptor). Takes ownership of `handoff.fd`.
-  void Adopt(moodycamel::ProducerToken& token, Handoff handoff);
+  void Adopt(HandoffToken& token, Handoff handoff);
 
   // The live connection with this id, or nullptr.
   Connection* Find(ConnectionId id);
@@ -181,9 +138,9 @@ class Reactor {
   // False, counted, if `to` is gone or its mailbox refused the mail.
   bool DeliverMailInLoop(ConnectionId to, Mail mail, MailClass mail_class = MailClass::kUser);
   // An actor dropped output for a peer that was behind (counted).
-  void CountShedInLoop() { Bump(frames_shed_); }
+  void CountShedInLoop() { ReactorCounters::Bump(counters_.frames_shed); }
   // A send from this reactor named no actor (counted here).
-  void CountInvalidRefInLoop() { CountMailDrop(MailDrop::kInvalidRef); }
+  void CountInvalidRefInLoop() { counters_.CountMailDrop(MailDrop::kInvalidRef); }
 
   // Every reactor of the same server, by index (this one included), so that
   // code on one reactor can Post or SendMail to another. Set before Run().
@@ -211,60 +168,40 @@ class Reactor {
   // Any thread.
   ReactorStats Stats() const;
   // Any thread. Connections this reactor has adopted so far.
-  uint64_t AcceptedCount() const { return accepted_.load(std::memory_order_relaxed); }
+  uint64_t AcceptedCount() const { return counters_.accepted.load(std::memory_order_relaxed); }
   // Any thread. Connections this reactor has closed so far, plus sockets
   // handed to it that it had to close before adopting them (so that
   // "admitted - closed" is the number open, which max_connections gates).
   uint64_t ClosedCount() const {
-    return closed_.load(std::memory_order_relaxed) +
-           handoffs_dropped_.load(std::memory_order_relaxed);
+    return counters_.closed.load(std::memory_order_relaxed) +
+           counters_.handoffs_dropped.load(std::memory_order_relaxed);
   }
   // Any thread. Reuse-port mode: connections its own listener admitted.
   uint64_t AdmittedCount() const;
   // Any thread. Handoffs and inbox items not yet drained (approximate).
-  size_t QueueDepth() const {
-    return handoffs_.size_approx() + inbox_->size_approx();
-  }
+  size_t QueueDepth() const { return inbox_->handoffs_approx() + inbox_->size_approx(); }
 
-  bool IsInLoopThread() const {
-    return loop_thread_.load(std::memory_order_relaxed) ==
-           std::this_thread::get_id();
-  }
-  void AssertInLoopThread() const;
+  // Any thread.
+  bool IsInLoopThread() const { return host_.IsInLoopThread(); }
+  void AssertInLoopThread() const { host_.AssertInLoopThread(); }
 
  private:
-  friend class Connection;
   using Clock = std::chrono::steady_clock;
-
-  struct Slot {
-    std::unique_ptr<Connection> connection;
-    uint32_t generation = 1;
-  };
-  struct Timer {
-    Clock::time_point when;
-    uint64_t sequence;  // FIFO among equal deadlines
-    mutable Task task;  // mutable: std::priority_queue::top() is const
-    bool operator>(const Timer& other) const {
-      return when != other.when ? when > other.when : sequence > other.sequence;
-    }
-  };
-  struct Closing {
-    ConnectionId id;
-    CloseReason reason;
-  };
 
   Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll,
           std::shared_ptr<Inbox> inbox);
 
   bool HasQueuedWork() const;
   int ComputeTimeoutMs();
-  void HandleEventsInLoop(int count);
+  // The phases of one turn, in order (see the header comment).
+  void HandleEventsInLoop(const ::epoll_event* events, int count);
   void ProcessReadBacklogInLoop();
   void DrainHandoffsInLoop();
   void DrainInboxInLoop();
   void RunTimersInLoop();
   void RunMailboxesInLoop();
   void ReapInLoop();
+
   void DropHandoff();
   void AdoptInLoop(Handoff handoff);
   void AcceptInLoop();
@@ -274,92 +211,33 @@ class Reactor {
   bool ShouldExitInLoop();
   void LeaveDrainInLoop();
 
-  // Called by Connection.
-  char* scratch() { return scratch_.get(); }
-  // The time this turn's events were taken (one clock read per turn).
-  Clock::time_point now() const { return now_; }
-  void RecordTurnInLoop(Clock::time_point end);
-  void ExpireDeadlinesInLoop();
-  static constexpr size_t kScratchBytes = 64 * 1024;
-  void ScheduleReadInLoop(Connection& conn);
-  // Puts `conn`'s earliest deadline (idle, flush or linger) on the wheel.
-  void ScheduleDeadlineInLoop(Connection& conn);
-  void ScheduleMailInLoop(Connection& conn);
-  void CountMailDrop(MailDrop reason, uint64_t n = 1) {
-    Bump(mail_dropped_[static_cast<size_t>(reason)], n);
-  }
-  void MailboxDepthChanged(int64_t delta, size_t one_mailbox);
-  void OnClosedInLoop(Connection& conn, CloseReason reason);
-  void CountBytesIn(size_t n) { Bump(bytes_in_, n); }
-  void CountBytesOut(size_t n) { Bump(bytes_out_, n); }
-  const ConnectionOptions& connection_options() const { return options_.connection; }
-  size_t read_budget() const { return options_.read_budget_bytes; }
-
-  // Counters have one writer (this thread), so a relaxed load+store is
-  // enough and costs no locked instruction; readers may be anywhere.
-  static void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-    counter.store(counter.load(std::memory_order_relaxed) + n,
-                  std::memory_order_relaxed);
-  }
-
   const ReactorOptions options_;
   const HandlerFactory factory_;
   Fd epoll_;
-  // The cross-thread door (tasks, mail, and the Waker the handoffs use too);
-  // shared so late producers can hold a weak_ptr (see core/loop/inbox.h).
+  // The cross-thread door (handoffs, tasks, mail, and the Waker); shared so
+  // late producers can hold a weak_ptr (see core/loop/inbox.h).
   std::shared_ptr<Inbox> inbox_;
-  std::atomic<std::thread::id> loop_thread_{};
-
-  // The acceptor's handoffs (single producer, with a token); tasks and mail
-  // come through inbox_.
-  moodycamel::ConcurrentQueue<Handoff> handoffs_;
+  ReactorCounters counters_;  // read by Stats() from any thread
 
   std::vector<Reactor*> peers_;  // fixed before Run(); read-only after
   std::atomic<int>* drain_group_ = nullptr;  // the server's; outlives us
   bool left_drain_ = false;
   Fd listen_fd_;                          // reuse-port mode only
-  std::unique_ptr<Admission> admission_;  // reuse-port mode only
+  std::unique_ptr<Listener> listener_;  // reuse-port mode only
 
   // Loop-thread state.
+  Timers timers_;                         // RunAfter tasks and connection deadlines
+  ConnectionHost host_;                   // what connections may ask of us
+  SlotTable<Connection> table_;           // the connections, by slot
   absl::flat_hash_map<std::type_index, std::shared_ptr<void>> locals_;
-  std::unique_ptr<char[]> scratch_;       // shared read buffer, kScratchBytes
-  std::vector<Slot> slots_;               // connection table
-  std::vector<uint32_t> free_slots_;      // reusable indexes into slots_
-  std::vector<ConnectionId> read_backlog_;  // budget ran out; read again
+  // Each phase swaps the host's request list with its spare and walks that,
+  // so requests made while it runs wait for the next pass.
   std::vector<ConnectionId> read_backlog_next_;
-  std::vector<Closing> closing_;          // closed this turn; reaped at its end
-  std::vector<Closing> reaping_;          // the batch ReapInLoop is working on
-  std::vector<ConnectionId> mail_ready_;  // mailboxes with mail to hand over
   std::vector<ConnectionId> mail_ready_next_;
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
-  uint64_t timer_sequence_ = 0;
-  size_t live_connections_ = 0;
-  Clock::time_point now_ = Clock::now();
-  TimerWheel deadlines_;                  // idle, flush and linger deadlines
-  Clock::duration idle_timeout_{};        // zero: off
-  int64_t mailbox_depth_now_ = 0;
+  std::vector<ConnectionHost::Closing> reaping_;
   bool stopping_ = false;
   bool draining_ = false;
   Clock::time_point drain_deadline_{};
-
-  std::atomic<uint64_t> accepted_{0};
-  std::atomic<uint64_t> closed_{0};
-  std::atomic<uint64_t> bytes_in_{0};
-  std::atomic<uint64_t> bytes_out_{0};
-  std::atomic<uint64_t> mail_delivered_{0};
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(MailDrop::kCount)> mail_dropped_{};
-  std::atomic<uint64_t> frames_shed_{0};
-  std::atomic<uint64_t> handoffs_dropped_{0};  // two writers: fetch_add
-  std::atomic<uint64_t> mailbox_depth_{0};
-  std::atomic<uint64_t> mailbox_depth_max_{0};
-  std::atomic<uint64_t> deadline_entries_{0};
-  std::atomic<uint64_t> timer_count_{0};
-  std::atomic<uint64_t> tasks_run_{0};
-  std::atomic<uint64_t> loop_turns_{0};
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(CloseReason::kCount)>
-      closed_by_reason_{};
-  std::array<std::atomic<uint64_t>, ReactorStats::kTurnBucketsUs.size() + 1> turn_buckets_{};
-  std::atomic<uint64_t> turn_sum_ns_{0};
 };
 
 }  // namespace troupe

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
-#include "core/loop/connection.h"
+#include "core/loop/connection_id.h"
 
 namespace troupe {
 

@@ -112,51 +112,20 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   out.reserve(4096 + stats.reactors.size() * 2048);
   Family(out, "troupe_up", "gauge", "1 while the server accepts connections, 0 while draining.");
   absl::StrAppend(&out, "troupe_up ", accepting ? 1 : 0, "\n");
-  PerReactor(out, stats, "troupe_connections_accepted_total", "counter",
-             "Connections handed to the reactor.",
-             [](const ReactorStats& r) { return r.accepted; });
-  PerReactor(out, stats, "troupe_connections_open", "gauge", "Connections open now.",
-             [](const ReactorStats& r) { return r.open; });
+  // Every exported row of the counter table (core/loop/reactor_stats.h).
+  for (const ReactorCounterInfo& counter : kReactorCounterInfo) {
+    if (counter.metric == nullptr) continue;
+    PerReactor(out, stats, counter.metric, counter.type, counter.help,
+               [&counter](const ReactorStats& r) { return r.*counter.field; });
+  }
   ByReason(out, stats, "troupe_connections_closed_total", "Connections closed, by reason.",
            CloseReasonName,
            [](const ReactorStats& r, size_t reason) { return r.closed_by_reason[reason]; });
-  PerReactor(out, stats, "troupe_bytes_received_total", "counter", "Bytes read from peers.",
-             [](const ReactorStats& r) { return r.bytes_in; });
-  PerReactor(out, stats, "troupe_bytes_sent_total", "counter", "Bytes written to peers.",
-             [](const ReactorStats& r) { return r.bytes_out; });
-  PerReactor(out, stats, "troupe_mail_delivered_total", "counter",
-             "Mail handed to a live actor.",
-             [](const ReactorStats& r) { return r.mail_delivered; });
   ByReason(out, stats, "troupe_mail_dropped_total",
            "Mail that did not reach its actor, by reason (gone, invalid_ref, inbox_full, "
            "mailbox_full, evicted, actor_closed).",
            MailDropName,
            [](const ReactorStats& r, size_t reason) { return r.mail_dropped_by_reason[reason]; });
-  PerReactor(out, stats, "troupe_mailbox_depth", "gauge",
-             "Mail waiting in the reactor's actor mailboxes.",
-             [](const ReactorStats& r) { return r.mailbox_depth; });
-  PerReactor(out, stats, "troupe_mailbox_depth_max", "gauge",
-             "The most mail ever waiting in one mailbox of the reactor.",
-             [](const ReactorStats& r) { return r.mailbox_depth_max; });
-  PerReactor(out, stats, "troupe_inbox_mail_depth", "gauge",
-             "User mail waiting in the reactor's inbox.",
-             [](const ReactorStats& r) { return r.inbox_mail_depth; });
-  PerReactor(out, stats, "troupe_inbox_mail_depth_max", "gauge",
-             "The most user mail ever waiting in the reactor's inbox.",
-             [](const ReactorStats& r) { return r.inbox_mail_depth_max; });
-  PerReactor(out, stats, "troupe_frames_shed_total", "counter",
-             "Output an actor dropped because its peer was behind (TryWriteFrame).",
-             [](const ReactorStats& r) { return r.frames_shed; });
-  PerReactor(out, stats, "troupe_handoffs_dropped_total", "counter",
-             "Accepted sockets closed before they became connections (epoll_ctl or "
-             "queue failure, stopping).",
-             [](const ReactorStats& r) { return r.handoffs_dropped; });
-  PerReactor(out, stats, "troupe_queue_depth", "gauge",
-             "Handoffs and inbox items waiting for the reactor (approximate).",
-             [](const ReactorStats& r) { return r.queue_depth; });
-  PerReactor(out, stats, "troupe_wakeups_total", "counter",
-             "Eventfd writes needed to wake the reactor from epoll_wait.",
-             [](const ReactorStats& r) { return r.wake_writes; });
   Family(out, "troupe_loop_turn_seconds", "histogram",
          "Time a reactor spent on one loop turn, after epoll_wait returned.");
   for (size_t i = 0; i < stats.reactors.size(); ++i) {

@@ -85,7 +85,7 @@ class ReactorTest : public ::testing::Test {
       testing::MutexLock lock(&journal_.mu);
       before = journal_.opened.size();
     }
-    moodycamel::ProducerToken token = reactor_->MakeHandoffToken();
+    HandoffToken token = reactor_->MakeHandoffToken();
     reactor_->Adopt(token, Handoff{sv[0], Address()});
     ConnectionId id;
     EXPECT_TRUE(WaitFor([&] {
@@ -262,7 +262,7 @@ class HookedReactor {
     int sv[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     const uint64_t before = reactor_->AcceptedCount();
-    moodycamel::ProducerToken token = reactor_->MakeHandoffToken();
+    HandoffToken token = reactor_->MakeHandoffToken();
     reactor_->Adopt(token, Handoff{sv[0], Address()});
     EXPECT_TRUE(WaitFor([&] { return reactor_->AcceptedCount() > before; }));
     return Fd(sv[1]);
@@ -336,7 +336,7 @@ TEST(ReactorLimitsTest, FailedAdoptionCountsAsClosed) {
   const int file = ::mkstemp(path);
   ASSERT_GE(file, 0);
   ::unlink(path);
-  moodycamel::ProducerToken token = r.reactor().MakeHandoffToken();
+  HandoffToken token = r.reactor().MakeHandoffToken();
   r.reactor().Adopt(token, Handoff{file, Address()});
   EXPECT_TRUE(WaitFor([&] { return r.reactor().ClosedCount() == 1; }));
   EXPECT_EQ(r.reactor().Stats().handoffs_dropped, 1u);
@@ -354,7 +354,7 @@ TEST(ReactorLimitsTest, DrainAdoptsHandoffsStillQueued) {
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
   Fd peer(sv[1]);
   ASSERT_EQ(::send(peer.get(), "unread", 6, 0), 6);
-  moodycamel::ProducerToken token = reactor->MakeHandoffToken();
+  HandoffToken token = reactor->MakeHandoffToken();
   // Both run in one inbox batch: the handoff lands after this turn's
   // handoff phase, right before the drain.
   reactor->Post([&] { reactor->Adopt(token, Handoff{sv[0], Address()}); });
@@ -450,7 +450,7 @@ TEST(ReactorAffinityDeathTest, SendOffLoopThreadAborts) {
         std::thread t([&] { r2->Run(); });
         int sv[2];
         ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
-        moodycamel::ProducerToken token = r2->MakeHandoffToken();
+        HandoffToken token = r2->MakeHandoffToken();
         r2->Adopt(token, Handoff{sv[0], Address()});
         while (!ready) std::this_thread::yield();
         captured->Send("boom");  // not the loop thread

@@ -428,24 +428,24 @@ TEST(ServerTest, LeastLoadedBalanceFillsTheEmptiestReactor) {
   }
 }
 
-TEST(AdmissionTest, EachRejectionAtTheLimitCountsTowardTheCallersBatch) {
+TEST(ListenerTest, EachRejectionAtTheLimitCountsTowardTheCallersBatch) {
   // A connect flood at max_connections: if one AcceptOne call rejected
   // connections until the backlog was empty, a flood could keep the
   // acceptor (or a reuse-port reactor) in that call forever, so Stop() and
   // established connections would wait.
-  absl::StatusOr<Fd> listener = ListenTcp(*Address::Parse("127.0.0.1:0"));
-  ASSERT_TRUE(listener.ok()) << listener.status();
-  const Address address = *LocalAddress(listener->get());
-  ASSERT_TRUE(SetNonBlocking(listener->get()).ok());
+  absl::StatusOr<Fd> listen_fd = ListenTcp(*Address::Parse("127.0.0.1:0"));
+  ASSERT_TRUE(listen_fd.ok()) << listen_fd.status();
+  const Address address = *LocalAddress(listen_fd->get());
+  ASSERT_TRUE(SetNonBlocking(listen_fd->get()).ok());
   std::vector<Fd> clients;
   for (int i = 0; i < 20; ++i) clients.push_back(*ConnectTcpBlocking(address));
-  Admission admission(listener->get(), /*max_connections=*/1, [] { return uint64_t{1}; });
+  Listener listener(listen_fd->get(), /*max_connections=*/1, [] { return uint64_t{1}; });
   Handoff handoff;
   for (int i = 0; i < 20; ++i) {
-    ASSERT_EQ(admission.AcceptOne(handoff), Admission::Result::kRejected) << i;
-    EXPECT_EQ(admission.counters().rejected.load(), static_cast<uint64_t>(i + 1));
+    ASSERT_EQ(listener.AcceptOne(handoff), Listener::Result::kRejected) << i;
+    EXPECT_EQ(listener.counters().rejected.load(), static_cast<uint64_t>(i + 1));
   }
-  EXPECT_EQ(admission.AcceptOne(handoff), Admission::Result::kEmpty);
+  EXPECT_EQ(listener.AcceptOne(handoff), Listener::Result::kEmpty);
 }
 
 }  // namespace

@@ -1,0 +1,135 @@
+// The table of a reactor's counters: each one is declared once, in
+// TROUPE_REACTOR_COUNTERS below, and from that one line come its live atomic
+// (ReactorCounters), its field in the copy-out (ReactorStats), how a server
+// sums its reactors (ReactorStats::Add) and its /metrics family
+// (core/ops/metrics_server.cc walks kReactorCounterInfo). Adding a counter
+// is one line here plus the code that bumps it. (The X-macro is the idiom of
+// LLVM's .def files: one list, expanded several ways.)
+//
+//   ReactorCounters counters;                  // the reactor's, loop thread writes
+//   ReactorCounters::Bump(counters.bytes_in, n);
+//   ReactorStats s = counters.Snapshot();      // any thread
+//
+// Thread safety: ReactorCounters is written by its reactor's thread (the
+// few exceptions say so) and read anywhere; ReactorStats is a plain value.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/loop/close_reason.h"
+#include "core/loop/mailbox.h"
+
+namespace troupe {
+
+// X(name, combine, source, metric, type, help)
+//   combine  Sum or Max: how ServerStats::Total() folds reactors together
+//   source   Own: an atomic the reactor bumps; Derived: filled in by
+//            Reactor::Stats() from elsewhere (the inbox, the listener, a sum)
+//   metric   the Prometheus family with a reactor label, or nullptr: not
+//            exported on its own
+// The order is the order of /metrics.
+#define TROUPE_REACTOR_COUNTERS(X)                                                          \
+  X(accepted, Sum, Own, "troupe_connections_accepted_total", "counter",                     \
+    "Connections handed to the reactor.")                                                   \
+  X(open, Sum, Derived, "troupe_connections_open", "gauge", "Connections open now.")        \
+  X(closed, Sum, Own, nullptr, "", "")                                                      \
+  X(bytes_in, Sum, Own, "troupe_bytes_received_total", "counter", "Bytes read from peers.") \
+  X(bytes_out, Sum, Own, "troupe_bytes_sent_total", "counter", "Bytes written to peers.")   \
+  X(mail_delivered, Sum, Own, "troupe_mail_delivered_total", "counter",                     \
+    "Mail handed to a live actor.")                                                         \
+  X(mail_dropped, Sum, Derived, nullptr, "", "") /* every reason, summed */                 \
+  X(mailbox_depth, Sum, Own, "troupe_mailbox_depth", "gauge",                               \
+    "Mail waiting in the reactor's actor mailboxes.")                                       \
+  X(mailbox_depth_max, Max, Own, "troupe_mailbox_depth_max", "gauge",                       \
+    "The most mail ever waiting in one mailbox of the reactor.")                            \
+  X(inbox_mail_depth, Sum, Derived, "troupe_inbox_mail_depth", "gauge",                     \
+    "User mail waiting in the reactor's inbox.")                                            \
+  X(inbox_mail_depth_max, Max, Derived, "troupe_inbox_mail_depth_max", "gauge",             \
+    "The most user mail ever waiting in the reactor's inbox.")                              \
+  X(frames_shed, Sum, Own, "troupe_frames_shed_total", "counter",                           \
+    "Output an actor dropped because its peer was behind (TryWriteFrame).")                 \
+  /* Two writers (the acceptor's failed enqueue, the reactor): fetch_add. */                \
+  X(handoffs_dropped, Sum, Own, "troupe_handoffs_dropped_total", "counter",                 \
+    "Accepted sockets closed before they became connections (epoll_ctl or "                \
+    "queue failure, stopping).")                                                            \
+  X(queue_depth, Sum, Derived, "troupe_queue_depth", "gauge",                               \
+    "Handoffs and inbox items waiting for the reactor (approximate).")                      \
+  X(wake_writes, Sum, Derived, "troupe_wakeups_total", "counter",                           \
+    "Eventfd writes needed to wake the reactor from epoll_wait.")                           \
+  X(deadline_entries, Sum, Own, nullptr, "", "") /* idle/flush/linger deadlines */          \
+  X(timers, Sum, Own, nullptr, "", "")           /* RunAfter timers pending */              \
+  X(tasks_run, Sum, Own, nullptr, "", "")                                                   \
+  X(loop_turns, Sum, Own, nullptr, "", "")                                                  \
+  X(refused, Sum, Derived, nullptr, "", "")  /* reuse-port: shed, descriptors ran out */    \
+  X(rejected, Sum, Derived, nullptr, "", "") /* reuse-port: closed, max_connections */      \
+  X(turn_sum_ns, Sum, Own, nullptr, "", "")  /* see turn_buckets */
+
+// A point-in-time copy of a reactor's counters.
+struct ReactorStats {
+#define TROUPE_STATS_FIELD(name, ...) uint64_t name = 0;
+  TROUPE_REACTOR_COUNTERS(TROUPE_STATS_FIELD)
+#undef TROUPE_STATS_FIELD
+  // The labelled families (rendered by reason) and the turn histogram.
+  std::array<uint64_t, static_cast<size_t>(MailDrop::kCount)> mail_dropped_by_reason{};
+  std::array<uint64_t, static_cast<size_t>(CloseReason::kCount)> closed_by_reason{};
+  // Loop-turn latency: time from epoll_wait's return to the end of the turn.
+  static constexpr std::array<int64_t, 9> kTurnBucketsUs = {
+      10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000};
+  // turn_buckets[i]: turns that took <= kTurnBucketsUs[i] (cumulative, as
+  // Prometheus wants); the last entry counts every turn (+Inf).
+  std::array<uint64_t, kTurnBucketsUs.size() + 1> turn_buckets{};
+
+  // Folds `other` in, counter by counter (Sum or Max, as the table says).
+  void Add(const ReactorStats& other);
+};
+
+// One row of the table, for code that walks every counter (/metrics).
+struct ReactorCounterInfo {
+  const char* name;
+  uint64_t ReactorStats::*field;
+  const char* metric;  // nullptr: not exported on its own
+  const char* type;
+  const char* help;
+};
+#define TROUPE_COUNTER_INFO(name, combine, source, metric, type, help) \
+  ReactorCounterInfo{#name, &ReactorStats::name, metric, type, help},
+inline constexpr ReactorCounterInfo kReactorCounterInfo[] = {
+    TROUPE_REACTOR_COUNTERS(TROUPE_COUNTER_INFO)};
+#undef TROUPE_COUNTER_INFO
+
+// The live counters of one reactor: relaxed atomics with one writer.
+struct ReactorCounters {
+#define TROUPE_ATOMIC_Own(name) std::atomic<uint64_t> name{0};
+#define TROUPE_ATOMIC_Derived(name)
+#define TROUPE_COUNTER_ATOMIC(name, combine, source, ...) TROUPE_ATOMIC_##source(name)
+  TROUPE_REACTOR_COUNTERS(TROUPE_COUNTER_ATOMIC)
+#undef TROUPE_COUNTER_ATOMIC
+#undef TROUPE_ATOMIC_Derived
+#undef TROUPE_ATOMIC_Own
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(MailDrop::kCount)> mail_dropped_by_reason{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(CloseReason::kCount)> closed_by_reason{};
+  std::array<std::atomic<uint64_t>, ReactorStats::kTurnBucketsUs.size() + 1> turn_buckets{};
+
+  // One writer (the loop thread), so a relaxed load+store is enough and
+  // costs no locked instruction; readers may be anywhere.
+  static void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void CountMailDrop(MailDrop reason, uint64_t n = 1) {
+    Bump(mail_dropped_by_reason[static_cast<size_t>(reason)], n);
+  }
+  void CountClose(CloseReason reason) {
+    Bump(closed);
+    Bump(closed_by_reason[static_cast<size_t>(reason)]);
+  }
+  // Records one loop turn of `ns` nanoseconds in the histogram.
+  void RecordTurn(int64_t ns);
+
+  // Any thread. Every Own counter; Derived ones are left at zero.
+  ReactorStats Snapshot() const;
+};
+
+}  // namespace troupe
