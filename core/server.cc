@@ -141,7 +141,7 @@ void Server::StopNow() {
   if (threads_.empty()) return;
   accepting_.store(false);
   if (acceptor_) acceptor_->Stop();
-  for (auto& reactor : reactors_) reactor->Stop();
+  for (auto& reactor : reactors_) reactor->StopNow();
   Join();
 }
 
@@ -154,7 +154,7 @@ bool Server::SendMail(ConnectionId to, Mail mail) {
 }
 
 void Server::Abort() {
-  for (auto& reactor : reactors_) reactor->Stop();
+  for (auto& reactor : reactors_) reactor->StopNow();
 }
 
 void Server::Join() {

@@ -281,43 +281,25 @@ int main(int argc, char* argv[]) {
   TROUPE_LOG(kInfo, "started: %s, %d workers, mode %s", (*server)->address().ToString(),
              (*server)->workers(), builtin.mode);
 
-  // Wait for a stop signal, logging a summary every --stats-interval.
-  const absl::Duration interval = absl::GetFlag(FLAGS_stats_interval);
+  // Wait for a stop signal, logging a summary every --stats-interval; drain;
+  // a second signal cuts the drain (the lifecycle of core/ops/signals.h).
   troupe::ReactorStats last = (*server)->Stats().Total();
   absl::Time last_time = absl::Now();
-  int sig = 0;
-  while (sig == 0) {
-    if (interval <= absl::ZeroDuration()) {
-      sig = troupe::WaitForStopSignal();
-      break;
-    }
-    const absl::Time next = last_time + interval;
-    sig = troupe::WaitForStopSignalFor(
-        static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(next - absl::Now()))));
-    if (sig == 0 && absl::Now() >= next) {
-      troupe::ReactorStats now = (*server)->Stats().Total();
-      LogStats(now, last, absl::ToDoubleSeconds(absl::Now() - last_time));
-      last = now;
-      last_time = absl::Now();
-    }
-  }
-
-  TROUPE_LOG(kInfo, "%s: draining (up to %s; a second signal cuts connections now)",
-             sig == SIGINT ? "SIGINT" : "SIGTERM",
-             absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
-  std::atomic<bool> stopped{false};
-  std::thread stopper([&] {
-    (*server)->Stop();
-    stopped.store(true);
-  });
-  while (!stopped.load()) {
-    if (troupe::WaitForStopSignalFor(100) != 0) {
-      TROUPE_LOG(kWarning, "second signal: closing every connection now");
-      (*server)->Abort();
-      break;
-    }
-  }
-  stopper.join();
+  troupe::StopSignalHooks hooks;
+  hooks.tick_interval = absl::GetFlag(FLAGS_stats_interval);
+  hooks.on_tick = [&] {
+    troupe::ReactorStats now = (*server)->Stats().Total();
+    LogStats(now, last, absl::ToDoubleSeconds(absl::Now() - last_time));
+    last = now;
+    last_time = absl::Now();
+  };
+  hooks.on_signal = [](int sig) {
+    TROUPE_LOG(kInfo, "%s: draining (up to %s; a second signal cuts connections now)",
+               sig == SIGINT ? "SIGINT" : "SIGTERM",
+               absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
+  };
+  hooks.on_abort = [] { TROUPE_LOG(kWarning, "second signal: closing every connection now"); };
+  troupe::DrainOnStopSignal(**server, hooks);
   if (metrics) metrics->Stop();
   const troupe::ServerStats stats = (*server)->Stats();
   const troupe::ReactorStats total = stats.Total();

@@ -8,7 +8,7 @@
 //                   reactor, until the handler's OnMail has seen every mail
 //
 // Both queues carry troupe::Handoff (an fd and a sockaddr_storage, 136 bytes)
-// and drain up to 64 at a time, like Reactor::DrainHandoffsInLoop.
+// and drain up to 64 at a time, like Reactor::AdoptHandoffsInLoop.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -168,7 +168,7 @@ void BM_MailDelivery(benchmark::State& state) {
     for (size_t i = 0; i < batch; ++i) reactor->SendMail(id, Mail::Of<uint64_t>(sent++));
     while (delivered.load(std::memory_order_acquire) < sent) std::this_thread::yield();
   }
-  reactor->Stop();
+  reactor->StopNow();
   loop.join();
   ::close(pair[1]);
   state.SetItemsProcessed(static_cast<int64_t>(sent));

@@ -55,7 +55,7 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
   absl::StatusOr<std::shared_ptr<Inbox>> inbox = Inbox::Create(options.inbox_mail_capacity);
   if (!inbox.ok()) return inbox.status();
   epoll_event event{};
-  event.events = EPOLLIN;  // level-triggered: Drain() resets it
+  event.events = EPOLLIN;  // level-triggered: Consume() resets it
   event.data.u64 = kWakerToken;
   if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, (*inbox)->waker().fd(), &event) != 0) {
     return absl::ErrnoToStatus(errno, "epoll_ctl add eventfd");
@@ -133,7 +133,7 @@ void Reactor::DropHandoff() {
 // queued in the inbox are closed by the inbox.
 Reactor::~Reactor() = default;
 
-void Reactor::Stop() {
+void Reactor::StopNow() {
   Post([this] { stopping_ = true; });
 }
 
@@ -181,8 +181,8 @@ void Reactor::Run() {
     ReactorCounters::Bump(counters_.loop_turns);
     HandleEventsInLoop(events, count);
     ProcessReadBacklogInLoop();
-    DrainHandoffsInLoop();
-    DrainInboxInLoop();
+    AdoptHandoffsInLoop();
+    RunInboxInLoop();
     RunTimersInLoop();
     RunMailboxesInLoop();
     ReapInLoop();
@@ -198,7 +198,7 @@ void Reactor::HandleEventsInLoop(const epoll_event* events, int count) {
   for (int i = 0; i < count; ++i) {
     const uint64_t token = events[i].data.u64;
     if (token == kWakerToken) {
-      inbox_->waker().Drain();
+      inbox_->waker().Consume();
       continue;
     }
     if (token == kListenerToken) {
@@ -218,7 +218,7 @@ bool Reactor::ShouldExitInLoop() {
   if (!draining_) return false;
   // A handoff still queued is a connection too: adopt it (it starts
   // closing at once) rather than leave it to the destructor's reset.
-  if (inbox_->handoffs_approx() > 0) DrainHandoffsInLoop();
+  if (inbox_->handoffs_approx() > 0) AdoptHandoffsInLoop();
   if (Clock::now() >= drain_deadline_) {
     CloseAllInLoop(CloseReason::kShutdown);
     LeaveDrainInLoop();
@@ -268,7 +268,7 @@ void Reactor::ProcessReadBacklogInLoop() {
   }
 }
 
-void Reactor::DrainHandoffsInLoop() {
+void Reactor::AdoptHandoffsInLoop() {
   if (inbox_->handoffs_approx() == 0) return;  // the common case: skip the batch array
   Handoff batch[kBulk];
   size_t count;
@@ -305,7 +305,7 @@ void Reactor::AdoptInLoop(Handoff handoff) {
   if (draining_ && !ref.closed()) ref.CloseAfterFlush();
 }
 
-void Reactor::DrainInboxInLoop() {
+void Reactor::RunInboxInLoop() {
   if (inbox_->size_approx() == 0) return;  // the common case: skip the batch array
   Inbox::Item batch[kBulk];
   size_t handled = 0;
@@ -413,7 +413,7 @@ void Reactor::BeginDrainInLoop(absl::Time deadline) {
   // An infinite deadline stays infinite (DeadlineAfter saturates).
   drain_deadline_ = DeadlineAfter(Clock::now(), deadline - absl::Now());
   // Sockets already handed over are connections of this server too.
-  DrainHandoffsInLoop();
+  AdoptHandoffsInLoop();
   table_.ForEach([](Connection& conn) {
     if (!conn.closed()) conn.CloseAfterFlush();
   });

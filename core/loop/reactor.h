@@ -5,23 +5,29 @@
 //   1. epoll_wait   sleeps only if the Waker says no work was published
 //   2. I/O events   read (up to a per-connection budget), write, close
 //   3. read backlog connections whose budget ran out last turn read again
-//   4. handoffs     new sockets from the acceptor, drained in bulk
-//   5. inbox        posted tasks and mail from any thread, drained in bulk;
+//   4. handoffs     new sockets from the acceptor, taken in bulk
+//   5. inbox        posted tasks and mail from any thread, taken in bulk;
 //                   after each batch, mailboxes with mail hand it over
-//   6. timers       due timers run
-//   7. deadlines    idle, flush and linger deadlines (one wheel entry per
-//                   connection that has one)
-//   8. mailboxes    mail sent during this turn by actors of this reactor
-//   9. reap         closed connections get OnClose, then are destroyed
+//   6. timers       due RunAfter tasks run, then due deadlines (idle, flush,
+//                   linger: one per connection that has one) are checked
+//   7. mailboxes    mail sent during this turn by actors of this reactor
+//   8. reap         closed connections get OnClose, then are destroyed
 //
 // Everything a connection touches happens on this thread; other threads reach
-// a reactor only through Adopt(), Post(), SendMail(), Drain() and Stop(),
-// which enqueue onto lock-free queues and wake the loop (core/loop/waker.h).
+// a reactor only through its Inbox (core/loop/inbox.h): Adopt(), Post(),
+// SendMail(), Drain() and StopNow() enqueue there and wake the loop.
+//
+// What the reactor is made of, each in its own file:
+//   SlotTable        core/loop/connection_table.h  the connections: slots, generations
+//   ConnectionHost   core/loop/connection_host.h   the connections' one way back
+//   Timers           core/loop/timers.h            RunAfter and per-entry deadlines
+//   Inbox            core/loop/inbox.h             the cross-thread door
+//   ReactorCounters  core/loop/reactor_stats.h     the counters, one table
 //
 //   auto reactor = Reactor::Create({.index = 0}, factory).value();
 //   std::thread t([&] { reactor->Run(); });
 //   reactor->Post([] { /* runs on the reactor thread */ });
-//   reactor->Stop();
+//   reactor->StopNow();
 //   t.join();
 //
 // Epoll mode: edge-triggered, registered once per connection for
@@ -93,12 +99,13 @@ class Reactor {
   Reactor(const Reactor&) = delete;
   Reactor& operator=(const Reactor&) = delete;
 
-  // Runs the loop on the calling thread until Stop(), or until Drain()
+  // Runs the loop on the calling thread until StopNow(), or until Drain()
   // finishes. Call once.
   void Run();
 
-  // Any thread. Closes every connection at once and ends Run().
-  void Stop();
+  // Any thread. Closes every connection at once and ends Run() (what
+  // Server::StopNow does to each reactor).
+  void StopNow();
   // Any thread. Stops taking new work, adopts the handoffs already queued,
   // closes every connection with CloseAfterFlush (which waits for the
   // replies its handler still owes), and ends Run() when none is left (and,
@@ -196,8 +203,8 @@ class Reactor {
   // The phases of one turn, in order (see the header comment).
   void HandleEventsInLoop(const ::epoll_event* events, int count);
   void ProcessReadBacklogInLoop();
-  void DrainHandoffsInLoop();
-  void DrainInboxInLoop();
+  void AdoptHandoffsInLoop();
+  void RunInboxInLoop();
   void RunTimersInLoop();
   void RunMailboxesInLoop();
   void ReapInLoop();

@@ -21,7 +21,7 @@ void Waker::WriteEventFd() {
   }
 }
 
-void Waker::Drain() {
+void Waker::Consume() {
   uint64_t count;
   while (::read(fd_.get(), &count, sizeof(count)) < 0 && errno == EINTR) {
   }

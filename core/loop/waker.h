@@ -23,7 +23,7 @@
 //   // reactor:   if (waker.PrepareToSleep([&] { return queue.size_approx() > 0; }))
 //   //              epoll_wait(..., timeout);
 //   //            waker.Awake();   // after epoll_wait returns
-//   //            if (eventfd was readable) waker.Drain();
+//   //            if (eventfd was readable) waker.Consume();
 //
 // Thread safety: Notify() any thread; the other methods on the consumer only.
 #pragma once
@@ -70,7 +70,7 @@ class Waker {
   // Consumer, after the blocking wait returned.
   void Awake() { sleeping_.store(false, std::memory_order_relaxed); }
   // Consumer, when the eventfd was readable: resets its counter.
-  void Drain();
+  void Consume();
 
   // How many times a producer had to write the eventfd (for stats).
   uint64_t wake_writes() const { return writes_.load(std::memory_order_relaxed); }

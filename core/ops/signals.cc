@@ -3,8 +3,11 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "core/server.h"
 
@@ -52,9 +55,44 @@ int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
   (*server)->Start();
   std::printf("%s listening on %s\n", program.c_str(), (*server)->address().ToString().c_str());
   std::fflush(stdout);
-  WaitForStopSignal();
-  (*server)->Stop();
+  DrainOnStopSignal(**server);
   return 0;
+}
+
+int DrainOnStopSignal(Server& server, const StopSignalHooks& hooks) {
+  int sig = 0;
+  const bool ticking = hooks.on_tick != nullptr && hooks.tick_interval > absl::ZeroDuration() &&
+                       hooks.tick_interval != absl::InfiniteDuration();
+  absl::Time next_tick = absl::Now() + (ticking ? hooks.tick_interval : absl::ZeroDuration());
+  while (sig == 0) {
+    if (!ticking) {
+      sig = WaitForStopSignal();
+      break;
+    }
+    const int64_t wait_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(next_tick - absl::Now()));
+    sig = WaitForStopSignalFor(static_cast<int>(std::min<int64_t>(wait_ms, 60'000)));
+    if (sig == 0 && absl::Now() >= next_tick) {
+      hooks.on_tick();
+      next_tick = absl::Now() + hooks.tick_interval;
+    }
+  }
+  if (hooks.on_signal) hooks.on_signal(sig);
+  // Stop() joins the reactors, so it runs on a thread of its own while this
+  // one keeps listening for the signal that cuts the drain.
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    server.Stop();
+    stopped.store(true);
+  });
+  while (!stopped.load()) {
+    if (WaitForStopSignalFor(100) != 0) {
+      if (hooks.on_abort) hooks.on_abort();
+      server.Abort();
+      break;
+    }
+  }
+  stopper.join();
+  return sig;
 }
 
 }  // namespace troupe

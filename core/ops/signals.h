@@ -13,13 +13,16 @@
 // Thread safety: call from main, BlockStopSignals before starting threads.
 #pragma once
 
+#include <functional>
 #include <string_view>
 
+#include "absl/time/time.h"
 #include "core/loop/reactor.h"
 
 namespace troupe {
 
 struct ServerOptions;
+class Server;
 
 void BlockStopSignals();
 // Blocks until SIGINT or SIGTERM arrives; returns which.
@@ -27,9 +30,25 @@ int WaitForStopSignal();
 // Like WaitForStopSignal, but gives up after `timeout_ms`; returns 0 then.
 int WaitForStopSignalFor(int timeout_ms);
 
+// The one way a troupe program stops (docs/architecture.md, "Closing"):
+// waits for SIGINT or SIGTERM, then drains `server` (Server::Stop, bounded
+// by its drain_timeout); a second signal during the drain cuts it short
+// (Server::Abort). Returns the first signal.
+struct StopSignalHooks {
+  // Called every `tick_interval` while waiting for the first signal (a
+  // stats line, say); zero or infinite: never.
+  absl::Duration tick_interval = absl::ZeroDuration();
+  std::function<void()> on_tick;
+  // Called with the first signal, before the drain starts.
+  std::function<void(int sig)> on_signal;
+  // Called when a second signal cuts the drain.
+  std::function<void()> on_abort;
+};
+int DrainOnStopSignal(Server& server, const StopSignalHooks& hooks = {});
+
 // The whole life of a small server program, for main(): blocks the stop
 // signals, creates and starts the server, prints "<name> listening on
-// <address>" on stdout, waits for SIGINT/SIGTERM, drains, and returns the
+// <address>" on stdout, then DrainOnStopSignal, and returns the
 // exit status (0, or 1 after printing "<name>: <what failed>" on stderr).
 //
 //   int main() { return troupe::ServeUntilStopSignal("my-server", options, factory); }

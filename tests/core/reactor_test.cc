@@ -72,7 +72,7 @@ class ReactorTest : public ::testing::Test {
     thread_ = std::thread([this] { reactor_->Run(); });
   }
   void TearDown() override {
-    reactor_->Stop();
+    reactor_->StopNow();
     thread_.join();
   }
 
@@ -253,7 +253,7 @@ class HookedReactor {
                  }).value()),
         thread_([this] { reactor_->Run(); }) {}
   ~HookedReactor() {
-    reactor_->Stop();
+    reactor_->StopNow();
     thread_.join();
   }
   Reactor& reactor() { return *reactor_; }
@@ -301,7 +301,7 @@ TEST(ReactorLimitsTest, InboxRefusesUserMailBeyondItsCapacityButNeverTasks) {
   EXPECT_TRUE(WaitFor([&] { return reactor->Stats().inbox_mail_depth == 0; }));
   EXPECT_TRUE(reactor->SendMail(ConnectionId{0, 0, 1}, Mail::Of(1)));
   EXPECT_EQ(reactor->Stats().inbox_mail_depth_max, 10u);
-  reactor->Stop();
+  reactor->StopNow();
   t.join();
 }
 

@@ -34,7 +34,7 @@ TEST(WakerTest, NotifyWakesSleeperOnceForManyProducers) {
   EXPECT_EQ(waker.wake_writes(), 1u);
   EXPECT_TRUE(Readable(waker.fd(), 0));
   waker.Awake();
-  waker.Drain();
+  waker.Consume();
   EXPECT_FALSE(Readable(waker.fd(), 0));
 }
 
@@ -81,7 +81,7 @@ TEST(WakerTest, StressNoLostWakeups) {
     const bool woke = Readable(waker.fd(), 10000);
     waker.Awake();
     if (woke) {
-      waker.Drain();
+      waker.Consume();
     } else if (queue.size_approx() > 0) {
       ++lost_wakeups;
       break;
