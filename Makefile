@@ -74,7 +74,9 @@ fuzz:
 .PHONY: bench bench-micro bench-deps
 # Bench builds need the benchmark targets even where a build dir turned them off.
 bench bench-micro: CMAKE_FLAGS += -DTROUPE_BUILD_BENCH=ON
-# The asio peer needs Boost.Asio's headers; only the benchmark wants them.
+# The asio peer needs Boost.Asio's headers; only the benchmark wants them. The
+# charts' python3-matplotlib is in scripts/install-deps' own list (make test
+# tests the charts).
 bench-deps:
 	@scripts/install-deps libboost-dev python3
 
