@@ -1,7 +1,5 @@
 #include "core/loop/acceptor.h"
 
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,29 +11,38 @@
 #include "core/net/socket.h"
 
 namespace troupe {
-namespace {
-// Connections accepted per wake before checking for Stop(): keeps a flood of
-// connects from delaying shutdown.
-constexpr int kMaxAcceptsPerWake = 256;
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Create(Fd listen_fd,
                                                           std::vector<Reactor*> reactors,
                                                           Options options) {
   TROUPE_CHECK(!reactors.empty(), "Acceptor needs at least one reactor");
-  Fd stop(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!stop.valid()) return absl::ErrnoToStatus(errno, "eventfd for acceptor");
-  return std::unique_ptr<Acceptor>(new Acceptor(std::move(listen_fd), std::move(stop),
-                                                std::move(reactors), std::move(options)));
+  ReactorOptions loop_options;
+  loop_options.tag_log_lines = false;
+  // The listener dispatches every socket, so this loop never adopts one.
+  absl::StatusOr<std::unique_ptr<Reactor>> loop =
+      Reactor::Create(loop_options, [](Connection&) -> std::unique_ptr<ConnectionHandler> {
+        TROUPE_CHECK(false, "the acceptor's loop adopted a connection");
+        return nullptr;
+      });
+  if (!loop.ok()) return loop.status();
+  std::unique_ptr<Acceptor> acceptor(
+      new Acceptor(std::move(*loop), std::move(reactors), options.balance));
+  auto listener = std::make_unique<Listener>(listen_fd.get(), options.max_connections,
+                                             std::move(options.open_count));
+  acceptor->listener_ = listener.get();
+  ListenerOptions listener_options;
+  Acceptor* self = acceptor.get();
+  listener_options.dispatch = [self](Handoff handoff) { self->Dispatch(std::move(handoff)); };
+  acceptor->loop_->AddListener(std::move(listen_fd), std::move(listener),
+                               std::move(listener_options));
+  return acceptor;
 }
 
-Acceptor::Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors, Options options)
-    : listen_fd_(std::move(listen_fd)),
-      stop_fd_(std::move(stop_fd)),
+Acceptor::Acceptor(std::unique_ptr<Reactor> loop, std::vector<Reactor*> reactors,
+                   Balance balance)
+    : loop_(std::move(loop)),
       reactors_(std::move(reactors)),
-      balance_(options.balance),
-      listener_(listen_fd_.get(), options.max_connections, std::move(options.open_count)),
+      balance_(balance),
       handed_(reactors_.size(), 0) {
   tokens_.reserve(reactors_.size());
   for (Reactor* r : reactors_) tokens_.push_back(r->MakeHandoffToken());
@@ -45,54 +52,19 @@ Acceptor::~Acceptor() { Stop(); }
 
 void Acceptor::Start() {
   TROUPE_CHECK(!thread_.joinable(), "Acceptor started twice");
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] { loop_->Run(); });
 }
 
 void Acceptor::Stop() {
   if (!thread_.joinable()) return;
-  const uint64_t one = 1;
-  while (::write(stop_fd_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
-  }
+  loop_->StopNow();  // its Run() closes the listener: new connects are refused at once
   thread_.join();
-  listen_fd_.Reset();  // refuse further connects at once
 }
 
-void Acceptor::Loop() {
-  pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
-  int pause_ms = -1;
-  while (true) {
-    // While paused, watch only the stop fd, with a timeout.
-    const int rc = ::poll(fds, pause_ms >= 0 ? 1 : 2, pause_ms);
-    if (rc < 0 && errno != EINTR) {
-      TROUPE_LOG(kError, "acceptor: poll failed: %s; no longer accepting",
-                 std::strerror(errno));
-      return;
-    }
-    if (fds[0].revents & POLLIN) return;
-    pause_ms = AcceptBatch() ? -1 : kExhaustedPauseMs;
-  }
-}
-
-bool Acceptor::AcceptBatch() {
-  Handoff handoff;
-  for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
-    switch (listener_.AcceptOne(handoff)) {
-      case Listener::Result::kAdmitted: {
-        const size_t r = PickReactor();
-        ++handed_[r];
-        reactors_[r]->Adopt(tokens_[r], std::move(handoff));
-        break;
-      }
-      case Listener::Result::kRejected:
-        break;  // counts toward the batch, so Stop() is seen between batches
-      case Listener::Result::kEmpty:
-        return true;
-      case Listener::Result::kExhausted:
-      case Listener::Result::kFailed:
-        return false;
-    }
-  }
-  return true;
+void Acceptor::Dispatch(Handoff handoff) {
+  const size_t r = PickReactor();
+  ++handed_[r];
+  reactors_[r]->Adopt(tokens_[r], std::move(handoff));
 }
 
 size_t Acceptor::PickReactor() {

@@ -1,5 +1,8 @@
 // Acceptor: the thread that accepts connections and deals them out to the
-// reactors, each over its reactor's inbox (a lock-free handoff queue).
+// reactors, each over its reactor's inbox (a lock-free handoff queue). Its
+// thread runs a Reactor of its own (the one event loop of core, with no
+// connections: its listener dispatches instead of adopting), so accept
+// pauses, stopping and wake-ups work as everywhere else.
 //
 //   listen fd ──Listener::AcceptOne──► reactor[pick].Adopt(token, handoff)
 //     accept4(NONBLOCK|CLOEXEC)          (queue + coalesced eventfd wake)
@@ -45,22 +48,20 @@ class Acceptor {
   void Start();
   void Stop();
 
-  const ListenerCounters& counters() const { return listener_.counters(); }
+  const ListenerCounters& counters() const { return listener_->counters(); }
 
  private:
-  Acceptor(Fd listen_fd, Fd stop_fd, std::vector<Reactor*> reactors, Options options);
-  void Loop();
-  // Accepts until EAGAIN; returns false if accepting should pause.
-  bool AcceptBatch();
+  Acceptor(std::unique_ptr<Reactor> loop, std::vector<Reactor*> reactors, Balance balance);
+  // On the acceptor's loop: hands one accepted socket to a reactor.
+  void Dispatch(Handoff handoff);
   size_t PickReactor();
 
-  Fd listen_fd_;
-  Fd stop_fd_;  // eventfd: Stop() makes it readable
+  std::unique_ptr<Reactor> loop_;  // the acceptor's own loop; owns the listener
+  const Listener* listener_ = nullptr;  // loop_'s, for its counters
   std::vector<Reactor*> reactors_;
   const Balance balance_;
-  Listener listener_;
   std::vector<HandoffToken> tokens_;  // one per reactor
-  std::vector<uint64_t> handed_;                   // per reactor, for least-loaded
+  std::vector<uint64_t> handed_;      // per reactor, for least-loaded
   size_t next_ = 0;
   std::thread thread_;
 };

@@ -77,19 +77,24 @@ Reactor::Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll
             timers_, counters_),
       table_(options.index) {}
 
-void Reactor::AddListener(Fd listen_fd, std::unique_ptr<Listener> listener) {
+void Reactor::AddListener(Fd listen_fd, std::unique_ptr<Listener> listener,
+                          ListenerOptions options) {
   TROUPE_CHECK(!listen_fd_.valid(), "Reactor::AddListener called twice");
   listen_fd_ = std::move(listen_fd);
   listener_ = std::move(listener);
-  SetListeningInLoop(true);  // before Run(): no other thread touches us yet
+  listener_options_ = std::move(options);
+  UpdateListeningInLoop();  // before Run(): no other thread touches us yet
 }
 
-void Reactor::SetListeningInLoop(bool on) {
-  if (!listen_fd_.valid()) return;
+void Reactor::UpdateListeningInLoop() {
+  const bool want = listen_fd_.valid() && !accept_paused_ && !accept_full_ && !draining_ &&
+                    !stopping_;
+  if (want == listening_ || !listen_fd_.valid()) return;
   epoll_event event{};
   event.events = EPOLLIN;  // level-triggered: a paused backlog re-reports
   event.data.u64 = kListenerToken;
-  ::epoll_ctl(epoll_.get(), on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, listen_fd_.get(), &event);
+  ::epoll_ctl(epoll_.get(), want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, listen_fd_.get(), &event);
+  listening_ = want;
 }
 
 void Reactor::AcceptInLoop() {
@@ -97,20 +102,31 @@ void Reactor::AcceptInLoop() {
   // connections during a connect storm (64: libuv's and nginx's order of
   // magnitude for accepts per wake-up).
   constexpr int kMaxAcceptsPerTurn = 64;
+  const size_t pause_at = listener_options_.pause_at_open;
   Handoff handoff;
-  for (int i = 0; i < kMaxAcceptsPerTurn && listen_fd_.valid(); ++i) {
+  for (int i = 0; i < kMaxAcceptsPerTurn && listening_; ++i) {
     switch (listener_->AcceptOne(handoff)) {
       case Listener::Result::kAdmitted:
-        AdoptInLoop(std::move(handoff));
+        if (listener_options_.dispatch) {
+          listener_options_.dispatch(std::move(handoff));
+        } else {
+          AdoptInLoop(std::move(handoff));
+        }
+        if (pause_at > 0 && table_.size() >= pause_at) {
+          accept_full_ = true;  // ReapInLoop resumes
+          UpdateListeningInLoop();
+        }
         break;
       case Listener::Result::kEmpty:
         return;
       case Listener::Result::kExhausted:
       case Listener::Result::kFailed:
         // Stop listening for a moment rather than spin on a full table.
-        SetListeningInLoop(false);
+        accept_paused_ = true;
+        UpdateListeningInLoop();
         RunAfter(absl::Milliseconds(kExhaustedPauseMs), [this] {
-          if (!draining_ && !stopping_) SetListeningInLoop(true);
+          accept_paused_ = false;
+          UpdateListeningInLoop();
         });
         return;
       case Listener::Result::kRejected:
@@ -165,7 +181,7 @@ bool Reactor::HasQueuedWork() const {
 
 void Reactor::Run() {
   host_.BindToCurrentThread();
-  SetLogThreadReactor(static_cast<int>(options_.index));
+  if (options_.tag_log_lines) SetLogThreadReactor(static_cast<int>(options_.index));
   epoll_event events[kMaxEvents];
   while (!ShouldExitInLoop()) {
     int timeout_ms = ComputeTimeoutMs();
@@ -401,6 +417,10 @@ void Reactor::ReapInLoop() {
       if (conn->handler() != nullptr) conn->handler()->OnClose(*conn, c.reason);
     }
     reaping_.clear();
+  }
+  if (accept_full_ && table_.size() < listener_options_.pause_at_open) {
+    accept_full_ = false;
+    UpdateListeningInLoop();
   }
   counters_.deadline_entries.store(timers_.deadlines(), std::memory_order_relaxed);
 }

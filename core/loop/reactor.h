@@ -85,6 +85,20 @@ struct ReactorOptions {
   absl::Duration idle_timeout = absl::ZeroDuration();
   // User mail waiting in the inbox beyond this is refused (core/loop/inbox.h).
   size_t inbox_mail_capacity = Inbox::kDefaultMailCapacity;
+  // Log lines from this thread say "reactor=<index>". Off for loops that
+  // serve no connections of the server (the acceptor thread).
+  bool tag_log_lines = true;
+};
+
+// A listening socket a reactor accepts from itself (AddListener).
+struct ListenerOptions {
+  // Where each accepted socket goes: empty, adopted by this reactor
+  // (reuse-port mode, the metrics endpoint); else handed to the callback
+  // (the acceptor thread deals sockets out to the other reactors).
+  absl::AnyInvocable<void(Handoff)> dispatch;
+  // While this many connections are open here, stop accepting: the next
+  // ones wait in the kernel's backlog until one closes. 0: never.
+  size_t pause_at_open = 0;
 };
 
 class Listener;
@@ -128,10 +142,11 @@ class Reactor {
   // workers): lock() it for each send; a failed lock means the reactor is gone.
   std::weak_ptr<Inbox> inbox() const { return inbox_; }
 
-  // Reuse-port mode: this reactor accepts from its own SO_REUSEPORT listener
-  // instead of taking handoffs. Call before Run(). `listener` wraps
-  // `listen_fd` (see core/loop/listener.h).
-  void AddListener(Fd listen_fd, std::unique_ptr<Listener> listener);
+  // This reactor accepts from `listen_fd` itself (reuse-port mode, the
+  // acceptor thread, the metrics endpoint). Call before Run(). `listener`
+  // wraps `listen_fd` (see core/loop/listener.h).
+  void AddListener(Fd listen_fd, std::unique_ptr<Listener> listener,
+                   ListenerOptions options = {});
 
   // Any thread (the acceptor). One token per producing thread.
   HandoffToken MakeHandoffToken() { return inbox_->MakeHandoffToken(); }
@@ -212,7 +227,8 @@ class Reactor {
   void DropHandoff();
   void AdoptInLoop(Handoff handoff);
   void AcceptInLoop();
-  void SetListeningInLoop(bool on);
+  // Puts the listener in the epoll set, or takes it out, as the pauses say.
+  void UpdateListeningInLoop();
   void BeginDrainInLoop(absl::Time deadline);
   void CloseAllInLoop(CloseReason reason);
   bool ShouldExitInLoop();
@@ -230,7 +246,11 @@ class Reactor {
   std::atomic<int>* drain_group_ = nullptr;  // the server's; outlives us
   bool left_drain_ = false;
   Fd listen_fd_;                          // reuse-port mode only
-  std::unique_ptr<Listener> listener_;  // reuse-port mode only
+  std::unique_ptr<Listener> listener_;  // with a listener only
+  ListenerOptions listener_options_;
+  bool listening_ = false;       // the listener is in the epoll set
+  bool accept_paused_ = false;   // descriptors ran out: resumes by timer
+  bool accept_full_ = false;     // pause_at_open reached: resumes at a reap
 
   // Loop-thread state.
   Timers timers_;                         // RunAfter tasks and connection deadlines
