@@ -1,20 +1,12 @@
 #include "core/ops/metrics_server.h"
 
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
+#include <memory>
 #include <string_view>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/base/log.h"
+#include "core/loop/listener.h"
 #include "core/net/socket.h"
 
 namespace troupe {
@@ -23,11 +15,10 @@ namespace {
 // A request head larger than this is refused (431): enough for any scraper.
 constexpr size_t kMaxRequestHead = 8 * 1024;
 // Clients served at once; more wait in the listen backlog.
-constexpr int kMaxClients = 64;
-// A client that has not finished its request by then is dropped.
-constexpr auto kClientDeadline = std::chrono::seconds(5);
-// Out of descriptors: stop accepting this long (as the acceptor does).
-constexpr auto kExhaustedPause = std::chrono::milliseconds(100);
+constexpr size_t kMaxClients = 64;
+// A client that has not sent its request, or read its response, by then is
+// dropped: idle, flush and linger are each bounded by it.
+constexpr absl::Duration kClientDeadline = absl::Seconds(5);
 
 void Family(std::string& out, const char* name, const char* type, const char* help) {
   absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
@@ -56,15 +47,6 @@ void ByReason(std::string& out, const ServerStats& stats, const char* name, cons
     }
   }
 }
-
-struct Client {
-  Fd fd;
-  std::string in;
-  std::string out;
-  size_t sent = 0;
-  bool draining = false;  // response sent and FIN out: discard until EOF
-  std::chrono::steady_clock::time_point deadline;
-};
 
 std::string Response(int code, const char* reason, std::string_view content_type,
                      std::string_view body, bool head_only) {
@@ -104,6 +86,29 @@ std::string Answer(std::string_view head, const Server& server) {
   }
   return Response(404, "Not Found", "text/plain", "not found\n", head_only);
 }
+
+// One scrape: reads the request head, answers it, and closes after the
+// flush (Connection's FIN-then-linger, so the response is never lost to a
+// RST). Requests are one per connection ("Connection: close").
+class HttpHandler final : public ConnectionHandler {
+ public:
+  explicit HttpHandler(const Server& server) : server_(server) {}
+  size_t OnData(Connection& conn, std::string_view data) override {
+    if (data.find("\r\n\r\n") != std::string_view::npos) {
+      conn.Send(Answer(data, server_));
+    } else if (data.size() > kMaxRequestHead) {
+      conn.Send(Response(431, "Request Header Fields Too Large", "text/plain", "too large\n",
+                         false));
+    } else {
+      return 0;  // the head is not complete yet: keep it
+    }
+    conn.CloseAfterFlush();
+    return data.size();
+  }
+
+ private:
+  const Server& server_;
+};
 
 }  // namespace
 
@@ -158,146 +163,38 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const Addre
   if (!listen_fd.ok()) return listen_fd.status();
   absl::StatusOr<Address> bound = LocalAddress(listen_fd->get());
   if (!bound.ok()) return bound.status();
-  Fd stop(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!stop.valid()) return absl::ErrnoToStatus(errno, "eventfd for metrics");
-  return std::unique_ptr<MetricsServer>(
-      new MetricsServer(std::move(*listen_fd), std::move(stop), *bound, server));
+  // The endpoint is one more reactor (the one event loop of core), with a
+  // handler per scrape.
+  ReactorOptions options;
+  options.tag_log_lines = false;
+  options.idle_timeout = kClientDeadline;
+  options.connection.flush_timeout = kClientDeadline;
+  options.connection.linger_timeout = kClientDeadline;
+  absl::StatusOr<std::unique_ptr<Reactor>> loop =
+      Reactor::Create(options, [server](Connection&) -> std::unique_ptr<ConnectionHandler> {
+        return std::make_unique<HttpHandler>(*server);
+      });
+  if (!loop.ok()) return loop.status();
+  ListenerOptions listener_options;
+  listener_options.pause_at_open = kMaxClients;  // the rest wait in the backlog
+  const int fd = listen_fd->get();
+  (*loop)->AddListener(std::move(*listen_fd),
+                       std::make_unique<Listener>(fd, /*max_connections=*/0, nullptr),
+                       std::move(listener_options));
+  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(*loop), *bound));
 }
 
-MetricsServer::MetricsServer(Fd listen_fd, Fd stop_fd, Address address, const Server* server)
-    : listen_fd_(std::move(listen_fd)),
-      stop_fd_(std::move(stop_fd)),
-      address_(std::move(address)),
-      server_(server) {}
+MetricsServer::MetricsServer(std::unique_ptr<Reactor> loop, Address address)
+    : loop_(std::move(loop)), address_(std::move(address)) {}
 
 MetricsServer::~MetricsServer() { Stop(); }
 
-void MetricsServer::Start() { thread_ = std::thread([this] { Loop(); }); }
+void MetricsServer::Start() { thread_ = std::thread([this] { loop_->Run(); }); }
 
 void MetricsServer::Stop() {
   if (!thread_.joinable()) return;
-  const uint64_t one = 1;
-  while (::write(stop_fd_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
-  }
+  loop_->StopNow();
   thread_.join();
-}
-
-void MetricsServer::Loop() {
-  Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll.valid()) {
-    TROUPE_LOG(kError, "metrics: epoll_create1 failed: %s", std::strerror(errno));
-    return;
-  }
-  auto add = [&](int fd, uint32_t events) {
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.fd = fd;
-    return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
-  };
-  add(stop_fd_.get(), EPOLLIN);
-  add(listen_fd_.get(), EPOLLIN);
-  absl::flat_hash_map<int, Client> clients;
-  // The listener is level-triggered: while it cannot be served (every
-  // client slot taken, or descriptors exhausted) it must leave the epoll set,
-  // or epoll_wait reports it again at once and the thread spins.
-  bool listening = true;
-  auto set_listening = [&](bool on) {
-    if (on == listening) return;
-    if (on) {
-      add(listen_fd_.get(), EPOLLIN);
-    } else {
-      ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
-    }
-    listening = on;
-  };
-  // After EMFILE and friends: not before then (kExhaustedPause).
-  std::chrono::steady_clock::time_point resume_at{};
-
-  // Reads the request, writes the answer, then drains until the peer's FIN;
-  // edge-triggered, so each call goes as far as the socket allows. Returns
-  // false when the client is done with (closed, failed or finished).
-  auto handle = [&](Client& c) -> bool {
-    char buf[4096];
-    auto would_block = [] { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR; };
-    while (c.out.empty()) {
-      const ssize_t n = ::recv(c.fd.get(), buf, sizeof(buf), 0);
-      if (n == 0) return false;
-      if (n < 0) return would_block();
-      c.in.append(buf, static_cast<size_t>(n));
-      if (c.in.find("\r\n\r\n") != std::string::npos) {
-        c.out = Answer(c.in, *server_);
-      } else if (c.in.size() > kMaxRequestHead) {
-        c.out = Response(431, "Request Header Fields Too Large", "text/plain", "too large\n",
-                         false);
-      }
-    }
-    while (c.sent < c.out.size()) {
-      const ssize_t n = ::send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent,
-                               MSG_NOSIGNAL);
-      if (n < 0) return would_block();
-      c.sent += static_cast<size_t>(n);
-    }
-    if (!c.draining) {
-      ::shutdown(c.fd.get(), SHUT_WR);
-      c.draining = true;
-    }
-    // Close only after the peer's FIN: closing with unread input would send
-    // RST and could destroy the response in flight (DESIGN.md, 7).
-    while (true) {
-      const ssize_t n = ::recv(c.fd.get(), buf, sizeof(buf), 0);
-      if (n == 0) return false;
-      if (n < 0) return would_block();
-    }
-  };
-
-  epoll_event events[32];
-  while (true) {
-    int timeout_ms = 1000;  // the client-deadline sweep's period
-    if (!listening && clients.size() < kMaxClients) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-          resume_at - std::chrono::steady_clock::now());
-      timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, timeout_ms));
-    }
-    const int n = ::epoll_wait(epoll.get(), events, 32, timeout_ms);
-    const auto now = std::chrono::steady_clock::now();
-    for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == stop_fd_.get()) return;
-      if (fd == listen_fd_.get()) {
-        while (clients.size() < kMaxClients) {
-          const int cfd = ::accept4(listen_fd_.get(), nullptr, nullptr,
-                                    SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (cfd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-              TROUPE_LOG_EVERY_SECOND(kWarning, "metrics: accept: %s; pausing %d ms",
-                                      std::strerror(errno), kExhaustedPause.count());
-              set_listening(false);
-              resume_at = now + kExhaustedPause;
-            }
-            break;
-          }
-          Client& c = clients[cfd];
-          c.fd.Reset(cfd);
-          c.deadline = now + kClientDeadline;
-          add(cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
-        }
-        // Full: the rest wait in the listen backlog until a slot frees.
-        if (clients.size() >= kMaxClients) set_listening(false);
-        continue;
-      }
-      auto it = clients.find(fd);
-      if (it == clients.end()) continue;
-      if (!handle(it->second)) clients.erase(it);  // closing leaves the epoll set
-    }
-    for (auto it = clients.begin(); it != clients.end();) {
-      if (now >= it->second.deadline) {
-        clients.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-    if (!listening && clients.size() < kMaxClients && now >= resume_at) set_listening(true);
-  }
 }
 
 }  // namespace troupe

@@ -11,8 +11,10 @@
 //   ...
 //   (*metrics)->Stop();
 //
-// It never touches a reactor's state: it reads only Server::Stats(), which is
-// built from counters the reactors publish as relaxed atomics.
+// It runs on a Reactor of its own (core/loop/reactor.h), one connection per
+// scrape, and never touches the server's reactors: it reads only
+// Server::Stats(), built from counters the reactors publish as relaxed
+// atomics. 64 scrapes at once; more wait in the listen backlog.
 //
 // Thread safety: Start/Stop from one controlling thread; RenderPrometheus is
 // a pure function.
@@ -25,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "core/net/address.h"
 #include "core/base/fd.h"
+#include "core/loop/reactor.h"
 #include "core/server.h"
 
 namespace troupe {
@@ -44,13 +47,10 @@ class MetricsServer {
   const Address& address() const { return address_; }
 
  private:
-  MetricsServer(Fd listen_fd, Fd stop_fd, Address address, const Server* server);
-  void Loop();
+  MetricsServer(std::unique_ptr<Reactor> loop, Address address);
 
-  Fd listen_fd_;
-  Fd stop_fd_;
+  std::unique_ptr<Reactor> loop_;  // owns the listener and the scrapes
   const Address address_;
-  const Server* const server_;
   std::thread thread_;
 };
 
