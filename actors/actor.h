@@ -72,12 +72,15 @@
 
 namespace troupe {
 
-// Where to send mail to an actor: a small value (reactor, slot, generation)
-// that any thread may copy and keep after the actor is gone. Mail to a gone
-// actor is dropped and counted; it never reaches a newer connection that
-// reuses the slot.
+// ActorRef: the address of an actor. It is the ConnectionId of the table
+// entry that runs the actor (reactor, slot, generation; core/loop/
+// connection_id.h): a small value any thread may copy and keep after the
+// actor is gone. Mail to a gone actor is dropped and counted; it never
+// reaches a newer actor that reuses the slot.
 using ActorRef = ConnectionId;
-// One message's bytes; valid only during the call that receives them.
+// Bytes: one message's bytes, a view into the connection's input (or the
+// reactor's read buffer), valid only during the call that receives them;
+// copy what must outlive it.
 using Bytes = std::string_view;
 
 // What a group member receives (as Mail, via Mail::Get<GroupMessage>()).
@@ -132,7 +135,8 @@ class Context {
   // True once the connection is closing (CloseAfterFlush, the server's
   // drain): a periodic timer should stop re-arming itself.
   bool closing() const { return conn_.closing(); }
-  Connection& connection() { return conn_; }
+  // Reactors of this server; shards of AtShard are numbered 0..reactor_count()-1.
+  uint32_t reactor_count() const { return static_cast<uint32_t>(conn_.reactor().peer_count()); }
 
   // Mail to any actor on any reactor of this server. True when the mail was
   // taken: queued in the target's mailbox (same reactor) or in its reactor's
@@ -158,6 +162,16 @@ class Context {
   template <typename Work, typename Done>
   void Offload(Work work, Done on_done);
 
+  // Sharded state without locks: runs `fn(shard)` on reactor `reactor`,
+  // where `shard` is that reactor's one instance of Shard (default-
+  // constructed on first use, touched only by that reactor's thread), then
+  // `on_done(ctx, result)` runs back on this actor. Counted as pending work
+  // until on_done has run (so the drain waits for the answer); dropped,
+  // counted, if this actor has gone meanwhile. A key-value store puts each
+  // key on reactor hash(key) % reactor_count().
+  template <typename Shard, typename Fn, typename Done>
+  void AtShard(uint32_t reactor, Fn fn, Done on_done);
+
   // Work owed to the peer that the library cannot see (a reply awaited by
   // mail): while any is pending, CloseAfterFlush() and the drain wait. Every
   // Add needs one Finish; the drain deadline bounds a Finish that never comes.
@@ -179,6 +193,8 @@ class Context {
   uint64_t BeginOffload();
   void Schedule(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn, bool owed);
   void SubmitOffload(OffloadPool::Job job);
+  // An exception escaped asynchronous work: the connection pays.
+  void FailWithHandlerError() { conn_.Close(CloseReason::kHandlerError); }
 
   Connection& conn_;
   internal::ActorHost& host_;
@@ -242,13 +258,31 @@ void Context::Offload(Work work, Done on_done) {
         };
       }
     } catch (...) {
-      next.run = [](Context& ctx) {
-        ctx.connection().Close(CloseReason::kHandlerError);
-      };
+      next.run = [](Context& ctx) { ctx.FailWithHandlerError(); };
     }
     if (std::shared_ptr<Inbox> inbox = home.lock()) {
       inbox->SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
     }
+  });
+}
+
+template <typename Shard, typename Fn, typename Done>
+void Context::AtShard(uint32_t reactor, Fn fn, Done on_done) {
+  Reactor& here = conn_.reactor();
+  Reactor& home = here.peer(reactor);  // std::out_of_range past reactor_count()
+  conn_.AddPendingWork();
+  // Both reactors outlive every task they run: the server joins them all.
+  home.Post([&home, &here, self = Self(), fn = std::move(fn),
+             on_done = std::move(on_done)]() mutable {
+    internal::Continuation next;
+    next.holds_work = true;
+    next.run = [on_done = std::move(on_done),
+                result = fn(home.Local<Shard>())](Context& ctx) mutable {
+      on_done(ctx, std::move(result));
+    };
+    // System mail: an answer this actor asked for is never refused by a
+    // full mailbox or inbox.
+    here.SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
   });
 }
 

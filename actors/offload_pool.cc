@@ -1,11 +1,16 @@
 #include "actors/offload_pool.h"
 
+#include "concurrentqueue/blockingconcurrentqueue.h"
 #include "core/base/check.h"
 #include "core/server.h"
 
 namespace troupe {
 
-OffloadPool::OffloadPool(int threads) {
+struct OffloadPool::Queue {
+  moodycamel::BlockingConcurrentQueue<Job> jobs;
+};
+
+OffloadPool::OffloadPool(int threads) : jobs_(std::make_unique<Queue>()) {
   const int n = threads > 0 ? threads : OnlineCpus();
   workers_.reserve(n);
   for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
@@ -15,26 +20,25 @@ OffloadPool::~OffloadPool() {
   // An empty job is the stop sign: one per worker; each worker takes one and
   // exits. Order holds per producer only, so jobs other threads queued
   // earlier may sit behind the signs: run those here, after the join.
-  for (size_t i = 0; i < workers_.size(); ++i) jobs_.enqueue(Job());
+  for (size_t i = 0; i < workers_.size(); ++i) jobs_->jobs.enqueue(Job());
   for (std::thread& t : workers_) t.join();
   Job job;
-  while (jobs_.try_dequeue(job)) {
+  while (jobs_->jobs.try_dequeue(job)) {
     if (job != nullptr) std::move(job)();
   }
 }
 
 void OffloadPool::Submit(Job job) {
   TROUPE_CHECK(job != nullptr, "OffloadPool::Submit of an empty job");
-  TROUPE_CHECK(jobs_.enqueue(std::move(job)), "offload queue allocation failed");
+  TROUPE_CHECK(jobs_->jobs.enqueue(std::move(job)), "offload queue allocation failed");
 }
 
 void OffloadPool::WorkerLoop() {
   while (true) {
     Job job;
-    jobs_.wait_dequeue(job);
+    jobs_->jobs.wait_dequeue(job);
     if (job == nullptr) return;  // stop sign
     std::move(job)();
-    completed_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

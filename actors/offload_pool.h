@@ -12,13 +12,11 @@
 // Thread safety: thread-safe.
 #pragma once
 
-#include <atomic>
-#include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
-#include "concurrentqueue/blockingconcurrentqueue.h"
 
 namespace troupe {
 
@@ -35,18 +33,15 @@ class OffloadPool {
   // Any thread.
   void Submit(Job job);
 
-  int threads() const { return static_cast<int>(workers_.size()); }
-  uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
-
   // The process-wide pool used when an actor names none; created on first use.
   static OffloadPool& Default();
 
  private:
   void WorkerLoop();
 
-  moodycamel::BlockingConcurrentQueue<Job> jobs_;
+  struct Queue;  // moodycamel's BlockingConcurrentQueue (offload_pool.cc)
+  std::unique_ptr<Queue> jobs_;
   std::vector<std::thread> workers_;
-  std::atomic<uint64_t> completed_{0};
 };
 
 }  // namespace troupe

@@ -99,15 +99,6 @@ absl::StatusOr<Address> LocalAddress(int fd) {
   return Address::FromSockaddr(reinterpret_cast<sockaddr*>(&storage), len);
 }
 
-absl::StatusOr<Address> PeerAddress(int fd) {
-  sockaddr_storage storage{};
-  socklen_t len = sizeof(storage);
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &len) != 0) {
-    return absl::ErrnoToStatus(errno, "getpeername");
-  }
-  return Address::FromSockaddr(reinterpret_cast<sockaddr*>(&storage), len);
-}
-
 absl::Status SetNoDelay(int fd) {
   return SetIntOption(fd, IPPROTO_TCP, TCP_NODELAY, "setsockopt TCP_NODELAY");
 }

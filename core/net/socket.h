@@ -36,7 +36,6 @@ absl::StatusOr<Fd> ConnectTcpNonBlocking(const Address& address,
 absl::StatusOr<Fd> ConnectTcpBlocking(const Address& address);
 
 absl::StatusOr<Address> LocalAddress(int fd);
-absl::StatusOr<Address> PeerAddress(int fd);
 
 // TCP_NODELAY: without it Nagle plus delayed ACK stall small
 // request/response traffic by ~40 ms.

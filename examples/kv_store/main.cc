@@ -2,8 +2,8 @@
 //   set KEY VALUE   -> "ok"
 //   get KEY         -> "KEY=VALUE" (empty value if unset)
 // Each key lives on one reactor (chosen by its hash), in that reactor's own
-// Local<Store>; connections on other reactors reach it by posting a task there
-// and get the answer back as mail. No lock anywhere.
+// Store; Context::AtShard runs the request there and brings the answer back
+// to the asking actor. No lock anywhere.
 // Replies keep request order: answers from different reactors come back in
 // any order, so each carries its request's number and waits until those
 // before it have been written. Each outstanding request is pending work, so
@@ -24,10 +24,6 @@
 struct Store {  // one per reactor, touched only by that reactor
   std::unordered_map<std::string, std::string> values;
 };
-struct Reply {  // mail carrying an answer back to the asking actor
-  uint64_t seq;   // the request's number on its connection
-  std::string text;
-};
 
 class KvActor final : public troupe::Actor {
  public:
@@ -43,33 +39,20 @@ class KvActor final : public troupe::Actor {
     std::string key = is_set ? rest.substr(0, space) : rest;
     std::string value = is_set && space != std::string::npos ? rest.substr(space + 1) : "";
 
-    troupe::Reactor& here = ctx.connection().reactor();
-    troupe::Reactor& home = here.peer(std::hash<std::string>{}(key) % here.peer_count());
-    ctx.AddPendingWork();  // until the answer is back (the drain waits)
-    // Runs on the key's home reactor; answers by mail to this actor. The
-    // answer is system mail: a reply this actor asked for is never refused
-    // by a full mailbox or inbox.
-    home.Post([&home, &here, me = ctx.Self(), seq, is_set, key = std::move(key),
-               value = std::move(value)]() mutable {
-      auto& values = home.Local<Store>().values;
-      std::string text;
-      if (is_set) {
-        values[key] = std::move(value);
-        text = "ok";
-      } else {
-        auto it = values.find(key);
-        text = key + "=" + (it == values.end() ? "" : it->second);
-      }
-      here.SendMail(me, troupe::Mail::Of(Reply{seq, std::move(text)}),
-                    troupe::MailClass::kSystem);
-    });
-  }
-
-  void OnMail(troupe::Context& ctx, troupe::Mail mail) override {
-    if (Reply* reply = mail.As<Reply>()) {
-      Answer(ctx, reply->seq, std::move(reply->text));
-      ctx.FinishPendingWork();
-    }
+    // The key lives on one reactor (its shard); the answer comes back to
+    // this actor, counted as owed work so the drain waits for it.
+    const uint32_t shard = std::hash<std::string>{}(key) % ctx.reactor_count();
+    ctx.AtShard<Store>(
+        shard,
+        [is_set, key = std::move(key), value = std::move(value)](Store& store) mutable {
+          if (is_set) {
+            store.values[key] = std::move(value);
+            return std::string("ok");
+          }
+          auto it = store.values.find(key);
+          return key + "=" + (it == store.values.end() ? "" : it->second);
+        },
+        [this, seq](troupe::Context& c, std::string text) { Answer(c, seq, std::move(text)); });
   }
 
  private:

@@ -385,19 +385,12 @@ class AskOtherReactorActor final : public Actor {
           return 0;
         },
         [](Context& c, int) {
-          c.AddPendingWork();
-          Reactor& here = c.connection().reactor();
-          Reactor& other = here.peer(1 - here.index());
-          other.Post([&here, me = c.Self()] {
-            here.SendMail(me, Mail::Of(std::string("answer")), MailClass::kSystem);
-          });
+          // Asks the other reactor (the one with no connection left).
+          struct Nothing {};
+          c.AtShard<Nothing>(
+              1 - c.reactor_index(), [](Nothing&) { return std::string("answer"); },
+              [](Context& back, std::string text) { back.WriteFrame(text); });
         });
-  }
-  void OnMail(Context& ctx, Mail mail) override {
-    if (const std::string* text = mail.Get<std::string>()) {
-      ctx.WriteFrame(*text);
-      ctx.FinishPendingWork();
-    }
   }
 
  private:
