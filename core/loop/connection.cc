@@ -36,10 +36,10 @@ const char* CloseReasonName(CloseReason reason) {
 
 void ConnectionHandler::OnPeerClosed(Connection& conn) { conn.CloseAfterFlush(); }
 
-Connection::Connection(ConnectionHost& host, Reactor& reactor, ConnectionId id, Fd fd,
+Connection::Connection(ConnectionHost& host, Reactor* owner, ConnectionId id, Fd fd,
                        Address peer)
     : host_(host),
-      reactor_(reactor),
+      owner_(owner),
       id_(id),
       fd_(std::move(fd)),
       peer_(std::move(peer)),
@@ -47,6 +47,11 @@ Connection::Connection(ConnectionHost& host, Reactor& reactor, ConnectionId id, 
       last_active_(host.now()) {}
 
 Connection::~Connection() = default;
+
+Reactor& Connection::reactor() const {
+  TROUPE_CHECK(owner_ != nullptr, "this connection has no Reactor (a test's own host)");
+  return *owner_;
+}
 
 void Connection::OpenInLoop() {
   ScheduleDeadlineInLoop();

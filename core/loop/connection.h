@@ -142,9 +142,10 @@ class Connection {
  public:
   enum class State : uint8_t { kOpen, kFlushing, kLingering, kClosed };
 
-  // `reactor` is only handed back to handlers (reactor()); the connection
-  // itself reaches its loop through `host` alone.
-  Connection(ConnectionHost& host, Reactor& reactor, ConnectionId id, Fd fd, Address peer);
+  // The connection reaches its loop through `host` alone; `owner` is only
+  // handed back to handlers (reactor()), and may be null where there is no
+  // Reactor (a unit test drives the connection over a socketpair).
+  Connection(ConnectionHost& host, Reactor* owner, ConnectionId id, Fd fd, Address peer);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -154,7 +155,7 @@ class Connection {
   const Address& peer() const { return peer_; }
   // The reactor that owns this connection, for handlers (to post, send mail
   // or set timers); the connection itself never calls it.
-  Reactor& reactor() const { return reactor_; }
+  Reactor& reactor() const;
   State state() const { return state_; }
   bool closed() const { return state_ == State::kClosed; }
   size_t pending_output() const { return output_.size(); }
@@ -231,7 +232,7 @@ class Connection {
   void FailInLoop(int error);
 
   ConnectionHost& host_;
-  Reactor& reactor_;  // for handlers only
+  Reactor* const owner_;  // for handlers only; may be null
   const ConnectionId id_;
   Fd fd_;
   const Address peer_;

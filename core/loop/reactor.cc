@@ -310,7 +310,7 @@ void Reactor::AdoptInLoop(Handoff handoff) {
     DropHandoff();
     return;  // e.g. ENOMEM: shed this one connection
   }
-  auto conn = std::make_unique<Connection>(host_, *this, id, std::move(fd),
+  auto conn = std::make_unique<Connection>(host_, this, id, std::move(fd),
                                            std::move(handoff.peer));
   Connection& ref = *conn;
   table_.Put(id, std::move(conn));

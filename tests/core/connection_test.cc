@@ -1,0 +1,185 @@
+// Connection on its own: driven over a socketpair by the test, with a
+// ConnectionHost of the test's making and no Reactor, so each state change
+// (read, write-through, backpressure, flush-then-FIN, the limits) is seen
+// directly, through the host's requests and the connection's state.
+#include "core/loop/connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace troupe {
+namespace {
+
+// Consumes whole lines and echoes them; keeps a partial line.
+class LineEcho final : public ConnectionHandler {
+ public:
+  size_t OnData(Connection& conn, std::string_view data) override {
+    const size_t end = data.rfind('\n');
+    if (end == std::string_view::npos) return 0;
+    conn.Send(data.substr(0, end + 1));
+    return end + 1;
+  }
+  void OnPeerClosed(Connection& conn) override {
+    peer_closed = true;
+    conn.CloseAfterFlush();
+  }
+  bool peer_closed = false;
+};
+
+class ConnectionTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    peer_ = Fd(sv[1]);
+    host_.BindToCurrentThread();
+    conn_ = std::make_unique<Connection>(host_, nullptr, kId, Fd(sv[0]), Address());
+    auto handler = std::make_unique<LineEcho>();
+    handler_ = handler.get();
+    conn_->set_handler(std::move(handler));
+    conn_->OpenInLoop();
+  }
+
+  // What the peer can read now (non-blocking).
+  std::string PeerReads() {
+    std::string out;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::recv(peer_.get(), buf, sizeof(buf), 0)) > 0) out.append(buf, n);
+    return out;
+  }
+  bool PeerSawEof() {
+    char c;
+    return ::recv(peer_.get(), &c, 1, 0) == 0;
+  }
+  void PeerWrites(std::string_view bytes) {
+    ASSERT_EQ(::send(peer_.get(), bytes.data(), bytes.size(), 0),
+              static_cast<ssize_t>(bytes.size()));
+  }
+  bool ClosedWith(CloseReason reason) {
+    for (const ConnectionHost::Closing& c : host_.closing()) {
+      if (c.id == kId && c.reason == reason) return true;
+    }
+    return false;
+  }
+
+  static constexpr ConnectionId kId{0, 3, 7};
+  ConnectionOptions options_;
+  ReactorCounters counters_;
+  Timers timers_{Timers::GeometryFor({absl::Seconds(5)}), std::chrono::steady_clock::now()};
+  ConnectionHost host_{options_, {}, 256 * 1024, timers_, counters_};
+  Fd peer_;
+  std::unique_ptr<Connection> conn_;
+  LineEcho* handler_ = nullptr;
+};
+
+TEST_F(ConnectionTest, EchoesWholeLinesAndKeepsThePartialOne) {
+  PeerWrites("one\ntw");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(PeerReads(), "one\n");
+  PeerWrites("o\n");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(PeerReads(), "two\n");
+  EXPECT_EQ(counters_.bytes_in.load(), 8u);
+  EXPECT_EQ(counters_.bytes_out.load(), 8u);
+  EXPECT_FALSE(conn_->closed());
+}
+
+TEST_F(ConnectionTest, PeerEofFlushesThenClosesWithPeerClosed) {
+  PeerWrites("last\n");
+  ASSERT_EQ(::shutdown(peer_.get(), SHUT_WR), 0);
+  conn_->HandleEventsInLoop(EPOLLIN | EPOLLRDHUP);
+  EXPECT_TRUE(handler_->peer_closed);
+  EXPECT_TRUE(conn_->closed());
+  EXPECT_TRUE(ClosedWith(CloseReason::kPeerClosed));
+  EXPECT_EQ(PeerReads(), "last\n");  // the reply made it out before the close
+  EXPECT_TRUE(PeerSawEof());
+}
+
+TEST_F(ConnectionTest, CloseAfterFlushSendsFinThenLingersUntilThePeerCloses) {
+  conn_->Send("bye\n");
+  conn_->CloseAfterFlush();
+  EXPECT_EQ(conn_->state(), Connection::State::kLingering);
+  EXPECT_EQ(PeerReads(), "bye\n");
+  EXPECT_TRUE(PeerSawEof());  // our FIN
+  // Input after the FIN is read and discarded, never handed to the handler.
+  PeerWrites("ignored\n");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_FALSE(conn_->closed());
+  peer_.Reset();
+  conn_->HandleEventsInLoop(EPOLLIN | EPOLLRDHUP);
+  EXPECT_TRUE(ClosedWith(CloseReason::kFlushedClose));
+}
+
+TEST_F(ConnectionTest, OutputAboveTheHighWatermarkPausesReadingUntilItDrains) {
+  // The peer does not read: the kernel buffers fill and output queues up.
+  const std::string chunk(256 * 1024, 'x');
+  while (!conn_->behind()) conn_->Send(chunk);
+  EXPECT_GT(conn_->pending_output(), options_.high_watermark);
+  // A request now is left in the socket: reading is paused.
+  PeerWrites("more\n");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_TRUE(host_.read_backlog().empty());
+  // The peer drains everything; the next EPOLLOUT empties the queue and asks
+  // the loop to read again (no new edge will come for bytes already there).
+  while (conn_->pending_output() > 0) {
+    PeerReads();
+    conn_->HandleEventsInLoop(EPOLLOUT);
+  }
+  ASSERT_EQ(host_.read_backlog().size(), 1u);
+  EXPECT_EQ(host_.read_backlog()[0], kId);
+  conn_->ReadAgainInLoop();
+  // The tail of the bulk output may still be in flight ahead of the reply.
+  std::string rest = PeerReads();
+  for (int i = 0; i < 1000 && conn_->pending_output() > 0; ++i) {
+    conn_->HandleEventsInLoop(EPOLLOUT);
+    rest += PeerReads();
+  }
+  EXPECT_TRUE(rest.size() >= 5 && rest.compare(rest.size() - 5, 5, "more\n") == 0)
+      << rest.size() << " bytes, not ending in the reply";
+}
+
+TEST_F(ConnectionTest, AWritePastMaxOutputOnAConnectionBehindClosesItAsASlowConsumer) {
+  const std::string chunk(512 * 1024, 'x');
+  for (int i = 0; i < 64 && !conn_->closed(); ++i) conn_->Send(chunk);
+  EXPECT_TRUE(conn_->closed());
+  EXPECT_TRUE(ClosedWith(CloseReason::kSlowConsumer));
+  EXPECT_LE(conn_->pending_output(), options_.max_output_bytes + chunk.size());
+}
+
+TEST_F(ConnectionTest, UnconsumedInputAboveTheLimitClosesIt) {
+  options_.max_input_bytes = 1000;  // read through the host on every delivery
+  PeerWrites(std::string(2000, 'a'));  // no newline: LineEcho keeps it all
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_TRUE(ClosedWith(CloseReason::kInputTooLarge));
+}
+
+TEST_F(ConnectionTest, APeerResetClosesItAsPeerReset) {
+  // The peer closes with our bytes unread: the kernel resets the stream.
+  conn_->Send("unread\n");
+  peer_.Reset();
+  conn_->HandleEventsInLoop(EPOLLIN | EPOLLOUT | EPOLLHUP);
+  if (!conn_->closed()) conn_->Send("more\n");  // EPIPE, if the read saw no error
+  EXPECT_TRUE(ClosedWith(CloseReason::kPeerReset));
+}
+
+TEST_F(ConnectionTest, CloseClearsTheDeadlineAndIsCountedOnce) {
+  EXPECT_EQ(timers_.deadlines(), 0u);  // no idle timeout, no close pending
+  conn_->CloseAfterFlush();            // a flush deadline, then a linger one
+  EXPECT_EQ(timers_.deadlines(), 1u);
+  conn_->Close();
+  conn_->Close();
+  EXPECT_EQ(timers_.deadlines(), 0u);
+  EXPECT_EQ(counters_.closed.load(), 1u);
+  EXPECT_EQ(host_.closing().size(), 1u);
+}
+
+}  // namespace
+}  // namespace troupe
