@@ -397,7 +397,7 @@ void Connection::FinishFlushInLoop() {
   }
   // Our FIN goes out after the queued bytes; unread input arriving from now
   // on is read and discarded, because a close() with unread input would send
-  // RST and the peer could lose the tail of our output (DESIGN.md, 7).
+  // RST and the peer could lose the tail of our output (invariant 7, docs/architecture.md).
   ::shutdown(fd(), SHUT_WR);
   state_ = State::kLingering;
   close_deadline_ = DeadlineAfter(host_.now(), options_.linger_timeout);

@@ -13,7 +13,7 @@
 //                 ▼
 //             output_ Buffer ──on EPOLLOUT──► socket
 //
-// States (CloseAfterFlush follows DESIGN.md invariant 7):
+// States (CloseAfterFlush follows invariant 7, docs/architecture.md):
 //
 //   kOpen ──peer EOF──► kFlushing (peer_eof) ──output empty──► closed
 //     │

@@ -1,5 +1,5 @@
 // Mailbox: an actor's mail that has arrived but not yet been handed to it,
-// with a capacity and a stated overflow policy (DESIGN.md invariant 5).
+// with a capacity and a stated overflow policy (invariant 5, docs/architecture.md).
 //
 //   inbox (cross-thread) ──drain──► Mailbox ──mailbox phase──► OnMail
 //   Send on the same reactor ──────►  (capacity, policy)
