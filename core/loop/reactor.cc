@@ -33,6 +33,19 @@ constexpr size_t kMaxInboxPerTurn = 4096;
 // it reached the actor, so an actor that mails itself cannot spin a turn.
 constexpr size_t kMailPerActorPerPass = 256;
 
+// Serves the requests connections queued on the host (read again, hand mail
+// over): those queued so far, not those made while serving them, which wait
+// for the next pass; so a connection that asks again from inside its own
+// turn cannot spin the loop. `spare` is the walking copy, reused.
+template <typename Serve>
+void ServeRequests(std::vector<ConnectionId>& queued, std::vector<ConnectionId>& spare,
+                   Serve serve) {
+  if (queued.empty()) return;
+  spare.clear();
+  queued.swap(spare);
+  for (const ConnectionId& id : spare) serve(id);
+}
+
 uint64_t PackToken(uint32_t slot, uint32_t generation) {
   return static_cast<uint64_t>(generation) << 32 | slot;
 }
@@ -275,13 +288,9 @@ int Reactor::ComputeTimeoutMs() {
 }
 
 void Reactor::ProcessReadBacklogInLoop() {
-  std::vector<ConnectionId>& backlog = host_.read_backlog();
-  if (backlog.empty()) return;
-  read_backlog_next_.clear();
-  backlog.swap(read_backlog_next_);
-  for (const ConnectionId& id : read_backlog_next_) {
+  ServeRequests(host_.read_backlog(), read_backlog_next_, [this](ConnectionId id) {
     if (Connection* conn = Find(id)) conn->ReadAgainInLoop();
-  }
+  });
 }
 
 void Reactor::AdoptHandoffsInLoop() {
@@ -373,13 +382,9 @@ void Reactor::RunMailboxesInLoop() {
   // during the pass (an actor answering another on this reactor) waits for
   // the next pass, so two actors mailing each other cannot hold the loop;
   // ComputeTimeoutMs sees the host's mail_ready() and does not sleep meanwhile.
-  std::vector<ConnectionId>& ready = host_.mail_ready();
-  if (ready.empty()) return;
-  mail_ready_next_.clear();
-  ready.swap(mail_ready_next_);
-  for (const ConnectionId& id : mail_ready_next_) {
+  ServeRequests(host_.mail_ready(), mail_ready_next_, [this](ConnectionId id) {
     if (Connection* conn = Find(id)) conn->HandOverMailInLoop(kMailPerActorPerPass);
-  }
+  });
 }
 
 void Reactor::RunAfter(absl::Duration delay, Task task) {
