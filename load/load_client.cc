@@ -857,21 +857,6 @@ void AppendCsvField(std::string& out, absl::string_view s) {
 
 double Micros(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
-// The bucket holding the value at `percentile` of `counts` (which sum to
-// `total` > 0), with LatencyHistogram::ValueAtPercentile's rank rule.
-size_t BucketAtPercentile(const std::vector<uint64_t>& counts, uint64_t total,
-                          double percentile) {
-  uint64_t rank = static_cast<uint64_t>(
-      std::ceil(percentile / 100.0 * static_cast<double>(total)));
-  rank = std::clamp<uint64_t>(rank, 1, total);
-  uint64_t seen = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    seen += counts[i];
-    if (seen >= rank) return i;
-  }
-  return counts.empty() ? 0 : counts.size() - 1;
-}
-
 // The mode a report describes, as JSON and CSV name it.
 const char* ModeName(const LoadReport& r) {
   if (r.script_messages > 0) return "script";
@@ -993,7 +978,7 @@ class ProgressReporter {
     }
     if (interval_total > 0) {
       p.interval_p99_ns = LatencyHistogram::BucketHighest(
-          BucketAtPercentile(buckets_, interval_total, 99));
+          LatencyHistogram::BucketAtPercentile(buckets_, interval_total, 99));
     }
     previous_ns_ = now;
     previous_completed_ = completed;
