@@ -170,20 +170,10 @@ inline void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
                 std::memory_order_relaxed);
 }
 
+// A worker's share of the report, and what RunLoad needs to assemble it.
 struct WorkerResult {
-  int established = 0;
-  int connect_failed = 0;
+  LoadTally counts;
   std::string first_connect_error;
-  uint64_t messages = 0;
-  uint64_t bytes = 0;
-  LatencyHistogram latency_ns;
-  // Counts per bucket of the same values as latency_ns.
-  std::vector<uint64_t> latency_buckets;
-  uint64_t verification_errors = 0;
-  uint64_t lost = 0;
-  uint64_t timed_out = 0;
-  uint64_t incomplete = 0;
-  uint64_t stalled = 0;
   std::vector<std::string> errors;  // At most LoadReport::kMaxErrorMessages.
   int64_t loop_end_ns = 0;          // When the measured loop stopped.
 };
@@ -450,7 +440,7 @@ void Worker::Connect(int64_t deadline_ns, int window) {
       if (error == 0) {
         c.state = ConnState::kOpen;
         ++open_;
-        ++result_.established;
+        ++result_.counts.connections_established;
         Bump(live_.established, 1);
         return;
       }
@@ -523,7 +513,7 @@ void Worker::Run(const Schedule& schedule) {
     // Whoever is still open has not had all its messages echoed in time.
     for (Conn& c : conns_) {
       if (c.state != ConnState::kOpen) continue;
-      ++result_.timed_out;
+      ++result_.counts.connections_timed_out;
       Bump(live_.errors, 1);
       AddError(absl::StrFormat(
           "connection %d timed out after %d of %d messages echoed", c.index,
@@ -554,9 +544,9 @@ void Worker::Run(const Schedule& schedule) {
   }
 
   const size_t buckets = LatencyHistogram::BucketCount();
-  result_.latency_buckets.resize(buckets);
+  result_.counts.latency_buckets.resize(buckets);
   for (size_t i = 0; i < buckets; ++i) {
-    result_.latency_buckets[i] =
+    result_.counts.latency_buckets[i] =
         live_.buckets[i].load(std::memory_order_relaxed) - warmup_buckets_[i];
   }
 }
@@ -604,7 +594,7 @@ bool Worker::ReadAndVerify(Conn& c, uint32_t events, int64_t now) {
       c.received += static_cast<uint64_t>(n);
       c.progress_ns = now;
       if (!draining_ && now >= measure_start_ns_) {
-        result_.bytes += static_cast<uint64_t>(n);
+        result_.counts.bytes += static_cast<uint64_t>(n);
       }
       CompleteMessages(c, now);
       if (c.state != ConnState::kOpen) return false;  // Script finished.
@@ -645,7 +635,7 @@ bool Worker::Verify(Conn& c, const uint8_t* data, size_t n) {
   }
   // One report per connection: after a mismatch the stream is out of step,
   // and every later byte would be reported too.
-  ++result_.verification_errors;
+  ++result_.counts.verification_errors;
   Bump(live_.errors, 1);
   Close(c);
   return false;
@@ -662,10 +652,10 @@ void Worker::CompleteMessages(Conn& c, int64_t now) {
       const uint64_t latency =
           static_cast<uint64_t>(std::max<int64_t>(now - issued_at, 0));
       Bump(live_.buckets[LatencyHistogram::BucketIndex(latency)], 1);
-      if (measured) result_.latency_ns.Record(latency);
+      if (measured) result_.counts.latency_ns.Record(latency);
     }
     Bump(live_.completed, done - c.completed);
-    if (measured) result_.messages += done - c.completed;
+    if (measured) result_.counts.messages += done - c.completed;
   }
   c.completed = done;
   if (script_ != nullptr && done == script_count_) {
@@ -739,7 +729,7 @@ void Worker::Flush(Conn& c) {
 }
 
 void Worker::ConnectFailed(Conn& c, absl::string_view why) {
-  if (result_.connect_failed++ == 0)
+  if (result_.counts.connections_failed++ == 0)
     result_.first_connect_error = std::string(why);
   Bump(live_.errors, 1);
   c.fd.Reset();
@@ -755,7 +745,7 @@ void Worker::PeerGone(Conn& c, absl::string_view why) {
       return;
     }
   } else {
-    ++result_.lost;
+    ++result_.counts.connections_lost;
     Bump(live_.errors, 1);
     AddError(absl::StrFormat("connection %d lost after %d bytes echoed: %s",
                              c.index, c.received, why));
@@ -764,7 +754,7 @@ void Worker::PeerGone(Conn& c, absl::string_view why) {
 }
 
 void Worker::Incomplete(Conn& c, absl::string_view why) {
-  ++result_.incomplete;
+  ++result_.counts.connections_incomplete;
   Bump(live_.errors, 1);
   std::string message =
       absl::StrFormat("connection %d incomplete: %d of %d sent bytes echoed",
@@ -778,7 +768,7 @@ void Worker::CheckStalls(int64_t now) {
   for (Conn& c : conns_) {
     if (c.state != ConnState::kOpen || !Owes(c)) continue;
     if (now - c.progress_ns < stall_ns_) continue;
-    ++result_.stalled;
+    ++result_.counts.connections_stalled;
     Bump(live_.errors, 1);
     std::string message = absl::StrFormat(
         "connection %d stalled: no byte received in %s with %d of %d sent "
@@ -1003,6 +993,25 @@ double LoadProgress::IntervalMessagesPerSecond() const {
   return s > 0 ? static_cast<double>(interval_messages) / s : 0.0;
 }
 
+void LoadTally::Add(const LoadTally& other) {
+  connections_established += other.connections_established;
+  connections_failed += other.connections_failed;
+  messages += other.messages;
+  bytes += other.bytes;
+  latency_ns.Merge(other.latency_ns);
+  if (latency_buckets.size() < other.latency_buckets.size()) {
+    latency_buckets.resize(other.latency_buckets.size(), 0);
+  }
+  for (size_t i = 0; i < other.latency_buckets.size(); ++i) {
+    latency_buckets[i] += other.latency_buckets[i];
+  }
+  verification_errors += other.verification_errors;
+  connections_lost += other.connections_lost;
+  connections_timed_out += other.connections_timed_out;
+  connections_incomplete += other.connections_incomplete;
+  connections_stalled += other.connections_stalled;
+}
+
 double LoadReport::MessagesPerSecond() const {
   const double s = ToSeconds(measured);
   return s > 0 ? static_cast<double>(messages) / s : 0.0;
@@ -1193,7 +1202,9 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   };
   wait_for_all(connected_threads);
   int established = 0;
-  for (auto& w : workers) established += w->result().established;
+  for (auto& w : workers) {
+    established += w->result().counts.connections_established;
+  }
   // Every thread starts its traffic at the same instant, after all connected.
   const int64_t start = MonotonicNanos();
   schedule.abort = established == 0;
@@ -1231,21 +1242,9 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   std::vector<std::string> errors;
   for (auto& w : workers) {
     WorkerResult& r = w->result();
-    report.connections_established += r.established;
-    report.connections_failed += r.connect_failed;
+    report.Add(r.counts);
     if (first_connect_error.empty())
       first_connect_error = r.first_connect_error;
-    report.messages += r.messages;
-    report.bytes += r.bytes;
-    report.latency_ns.Merge(r.latency_ns);
-    for (size_t i = 0; i < r.latency_buckets.size(); ++i) {
-      report.latency_buckets[i] += r.latency_buckets[i];
-    }
-    report.verification_errors += r.verification_errors;
-    report.connections_lost += r.lost;
-    report.connections_timed_out += r.timed_out;
-    report.connections_incomplete += r.incomplete;
-    report.connections_stalled += r.stalled;
     for (std::string& e : r.errors) errors.push_back(std::move(e));
     loop_end_ns = std::max(loop_end_ns, r.loop_end_ns);
   }

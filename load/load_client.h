@@ -158,27 +158,12 @@ struct LoadOptions {
   std::function<void(const LoadProgress&)> on_progress;
 };
 
-struct LoadReport {
-  // The first few error messages are kept; the counts cover all of them.
-  static constexpr size_t kMaxErrorMessages = 5;
-
-  std::string target;
-  int threads = 0;
-  size_t message_size = 0;  // 0 in script mode.
-  int pipeline = 0;
-  double rate = 0;  // Open-loop target rate; 0: closed loop.
-  int source_addresses = 1;
-  // Script mode: the messages each connection sends, and their total size.
-  size_t script_messages = 0;
-  size_t script_bytes = 0;
-
-  int connections_requested = 0;
+// What a run counts, summed over connections and threads: each worker thread
+// keeps one for its connections, and RunLoad adds them up into the report.
+struct LoadTally {
   int connections_established = 0;
   int connections_failed = 0;
 
-  absl::Duration warmup;
-  // Wall time of the measured window as the threads actually ran it.
-  absl::Duration measured;
   uint64_t messages = 0;
   // Echoed payload bytes that came back in the window (one direction: the
   // bytes sent are the same again).
@@ -199,6 +184,33 @@ struct LoadReport {
   uint64_t connections_incomplete = 0;
   // Connections that owed echoes and received nothing for the stall timeout.
   uint64_t connections_stalled = 0;
+
+  // Adds every count of `other` to this one.
+  void Add(const LoadTally& other);
+};
+
+// The result of a run: its setup, what it counted (LoadTally, whose fields
+// are the report's), and what only the whole run can tell.
+struct LoadReport : LoadTally {
+  // The first few error messages are kept; the counts cover all of them.
+  static constexpr size_t kMaxErrorMessages = 5;
+
+  std::string target;
+  int threads = 0;
+  size_t message_size = 0;  // 0 in script mode.
+  int pipeline = 0;
+  double rate = 0;  // Open-loop target rate; 0: closed loop.
+  int source_addresses = 1;
+  // Script mode: the messages each connection sends, and their total size.
+  size_t script_messages = 0;
+  size_t script_bytes = 0;
+
+  int connections_requested = 0;
+
+  absl::Duration warmup;
+  // Wall time of the measured window as the threads actually ran it.
+  absl::Duration measured;
+
   // No message completed in the measured window (script mode: at all). Set by
   // RunLoad; counts as one error.
   bool no_messages = false;
