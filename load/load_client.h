@@ -235,28 +235,4 @@ absl::Status ValidateLoadOptions(const LoadOptions& options);
 // every other failure is counted in the report.
 absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options);
 
-// A few aligned human-readable lines, ending in a newline.
-std::string FormatReportText(const LoadReport& report);
-// The error counts by kind, e.g. "connect 0, verification 0, lost 0,
-// stalled 2, no messages completed": the first three always, the others only
-// when there are any. The text report's and echo-load's summary.
-std::string FormatErrorKinds(const LoadReport& report);
-// One JSON object on one line, ending in a newline. Latencies in microseconds.
-std::string FormatReportJson(const LoadReport& report);
-// Two lines, a header and the values: the JSON report's fields with nested
-// names joined by '_' (connections_requested, latency_us_p99, ...); the
-// first errors are joined by " | " into one field.
-std::string FormatReportCsv(const LoadReport& report);
-// The latency distribution in HdrHistogram's percentile format ("Value
-// Percentile TotalCount 1/(1-Percentile)", values in microseconds), which
-// HdrHistogram's plotter reads. Needs report.latency_buckets.
-std::string FormatPercentileDistribution(const LoadReport& report);
-// One line without a newline, e.g.
-//   "  3.5s/10s  412345 msg/s  p99 812.3us  errors 0  (1000 conns)"
-std::string FormatProgressLine(const LoadProgress& progress);
-
-// Raises the soft RLIMIT_NOFILE to at least `wanted` descriptors (up to the
-// hard limit); fails naming both numbers when the hard limit is too low.
-
-
 }  // namespace troupe

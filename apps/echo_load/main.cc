@@ -31,9 +31,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "apps/cli.h"
-#include "load/load_client.h"
 #include "core/base/fd.h"
 #include "core/net/address.h"
+#include "load/hdr_output.h"
+#include "load/load_client.h"
+#include "load/report.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "echo server host: IPv4, IPv6 or a name resolved once at start");
