@@ -19,9 +19,9 @@ double Micros(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 std::string FormatPercentileDistribution(const LoadReport& r) {
   // The layout of HdrHistogram's outputPercentileDistribution (Gil Tene),
   // with 5 reporting ticks per half distance, values scaled to microseconds.
-  std::string out = absl::StrFormat("%12s %14s %10s %14s\n\n", "Value",
-                                    "Percentile", "TotalCount",
-                                    "1/(1-Percentile)");
+  std::string out =
+      absl::StrFormat("%12s %14s %10s %14s\n\n", "Value", "Percentile",
+                      "TotalCount", "1/(1-Percentile)");
   const std::vector<uint64_t>& counts = r.latency_buckets;
   const LatencyHistogram& h = r.latency_ns;
   uint64_t total = 0;
@@ -40,9 +40,10 @@ std::string FormatPercentileDistribution(const LoadReport& r) {
       if (counts[i] == 0) continue;
       seen += counts[i];
       last = i;
-      const double mid = (static_cast<double>(LatencyHistogram::BucketLowest(i)) +
-                          static_cast<double>(LatencyHistogram::BucketHighest(i))) /
-                         2.0;
+      const double mid =
+          (static_cast<double>(LatencyHistogram::BucketLowest(i)) +
+           static_cast<double>(LatencyHistogram::BucketHighest(i))) /
+          2.0;
       const double d = mid - h.mean();
       sum_squares += d * d * static_cast<double>(counts[i]);
       while (100.0 * static_cast<double>(seen) / static_cast<double>(total) >=

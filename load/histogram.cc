@@ -85,8 +85,7 @@ double LatencyHistogram::mean() const {
 }
 
 size_t LatencyHistogram::BucketAtPercentile(std::span<const uint64_t> counts,
-                                            uint64_t total,
-                                            double percentile) {
+                                            uint64_t total, double percentile) {
   // Written so that NaN, which fails every comparison, reads as 0.
   if (!(percentile > 0)) percentile = 0;
   if (percentile > 100) percentile = 100;

@@ -9,25 +9,33 @@
 //   options.duration = absl::Seconds(10);
 //   options.progress_interval = absl::Seconds(1);
 //   options.on_progress = [](const LoadProgress& p) {
-//     std::cerr << FormatProgressLine(p) << "\n";
+//     std::cerr << FormatProgressLine(p) << "\n";  // load/report.h
 //   };
 //   absl::StatusOr<LoadReport> report = RunLoad(options);
 //   if (!report.ok()) { /* "no connection to 127.0.0.1:7007 ...: Connection
-//   refused" */ } std::cout << FormatReportText(*report); return report->ok() ?
-//   0 : 1;
+//     refused" */ }
+//   std::cout << FormatReportText(*report);  // load/report.h
+//   return report->ok() ? 0 : 1;
+//
+// The formatters are in load/report.h (text, JSON, CSV, the progress line)
+// and load/hdr_output.h (--histogram-out). The engine behind RunLoad, one
+// concern a file: pattern.h (each connection's byte stream and the echo
+// check), session.h (one connection's state machine), worker.h (a thread's
+// epoll loop), schedule.h (phase times, the open-loop schedule), tally.h (a
+// thread's counts), progress.h (the snapshots), source_addresses.h.
 //
 // How it runs:
 //   1. connect: `threads` threads, each with its own epoll loop, open their
 //      share of the connections (non-blocking, TCP_NODELAY), at most 1,024
 //      handshakes outstanding at a time across all threads (kConnectWindow
-//      in load_client.cc), bounded by `connect_timeout`. Failures are counted, with the first
-//      error's text.
+//      in load_client.cc), bounded by `connect_timeout`. Failures are counted,
+//      with the first error's text.
 //   2. warmup: traffic as below, not measured.
 //   3. measure: for `duration`; a message counts when it completes inside this
 //      window, and its latency is completion time - issue time (closed loop)
 //      or completion time - intended send time (open loop).
 //   4. drain: no new messages; each connection is closed as soon as all it
-//      sent has come back. The drain waits kDrainTimeout (1 s) or
+//      sent has come back. The drain waits kDrainTimeout (1 s, worker.cc) or
 //      `stall_timeout`, whichever is longer; a connection whose echoes are
 //      not all back by then is `incomplete` (an error), as is one the peer
 //      closes with echoes still owed.

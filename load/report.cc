@@ -72,10 +72,9 @@ const char* ModeName(const LoadReport& r) {
 }  // namespace
 
 std::string FormatErrorKinds(const LoadReport& r) {
-  std::string out =
-      absl::StrFormat("connect %d, verification %d, lost %d",
-                      r.connections_failed, r.verification_errors,
-                      r.connections_lost);
+  std::string out = absl::StrFormat("connect %d, verification %d, lost %d",
+                                    r.connections_failed, r.verification_errors,
+                                    r.connections_lost);
   if (r.connections_incomplete > 0) {
     absl::StrAppendFormat(&out, ", incomplete %d", r.connections_incomplete);
   }
@@ -171,8 +170,7 @@ struct Field {
 // cannot drift apart. New fields go at the end of their object.
 std::vector<Field> ReportFields(const LoadReport& r) {
   std::vector<Field> f;
-  auto add_number = [&](std::vector<absl::string_view> path,
-                        std::string text) {
+  auto add_number = [&](std::vector<absl::string_view> path, std::string text) {
     f.push_back({std::move(path), text, text});
   };
   auto add_string = [&](std::vector<absl::string_view> path,
@@ -190,7 +188,8 @@ std::vector<Field> ReportFields(const LoadReport& r) {
   add_number({"threads"}, absl::StrCat(r.threads));
   add_number({"message_size"}, absl::StrCat(r.message_size));
   add_number({"pipeline"}, absl::StrCat(r.pipeline));
-  add_number({"connections", "requested"}, absl::StrCat(r.connections_requested));
+  add_number({"connections", "requested"},
+             absl::StrCat(r.connections_requested));
   add_number({"connections", "established"},
              absl::StrCat(r.connections_established));
   add_number({"connections", "failed"}, absl::StrCat(r.connections_failed));
@@ -300,12 +299,13 @@ std::string FormatProgressLine(const LoadProgress& p) {
   std::string out;
   switch (p.phase) {
     case Phase::kConnecting:
-      return absl::StrFormat(
-          "connecting %.1fs: %d/%d established  errors %d",
-          absl::ToDoubleSeconds(p.elapsed), p.connections_established,
-          p.connections_requested, p.errors);
+      return absl::StrFormat("connecting %.1fs: %d/%d established  errors %d",
+                             absl::ToDoubleSeconds(p.elapsed),
+                             p.connections_established, p.connections_requested,
+                             p.errors);
     case Phase::kWarmup:
-      absl::StrAppendFormat(&out, "warmup %.1fs/%s", absl::ToDoubleSeconds(p.elapsed),
+      absl::StrAppendFormat(&out, "warmup %.1fs/%s",
+                            absl::ToDoubleSeconds(p.elapsed),
                             absl::FormatDuration(p.total));
       break;
     case Phase::kMeasuring:
@@ -314,8 +314,8 @@ std::string FormatProgressLine(const LoadProgress& p) {
       break;
     case Phase::kScript:
       absl::StrAppendFormat(&out, "%.1fs  %d/%d messages echoed",
-                            absl::ToDoubleSeconds(p.elapsed), p.messages_completed,
-                            p.messages_planned);
+                            absl::ToDoubleSeconds(p.elapsed),
+                            p.messages_completed, p.messages_planned);
       break;
     case Phase::kDraining:
       out = "draining";

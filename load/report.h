@@ -4,7 +4,7 @@
 // name and order the same values.
 //
 //   absl::StatusOr<LoadReport> report = RunLoad(options);
-//   std::cout << (json ? FormatReportJson(*report) : FormatReportText(*report));
+//   std::cout << FormatReportText(*report);
 //
 // Thread safety: thread-safe (pure functions of their arguments).
 #pragma once
