@@ -1,5 +1,6 @@
 // echo-load: drives an echo server with many connections and verifies every
-// echoed byte. Flag parsing and wiring only; the engine is load_client.h.
+// echoed byte. Flag parsing and wiring only: the engine is load/load_client.h,
+// the reports it prints load/report.h and load/hdr_output.h.
 // Every flag is documented, with examples, in docs/echo-load.md.
 //
 // Output: the report on stdout (text, --json or --csv); progress on stderr,
