@@ -84,24 +84,31 @@ double LatencyHistogram::mean() const {
   return count_ == 0 ? 0.0 : sum_ / static_cast<double>(count_);
 }
 
-uint64_t LatencyHistogram::ValueAtPercentile(double percentile) const {
-  if (count_ == 0) return 0;
+size_t LatencyHistogram::BucketAtPercentile(std::span<const uint64_t> counts,
+                                            uint64_t total, double percentile) {
   // Written so that NaN, which fails every comparison, reads as 0.
   if (!(percentile > 0)) percentile = 0;
   if (percentile > 100) percentile = 100;
   // The rank of the wanted value, 1-based: the smallest value such that at
   // least `percentile` percent of the values are <= it.
   uint64_t rank = static_cast<uint64_t>(
-      std::ceil(percentile / 100.0 * static_cast<double>(count_)));
-  rank = std::clamp<uint64_t>(rank, 1, count_);
+      std::ceil(percentile / 100.0 * static_cast<double>(total)));
+  rank = std::clamp<uint64_t>(rank, 1, total);
   uint64_t seen = 0;
-  for (size_t i = 0; i < kBucketCount; ++i) {
-    seen += counts_[i];
-    if (seen >= rank) {
-      return std::clamp(BucketHighest(i), min_, max_);
-    }
+  for (size_t i = 0; i < counts.size(); ++i) {
+    seen += counts[i];
+    if (seen >= rank) return i;
   }
-  return max_;  // Unreachable while counts_ and count_ agree.
+  // Only when the counts sum to less than `total`.
+  return counts.empty() ? 0 : counts.size() - 1;
+}
+
+uint64_t LatencyHistogram::ValueAtPercentile(double percentile) const {
+  if (count_ == 0) return 0;
+  // The bucket's upper edge, but never beyond what was actually recorded.
+  return std::clamp(
+      BucketHighest(BucketAtPercentile(counts_, count_, percentile)), min_,
+      max_);
 }
 
 }  // namespace troupe

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace troupe {
@@ -51,6 +52,13 @@ class LatencyHistogram {
   // `percentile` in [0, 100] (clamped). Returns the upper edge of the bucket
   // holding the value at that rank, clamped to [min(), max()]; 0 when empty.
   uint64_t ValueAtPercentile(double percentile) const;
+
+  // The index of the bucket holding the value at `percentile` of bare
+  // counts per bucket (in BucketIndex order) that sum to `total` > 0: the
+  // rank rule of ValueAtPercentile, for callers that keep counts of their
+  // own (per-interval differences, say) rather than a histogram.
+  static size_t BucketAtPercentile(std::span<const uint64_t> counts,
+                                   uint64_t total, double percentile);
 
   // Bucket geometry, exposed for tests and for exporters.
   static size_t BucketIndex(uint64_t value);

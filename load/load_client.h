@@ -9,25 +9,33 @@
 //   options.duration = absl::Seconds(10);
 //   options.progress_interval = absl::Seconds(1);
 //   options.on_progress = [](const LoadProgress& p) {
-//     std::cerr << FormatProgressLine(p) << "\n";
+//     std::cerr << FormatProgressLine(p) << "\n";  // load/report.h
 //   };
 //   absl::StatusOr<LoadReport> report = RunLoad(options);
 //   if (!report.ok()) { /* "no connection to 127.0.0.1:7007 ...: Connection
-//   refused" */ } std::cout << FormatReportText(*report); return report->ok() ?
-//   0 : 1;
+//     refused" */ }
+//   std::cout << FormatReportText(*report);  // load/report.h
+//   return report->ok() ? 0 : 1;
+//
+// The formatters are in load/report.h (text, JSON, CSV, the progress line)
+// and load/hdr_output.h (--histogram-out). The engine behind RunLoad, one
+// concern a file: pattern.h (each connection's byte stream and the echo
+// check), session.h (one connection's state machine), worker.h (a thread's
+// epoll loop), schedule.h (phase times, the open-loop schedule), tally.h (a
+// thread's counts), progress.h (the snapshots), source_addresses.h.
 //
 // How it runs:
 //   1. connect: `threads` threads, each with its own epoll loop, open their
 //      share of the connections (non-blocking, TCP_NODELAY), at most 1,024
 //      handshakes outstanding at a time across all threads (kConnectWindow
-//      in load_client.cc), bounded by `connect_timeout`. Failures are counted, with the first
-//      error's text.
+//      in load_client.cc), bounded by `connect_timeout`. Failures are counted,
+//      with the first error's text.
 //   2. warmup: traffic as below, not measured.
 //   3. measure: for `duration`; a message counts when it completes inside this
 //      window, and its latency is completion time - issue time (closed loop)
 //      or completion time - intended send time (open loop).
 //   4. drain: no new messages; each connection is closed as soon as all it
-//      sent has come back. The drain waits kDrainTimeout (1 s) or
+//      sent has come back. The drain waits kDrainTimeout (1 s, worker.cc) or
 //      `stall_timeout`, whichever is longer; a connection whose echoes are
 //      not all back by then is `incomplete` (an error), as is one the peer
 //      closes with echoes still owed.
@@ -158,27 +166,12 @@ struct LoadOptions {
   std::function<void(const LoadProgress&)> on_progress;
 };
 
-struct LoadReport {
-  // The first few error messages are kept; the counts cover all of them.
-  static constexpr size_t kMaxErrorMessages = 5;
-
-  std::string target;
-  int threads = 0;
-  size_t message_size = 0;  // 0 in script mode.
-  int pipeline = 0;
-  double rate = 0;  // Open-loop target rate; 0: closed loop.
-  int source_addresses = 1;
-  // Script mode: the messages each connection sends, and their total size.
-  size_t script_messages = 0;
-  size_t script_bytes = 0;
-
-  int connections_requested = 0;
+// What a run counts, summed over connections and threads: each worker thread
+// keeps one for its connections, and RunLoad adds them up into the report.
+struct LoadTally {
   int connections_established = 0;
   int connections_failed = 0;
 
-  absl::Duration warmup;
-  // Wall time of the measured window as the threads actually ran it.
-  absl::Duration measured;
   uint64_t messages = 0;
   // Echoed payload bytes that came back in the window (one direction: the
   // bytes sent are the same again).
@@ -199,6 +192,33 @@ struct LoadReport {
   uint64_t connections_incomplete = 0;
   // Connections that owed echoes and received nothing for the stall timeout.
   uint64_t connections_stalled = 0;
+
+  // Adds every count of `other` to this one.
+  void Add(const LoadTally& other);
+};
+
+// The result of a run: its setup, what it counted (LoadTally, whose fields
+// are the report's), and what only the whole run can tell.
+struct LoadReport : LoadTally {
+  // The first few error messages are kept; the counts cover all of them.
+  static constexpr size_t kMaxErrorMessages = 5;
+
+  std::string target;
+  int threads = 0;
+  size_t message_size = 0;  // 0 in script mode.
+  int pipeline = 0;
+  double rate = 0;  // Open-loop target rate; 0: closed loop.
+  int source_addresses = 1;
+  // Script mode: the messages each connection sends, and their total size.
+  size_t script_messages = 0;
+  size_t script_bytes = 0;
+
+  int connections_requested = 0;
+
+  absl::Duration warmup;
+  // Wall time of the measured window as the threads actually ran it.
+  absl::Duration measured;
+
   // No message completed in the measured window (script mode: at all). Set by
   // RunLoad; counts as one error.
   bool no_messages = false;
@@ -222,29 +242,5 @@ absl::Status ValidateLoadOptions(const LoadOptions& options);
 // options are invalid or when no connection at all could be established;
 // every other failure is counted in the report.
 absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options);
-
-// A few aligned human-readable lines, ending in a newline.
-std::string FormatReportText(const LoadReport& report);
-// The error counts by kind, e.g. "connect 0, verification 0, lost 0,
-// stalled 2, no messages completed": the first three always, the others only
-// when there are any. The text report's and echo-load's summary.
-std::string FormatErrorKinds(const LoadReport& report);
-// One JSON object on one line, ending in a newline. Latencies in microseconds.
-std::string FormatReportJson(const LoadReport& report);
-// Two lines, a header and the values: the JSON report's fields with nested
-// names joined by '_' (connections_requested, latency_us_p99, ...); the
-// first errors are joined by " | " into one field.
-std::string FormatReportCsv(const LoadReport& report);
-// The latency distribution in HdrHistogram's percentile format ("Value
-// Percentile TotalCount 1/(1-Percentile)", values in microseconds), which
-// HdrHistogram's plotter reads. Needs report.latency_buckets.
-std::string FormatPercentileDistribution(const LoadReport& report);
-// One line without a newline, e.g.
-//   "  3.5s/10s  412345 msg/s  p99 812.3us  errors 0  (1000 conns)"
-std::string FormatProgressLine(const LoadProgress& progress);
-
-// Raises the soft RLIMIT_NOFILE to at least `wanted` descriptors (up to the
-// hard limit); fails naming both numbers when the hard limit is too low.
-
 
 }  // namespace troupe

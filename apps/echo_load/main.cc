@@ -1,5 +1,6 @@
 // echo-load: drives an echo server with many connections and verifies every
-// echoed byte. Flag parsing and wiring only; the engine is load_client.h.
+// echoed byte. Flag parsing and wiring only: the engine is load/load_client.h,
+// the reports it prints load/report.h and load/hdr_output.h.
 // Every flag is documented, with examples, in docs/echo-load.md.
 //
 // Output: the report on stdout (text, --json or --csv); progress on stderr,
@@ -31,9 +32,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "apps/cli.h"
-#include "load/load_client.h"
 #include "core/base/fd.h"
 #include "core/net/address.h"
+#include "load/hdr_output.h"
+#include "load/load_client.h"
+#include "load/report.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "echo server host: IPv4, IPv6 or a name resolved once at start");

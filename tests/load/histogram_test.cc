@@ -198,5 +198,32 @@ TEST(LatencyHistogramTest, OutOfRangePercentilesAreClamped) {
   EXPECT_EQ(h.ValueAtPercentile(500), 200u);
 }
 
+TEST(LatencyHistogramTest, BucketAtPercentileOfBareCountsMatchesTheHistogram) {
+  // Counts kept apart from a histogram (as progress keeps per-interval
+  // differences) must give the bucket ValueAtPercentile reads from.
+  std::mt19937_64 rng(7);
+  std::exponential_distribution<double> latency(1.0 / 250'000);
+  LatencyHistogram h;
+  std::vector<uint64_t> counts(LatencyHistogram::BucketCount(), 0);
+  for (int i = 0; i < 5000; ++i) {
+    const uint64_t v = static_cast<uint64_t>(latency(rng)) + 3000;
+    h.Record(v);
+    ++counts[LatencyHistogram::BucketIndex(v)];
+  }
+  for (double p : {1.0, 50.0, 90.0, 99.0, 99.9}) {
+    const size_t bucket =
+        LatencyHistogram::BucketAtPercentile(counts, h.count(), p);
+    EXPECT_EQ(LatencyHistogram::BucketHighest(bucket), h.ValueAtPercentile(p))
+        << "p" << p;
+  }
+  // The rank rule's edges: the first value at 0, the last at 100 and above.
+  const std::vector<uint64_t> three = {0, 2, 0, 1};
+  EXPECT_EQ(LatencyHistogram::BucketAtPercentile(three, 3, 0), 1u);
+  EXPECT_EQ(LatencyHistogram::BucketAtPercentile(three, 3, 66.6), 1u);
+  EXPECT_EQ(LatencyHistogram::BucketAtPercentile(three, 3, 66.7), 3u);
+  EXPECT_EQ(LatencyHistogram::BucketAtPercentile(three, 3, 100), 3u);
+  EXPECT_EQ(LatencyHistogram::BucketAtPercentile(three, 3, 1000), 3u);
+}
+
 }  // namespace
 }  // namespace troupe

@@ -28,6 +28,8 @@
 #include "core/base/fd.h"
 #include "core/net/socket.h"
 #include "gtest/gtest.h"
+#include "load/hdr_output.h"
+#include "load/report.h"
 
 namespace troupe {
 namespace {

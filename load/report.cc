@@ -1,0 +1,335 @@
+#include "load/report.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "load/histogram.h"
+
+namespace troupe {
+namespace {
+
+void AppendJsonString(std::string& out, absl::string_view s) {
+  out.push_back('"');
+  for (const char ch : s) {
+    const auto u = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          absl::StrAppendFormat(&out, "\\u%04x", u);
+        } else {
+          out.push_back(ch);  // UTF-8 passes through unchanged.
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+// RFC 4180: quoted when it holds a comma, quote or line break.
+void AppendCsvField(std::string& out, absl::string_view s) {
+  if (s.find_first_of(",\"\r\n") == absl::string_view::npos) {
+    out.append(s.data(), s.size());
+    return;
+  }
+  out.push_back('"');
+  for (const char ch : s) {
+    if (ch == '"') out.push_back('"');
+    out.push_back(ch);
+  }
+  out.push_back('"');
+}
+
+double Micros(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
+
+// The mode a report describes, as JSON and CSV name it.
+const char* ModeName(const LoadReport& r) {
+  if (r.script_messages > 0) return "script";
+  return r.rate > 0 ? "open" : "closed";
+}
+
+}  // namespace
+
+std::string FormatErrorKinds(const LoadReport& r) {
+  std::string out = absl::StrFormat("connect %d, verification %d, lost %d",
+                                    r.connections_failed, r.verification_errors,
+                                    r.connections_lost);
+  if (r.connections_incomplete > 0) {
+    absl::StrAppendFormat(&out, ", incomplete %d", r.connections_incomplete);
+  }
+  if (r.connections_stalled > 0) {
+    absl::StrAppendFormat(&out, ", stalled %d", r.connections_stalled);
+  }
+  if (r.connections_timed_out > 0) {
+    absl::StrAppendFormat(&out, ", timed out %d", r.connections_timed_out);
+  }
+  if (r.no_messages) out += ", no messages completed";
+  return out;
+}
+
+std::string FormatReportText(const LoadReport& r) {
+  std::string out;
+  if (r.script_messages > 0) {
+    absl::StrAppendFormat(
+        &out,
+        "%-14s%s (%d thread%s, %d message%s of %d bytes in all per "
+        "connection, pipeline %d)\n",
+        "target", r.target, r.threads, r.threads == 1 ? "" : "s",
+        r.script_messages, r.script_messages == 1 ? "" : "s", r.script_bytes,
+        r.pipeline);
+  } else {
+    absl::StrAppendFormat(
+        &out, "%-14s%s (%d thread%s, %d-byte messages, pipeline %d)\n",
+        "target", r.target, r.threads, r.threads == 1 ? "" : "s",
+        r.message_size, r.pipeline);
+  }
+  if (r.rate > 0) {
+    absl::StrAppendFormat(
+        &out,
+        "%-14s%.1f msg/s scheduled (open loop; latency from the intended send "
+        "time)\n",
+        "rate", r.rate);
+  }
+  absl::StrAppendFormat(&out, "%-14s%d requested, %d established, %d failed",
+                        "connections", r.connections_requested,
+                        r.connections_established, r.connections_failed);
+  if (r.source_addresses > 1) {
+    absl::StrAppendFormat(&out, " (from 127.0.0.1..127.0.0.%d)",
+                          r.source_addresses);
+  }
+  out.push_back('\n');
+  if (r.script_messages > 0) {
+    absl::StrAppendFormat(&out, "%-14s%.3f s (until the last echo)\n",
+                          "measured", absl::ToDoubleSeconds(r.measured));
+  } else {
+    absl::StrAppendFormat(&out, "%-14s%.2f s (after %.2f s warmup)\n",
+                          "measured", absl::ToDoubleSeconds(r.measured),
+                          absl::ToDoubleSeconds(r.warmup));
+  }
+  absl::StrAppendFormat(&out, "%-14s%d (%.1f msg/s)\n", "messages", r.messages,
+                        r.MessagesPerSecond());
+  absl::StrAppendFormat(
+      &out, "%-14s%.2f MiB/s of echoed payload (one direction, not doubled)\n",
+      "throughput", r.MebibytesPerSecond());
+  const LatencyHistogram& h = r.latency_ns;
+  if (h.count() == 0) {
+    absl::StrAppendFormat(&out, "%-14s%s\n", "latency (us)",
+                          "n/a (no message completed)");
+  } else {
+    absl::StrAppendFormat(
+        &out,
+        "%-14sp50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n",
+        "latency (us)", Micros(h.ValueAtPercentile(50)),
+        Micros(h.ValueAtPercentile(90)), Micros(h.ValueAtPercentile(99)),
+        Micros(h.ValueAtPercentile(99.9)), Micros(h.max()), h.mean() / 1000.0);
+  }
+  if (r.ok()) {
+    absl::StrAppendFormat(&out, "%-14s%s\n", "errors", "none");
+  } else {
+    absl::StrAppendFormat(&out, "%-14s%d (%s)\n", "errors", r.error_count(),
+                          FormatErrorKinds(r));
+    for (const std::string& e : r.first_errors) {
+      absl::StrAppend(&out, "  ", e, "\n");
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// One report field: the JSON path of its name and its value, already
+// formatted as JSON (strings quoted).
+struct Field {
+  std::vector<absl::string_view> path;
+  std::string json;
+  std::string csv;  // Unquoted text; strings CSV-quoted where needed.
+};
+
+// The report's fields in output order, shared by JSON and CSV so that the two
+// cannot drift apart. New fields go at the end of their object.
+std::vector<Field> ReportFields(const LoadReport& r) {
+  std::vector<Field> f;
+  auto add_number = [&](std::vector<absl::string_view> path, std::string text) {
+    f.push_back({std::move(path), text, text});
+  };
+  auto add_string = [&](std::vector<absl::string_view> path,
+                        absl::string_view text) {
+    Field field{std::move(path), "", ""};
+    AppendJsonString(field.json, text);
+    AppendCsvField(field.csv, text);
+    f.push_back(std::move(field));
+  };
+  auto fixed = [](double v, int digits) {
+    return absl::StrFormat("%.*f", digits, v);
+  };
+  const LatencyHistogram& h = r.latency_ns;
+  add_string({"target"}, r.target);
+  add_number({"threads"}, absl::StrCat(r.threads));
+  add_number({"message_size"}, absl::StrCat(r.message_size));
+  add_number({"pipeline"}, absl::StrCat(r.pipeline));
+  add_number({"connections", "requested"},
+             absl::StrCat(r.connections_requested));
+  add_number({"connections", "established"},
+             absl::StrCat(r.connections_established));
+  add_number({"connections", "failed"}, absl::StrCat(r.connections_failed));
+  add_number({"connections", "source_addresses"},
+             absl::StrCat(r.source_addresses));
+  add_number({"warmup_s"}, fixed(absl::ToDoubleSeconds(r.warmup), 3));
+  add_number({"measured_s"}, fixed(absl::ToDoubleSeconds(r.measured), 3));
+  add_number({"messages"}, absl::StrCat(r.messages));
+  add_number({"messages_per_s"}, fixed(r.MessagesPerSecond(), 1));
+  add_number({"bytes"}, absl::StrCat(r.bytes));
+  add_number({"mib_per_s"}, fixed(r.MebibytesPerSecond(), 3));
+  add_number({"latency_us", "p50"}, fixed(Micros(h.ValueAtPercentile(50)), 1));
+  add_number({"latency_us", "p90"}, fixed(Micros(h.ValueAtPercentile(90)), 1));
+  add_number({"latency_us", "p99"}, fixed(Micros(h.ValueAtPercentile(99)), 1));
+  add_number({"latency_us", "p99_9"},
+             fixed(Micros(h.ValueAtPercentile(99.9)), 1));
+  add_number({"latency_us", "max"}, fixed(Micros(h.max()), 1));
+  add_number({"latency_us", "mean"}, fixed(h.mean() / 1000.0, 1));
+  add_number({"latency_us", "min"}, fixed(Micros(h.min()), 1));
+  add_number({"latency_us", "p75"}, fixed(Micros(h.ValueAtPercentile(75)), 1));
+  add_number({"latency_us", "p95"}, fixed(Micros(h.ValueAtPercentile(95)), 1));
+  add_number({"latency_us", "p99_99"},
+             fixed(Micros(h.ValueAtPercentile(99.99)), 1));
+  add_number({"latency_us", "count"}, absl::StrCat(h.count()));
+  add_number({"errors", "total"}, absl::StrCat(r.error_count()));
+  add_number({"errors", "connect"}, absl::StrCat(r.connections_failed));
+  add_number({"errors", "verification"}, absl::StrCat(r.verification_errors));
+  add_number({"errors", "lost"}, absl::StrCat(r.connections_lost));
+  {
+    Field first{{"errors", "first"}, "[", ""};
+    for (size_t i = 0; i < r.first_errors.size(); ++i) {
+      if (i > 0) first.json.push_back(',');
+      AppendJsonString(first.json, r.first_errors[i]);
+    }
+    first.json.push_back(']');
+    AppendCsvField(first.csv, absl::StrJoin(r.first_errors, " | "));
+    f.push_back(std::move(first));
+  }
+  add_number({"errors", "timed_out"}, absl::StrCat(r.connections_timed_out));
+  add_number({"errors", "incomplete"}, absl::StrCat(r.connections_incomplete));
+  add_number({"errors", "stalled"}, absl::StrCat(r.connections_stalled));
+  // A count like its neighbours (0 or 1), so that errors.total is their sum.
+  add_number({"errors", "no_messages"}, r.no_messages ? "1" : "0");
+  add_number({"ok"}, r.ok() ? "true" : "false");
+  add_string({"mode"}, ModeName(r));
+  add_number({"rate"}, fixed(r.rate, 1));
+  add_number({"script_messages"}, absl::StrCat(r.script_messages));
+  add_number({"script_bytes"}, absl::StrCat(r.script_bytes));
+  return f;
+}
+
+}  // namespace
+
+std::string FormatReportJson(const LoadReport& r) {
+  // Fields sharing a first path element are adjacent (ReportFields keeps
+  // each object's fields together), so one pass can open and close objects.
+  std::string out = "{";
+  absl::string_view open_object;
+  bool first_in_object = true;
+  bool first_top = true;
+  for (const Field& f : ReportFields(r)) {
+    const absl::string_view parent = f.path.size() > 1 ? f.path[0] : "";
+    if (parent != open_object) {
+      if (!open_object.empty()) out.push_back('}');
+      open_object = "";
+    }
+    if (open_object.empty()) {
+      if (!first_top) out.push_back(',');
+      first_top = false;
+      if (!parent.empty()) {
+        AppendJsonString(out, parent);
+        out += ":{";
+        open_object = parent;
+        first_in_object = true;
+      }
+    }
+    if (!parent.empty()) {
+      if (!first_in_object) out.push_back(',');
+      first_in_object = false;
+    }
+    AppendJsonString(out, f.path.back());
+    out.push_back(':');
+    out += f.json;
+  }
+  if (!open_object.empty()) out.push_back('}');
+  out += "}\n";
+  return out;
+}
+
+std::string FormatReportCsv(const LoadReport& r) {
+  const std::vector<Field> fields = ReportFields(r);
+  std::string header;
+  std::string values;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i > 0) {
+      header.push_back(',');
+      values.push_back(',');
+    }
+    header += absl::StrJoin(fields[i].path, "_");
+    values += fields[i].csv;
+  }
+  return absl::StrCat(header, "\n", values, "\n");
+}
+
+std::string FormatProgressLine(const LoadProgress& p) {
+  using Phase = LoadProgress::Phase;
+  std::string out;
+  switch (p.phase) {
+    case Phase::kConnecting:
+      return absl::StrFormat("connecting %.1fs: %d/%d established  errors %d",
+                             absl::ToDoubleSeconds(p.elapsed),
+                             p.connections_established, p.connections_requested,
+                             p.errors);
+    case Phase::kWarmup:
+      absl::StrAppendFormat(&out, "warmup %.1fs/%s",
+                            absl::ToDoubleSeconds(p.elapsed),
+                            absl::FormatDuration(p.total));
+      break;
+    case Phase::kMeasuring:
+      absl::StrAppendFormat(&out, "%.1fs/%s", absl::ToDoubleSeconds(p.elapsed),
+                            absl::FormatDuration(p.total));
+      break;
+    case Phase::kScript:
+      absl::StrAppendFormat(&out, "%.1fs  %d/%d messages echoed",
+                            absl::ToDoubleSeconds(p.elapsed),
+                            p.messages_completed, p.messages_planned);
+      break;
+    case Phase::kDraining:
+      out = "draining";
+      break;
+  }
+  absl::StrAppendFormat(&out, "  %.0f msg/s", p.IntervalMessagesPerSecond());
+  if (p.interval_p99_ns > 0) {
+    absl::StrAppendFormat(&out, "  p99 %.1fus", Micros(p.interval_p99_ns));
+  } else {
+    out += "  p99 -";
+  }
+  absl::StrAppendFormat(&out, "  errors %d  conns %d", p.errors,
+                        p.connections_established);
+  return out;
+}
+
+}  // namespace troupe

@@ -1,0 +1,251 @@
+#include "load/worker.h"
+
+#include <sys/prctl.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "core/base/check.h"
+
+namespace troupe::load {
+namespace {
+
+// How long the end of a run waits for echoes still in flight, at least (the
+// stall timeout when longer: an echo the run would still have waited for is
+// not given up on sooner at the end).
+constexpr absl::Duration kDrainTimeout = absl::Seconds(1);
+// Stall checks run every stall timeout / kStallChecksPerTimeout, so a stall
+// is caught at most a quarter late, for one pass over the connections per
+// check; never more often than kMinStallCheckIntervalNs, so a tiny timeout
+// does not turn the loop into a scan.
+constexpr int64_t kStallChecksPerTimeout = 4;
+constexpr int64_t kMinStallCheckIntervalNs = 1'000'000;
+// Open loop: the worker threads' timer slack (prctl PR_SET_TIMERSLACK). The
+// default 50 us would let sends run late by that much, all of it charged to
+// the server as latency.
+constexpr unsigned long kRateTimerSlackNs = 1000;
+
+// epoll_wait timeout for `ns` from now, rounded up so a loop never wakes
+// just before its deadline and spins.
+int TimeoutMs(int64_t ns) {
+  if (ns <= 0) return 0;
+  return static_cast<int>(
+      std::min<int64_t>((ns + 999'999) / 1'000'000, 24 * 3600 * 1000));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
+    const LoadOptions& options, const Stream& stream,
+    const std::vector<Address>& sources, int first_index, int count) {
+  Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1");
+  return std::unique_ptr<Worker>(new Worker(
+      options, stream, sources, std::move(epoll), first_index, count));
+}
+
+Worker::Worker(const LoadOptions& options, const Stream& stream,
+               const std::vector<Address>& sources, Fd epoll, int first_index,
+               int count)
+    : options_(options),
+      sources_(sources),
+      epoll_(std::move(epoll)),
+      sessions_(static_cast<size_t>(count)),
+      issue_times_(static_cast<size_t>(count) *
+                   static_cast<size_t>(options.pipeline)),
+      // This thread's share of the rate, spread over its connections.
+      open_loop_(
+          options.rate > 0 && !stream.script_mode() && count > 0
+              ? OpenLoopSchedule(options.rate * count / options.connections,
+                                 static_cast<size_t>(count))
+              : OpenLoopSchedule()),
+      context_{.stream = stream,
+               .pipeline = static_cast<uint64_t>(options.pipeline),
+               .open_loop = open_loop_,
+               .tally = tally_} {
+  const size_t pipeline = static_cast<size_t>(options.pipeline);
+  for (size_t i = 0; i < sessions_.size(); ++i) {
+    sessions_[i].Init(first_index + static_cast<int>(i), i,
+                      &issue_times_[i * pipeline]);
+  }
+  // Infinite means never. Any other huge value saturates at INT64_MAX
+  // nanoseconds: the checks compare elapsed times against it, and the one
+  // sum (the drain's deadline) saturates too.
+  if (options.stall_timeout > absl::ZeroDuration() &&
+      options.stall_timeout != absl::InfiniteDuration()) {
+    stall_ns_ = absl::ToInt64Nanoseconds(options.stall_timeout);
+  }
+}
+
+template <typename Handler>
+void Worker::PollOnce(int64_t deadline_ns, Handler handle) {
+  // epoll_pwait2 (Linux 5.11) takes a nanosecond timeout, which the open
+  // loop needs to send on time; epoll_wait's milliseconds are the fallback.
+  static std::atomic<bool> no_pwait2{false};
+  const int64_t wait_ns = std::max<int64_t>(deadline_ns - MonotonicNanos(), 0);
+  int n = -1;
+  if (!no_pwait2.load(std::memory_order_relaxed)) {
+    const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000),
+                           static_cast<long>(wait_ns % 1'000'000'000)};
+    n = ::epoll_pwait2(epoll_.get(), events_, kMaxEvents, &timeout, nullptr);
+    if (n < 0 && errno == ENOSYS) no_pwait2.store(true);
+  }
+  if (no_pwait2.load(std::memory_order_relaxed)) {
+    n = ::epoll_wait(epoll_.get(), events_, kMaxEvents, TimeoutMs(wait_ns));
+  }
+  if (n < 0) {
+    TROUPE_CHECK(errno == EINTR, "epoll_wait failed on a valid epoll fd");
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    handle(sessions_[events_[i].data.u64], events_[i].events);
+  }
+}
+
+void Worker::Connect(int64_t deadline_ns, int window) {
+  int pending = 0;
+  size_t next = 0;
+  auto start_more = [&] {
+    while (pending < window && next < sessions_.size()) {
+      Session& s = sessions_[next++];
+      // Round robin over the sources by connection number.
+      const Address* source =
+          sources_.empty()
+              ? nullptr
+              : &sources_[static_cast<size_t>(s.index()) % sources_.size()];
+      if (s.StartConnect(context_, options_.target, source, epoll_.get())) {
+        ++pending;
+      }
+    }
+  };
+  start_more();
+  while (pending > 0 && MonotonicNanos() < deadline_ns) {
+    PollOnce(deadline_ns, [&](Session& s, uint32_t events) {
+      if (s.state() != SessionState::kConnecting) return;
+      if (s.FinishConnect(context_, options_.target, events)) --pending;
+    });
+    start_more();
+  }
+  const std::string timed_out =
+      absl::StrCat("connect ", options_.target.ToString(), ": timed out after ",
+                   absl::FormatDuration(options_.connect_timeout));
+  for (size_t i = 0; i < sessions_.size(); ++i) {
+    Session& s = sessions_[i];
+    if (s.state() == SessionState::kConnecting) {
+      s.FailConnect(context_, timed_out);
+    } else if (i >= next) {
+      s.FailConnect(context_, absl::StrCat(timed_out, " (not attempted)"));
+    }
+  }
+}
+
+void Worker::Run(const PhaseTimes& times) {
+  context_.measure_start_ns = times.measure_start_ns;
+  open_loop_.Start(times.start_ns);
+  if (open_loop_.active()) {
+    // Best effort: without it, sends are merely later, and measured so.
+    (void)::prctl(PR_SET_TIMERSLACK, kRateTimerSlackNs);
+  } else {
+    const int64_t start = MonotonicNanos();
+    for (Session& s : sessions_) {
+      if (s.state() != SessionState::kOpen) continue;
+      s.Issue(context_, start);
+      s.Flush(context_);
+    }
+  }
+  const int64_t stall_check_interval =
+      std::max(stall_ns_ / kStallChecksPerTimeout, kMinStallCheckIntervalNs);
+  int64_t next_stall_check = times.start_ns + stall_check_interval;
+  while (context_.open > 0 && MonotonicNanos() < times.end_ns) {
+    int64_t wake = times.end_ns;
+    if (stall_ns_ > 0) {
+      const int64_t now = MonotonicNanos();
+      if (now >= next_stall_check) {
+        CheckStalls(now);
+        next_stall_check = now + stall_check_interval;
+        if (context_.open == 0) break;
+      }
+      wake = std::min(wake, next_stall_check);
+    }
+    if (open_loop_.active()) {
+      IssueDue(MonotonicNanos());
+      wake = std::min(wake, open_loop_.SeqTime(next_seq_));
+    }
+    PollOnce(wake, [&](Session& s, uint32_t events) {
+      s.HandleEvent(context_, events, MonotonicNanos());
+    });
+  }
+  tally_.EndLoop(MonotonicNanos());
+
+  context_.draining = true;
+  if (context_.stream.script_mode()) {
+    // Whoever is still open has not had all its messages echoed in time.
+    for (Session& s : sessions_) {
+      if (s.state() == SessionState::kOpen) s.TimeOut(context_);
+    }
+    CloseAll();
+  }
+  Drain();
+  tally_.Finish();
+}
+
+void Worker::Drain() {
+  // Issue nothing more; close each session once all it sent has come back,
+  // so that close() sends a FIN rather than a reset.
+  for (Session& s : sessions_) {
+    if (s.state() == SessionState::kOpen && s.AllEchoed()) s.Close(context_);
+  }
+  const int64_t drain_start = MonotonicNanos();
+  const int64_t drain_ns =
+      std::max(absl::ToInt64Nanoseconds(kDrainTimeout), stall_ns_);
+  const int64_t drain_deadline =
+      drain_start +
+      std::min(drain_ns, std::numeric_limits<int64_t>::max() - drain_start);
+  while (context_.open > 0 && MonotonicNanos() < drain_deadline) {
+    PollOnce(drain_deadline, [&](Session& s, uint32_t events) {
+      s.HandleEvent(context_, events, MonotonicNanos());
+    });
+  }
+  // Whoever is still open owes echoes that did not come back in time: a
+  // server that dropped bytes, or stopped, near the end of the run.
+  for (Session& s : sessions_) {
+    if (s.state() == SessionState::kOpen) s.Incomplete(context_, "");
+  }
+}
+
+void Worker::CloseAll() {
+  for (Session& s : sessions_) {
+    if (s.state() == SessionState::kOpen ||
+        s.state() == SessionState::kConnecting) {
+      s.Close(context_);
+    }
+  }
+}
+
+void Worker::IssueDue(int64_t now) {
+  const uint64_t due = open_loop_.SeqsDueBy(now);
+  const uint64_t n = sessions_.size();
+  // A message whose window is full is not lost: the session issues it (with
+  // its due time) once an echo makes room.
+  for (; next_seq_ < due; ++next_seq_) {
+    Session& s = sessions_[next_seq_ % n];
+    if (s.state() != SessionState::kOpen) continue;
+    if (s.Issue(context_, now)) s.Flush(context_);
+  }
+}
+
+void Worker::CheckStalls(int64_t now) {
+  for (Session& s : sessions_) {
+    s.CheckStall(context_, now, stall_ns_, options_.stall_timeout);
+  }
+}
+
+}  // namespace troupe::load

@@ -1,0 +1,84 @@
+// One worker thread of the load: its contiguous share of the connections
+// (Sessions) and the epoll loop that drives them through the run's phases:
+// connect, traffic (warmup and measure, or the script), drain.
+//
+//   absl::StatusOr<std::unique_ptr<Worker>> w =
+//       Worker::Create(options, stream, sources, first_index, count);
+//   (*w)->Connect(deadline_ns, window);   // On the worker thread...
+//   (*w)->Run(times);                     // ... once RunLoad fixed `times`.
+//   WorkerResult& result = (*w)->result();
+//
+// Thread safety: thread-compatible; owned by one thread at a time, except
+// live(), which any thread may read while it runs.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/base/fd.h"
+#include "core/net/address.h"
+#include "load/load_client.h"
+#include "load/pattern.h"
+#include "load/schedule.h"
+#include "load/session.h"
+#include "load/tally.h"
+
+namespace troupe::load {
+
+class Worker {
+ public:
+  // Connections first_index .. first_index + count - 1. `options`, `stream`
+  // and `sources` (empty: let the kernel choose) must outlive the worker.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(
+      const LoadOptions& options, const Stream& stream,
+      const std::vector<Address>& sources, int first_index, int count);
+
+  // Phase 1: opens every connection, at most `window` handshakes at a time,
+  // waiting until `deadline_ns` at most.
+  void Connect(int64_t deadline_ns, int window);
+  // Phases 2-4: traffic until times.end_ns, then drains and closes.
+  void Run(const PhaseTimes& times);
+  // Closes whatever is still open (also used when the run is aborted).
+  void CloseAll();
+
+  WorkerResult& result() { return tally_.result(); }
+  const LiveStats& live() const { return tally_.live(); }  // Any thread.
+
+ private:
+  // Events taken per epoll_wait; more only lengthens one loop turn.
+  static constexpr int kMaxEvents = 1024;
+
+  Worker(const LoadOptions& options, const Stream& stream,
+         const std::vector<Address>& sources, Fd epoll, int first_index,
+         int count);
+
+  // Waits for events until `deadline_ns` and hands each to `handle`.
+  template <typename Handler>
+  void PollOnce(int64_t deadline_ns, Handler handle);
+  // Open loop: issues every message due by `now` in schedule order.
+  void IssueDue(int64_t now);
+  // Closes, as stalled, every session that owes echoes and has made no
+  // progress for stall_ns_.
+  void CheckStalls(int64_t now);
+  // Phase 4: closes each session once its echoes are back, or as
+  // incomplete at the drain's deadline.
+  void Drain();
+
+  const LoadOptions& options_;
+  const std::vector<Address>& sources_;
+  Fd epoll_;
+  std::vector<Session> sessions_;     // Never resized: epoll data indexes it.
+  std::vector<int64_t> issue_times_;  // sessions_.size() * pipeline entries.
+  epoll_event events_[kMaxEvents];
+  OpenLoopSchedule open_loop_;  // Inactive: closed loop.
+  int64_t stall_ns_ = 0;        // 0: no stall check.
+  uint64_t next_seq_ = 0;  // Open loop: this thread's next message on time.
+  WorkerTally tally_;
+  SessionContext context_;  // Refers to the members above.
+};
+
+}  // namespace troupe::load
