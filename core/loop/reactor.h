@@ -252,11 +252,11 @@ class Reactor {
   bool accept_paused_ = false;   // descriptors ran out: resumes by timer
   bool accept_full_ = false;     // pause_at_open reached: resumes at a reap
 
-  // Loop-thread state.
+  // Loop-thread state. Connections (table_) are destroyed before the host
+  // and timers they point into.
   Timers timers_;                         // RunAfter tasks and connection deadlines
   ConnectionHost host_;                   // what connections may ask of us
   SlotTable<Connection> table_;           // the connections, by slot
-  absl::flat_hash_map<std::type_index, std::shared_ptr<void>> locals_;
   // Each phase swaps the host's request list with its spare and walks that,
   // so requests made while it runs wait for the next pass.
   std::vector<ConnectionId> read_backlog_next_;
@@ -265,6 +265,12 @@ class Reactor {
   bool stopping_ = false;
   bool draining_ = false;
   Clock::time_point drain_deadline_{};
+  // Last on purpose: Abseil's containers change size under AddressSanitizer,
+  // and a program built without it may link a sanitized library; any field
+  // after this one would then sit at two different offsets, and inline
+  // accessors compiled on either side would disagree. The table is empty by
+  // the time it is destroyed (Run reaps every connection).
+  absl::flat_hash_map<std::type_index, std::shared_ptr<void>> locals_;
 };
 
 }  // namespace troupe
