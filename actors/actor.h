@@ -167,7 +167,8 @@ class Context {
   // constructed on first use, touched only by that reactor's thread), then
   // `on_done(ctx, result)` runs back on this actor. Counted as pending work
   // until on_done has run (so the drain waits for the answer); dropped,
-  // counted, if this actor has gone meanwhile. A key-value store puts each
+  // counted, if this actor has gone meanwhile. An exception from `fn`
+  // closes this actor's connection with kHandlerError. A key-value store puts each
   // key on reactor hash(key) % reactor_count().
   template <typename Shard, typename Fn, typename Done>
   void AtShard(uint32_t reactor, Fn fn, Done on_done);
@@ -276,10 +277,15 @@ void Context::AtShard(uint32_t reactor, Fn fn, Done on_done) {
              on_done = std::move(on_done)]() mutable {
     internal::Continuation next;
     next.holds_work = true;
-    next.run = [on_done = std::move(on_done),
-                result = fn(home.Local<Shard>())](Context& ctx) mutable {
-      on_done(ctx, std::move(result));
-    };
+    try {
+      next.run = [on_done = std::move(on_done),
+                  result = fn(home.Local<Shard>())](Context& ctx) mutable {
+        on_done(ctx, std::move(result));
+      };
+    } catch (...) {
+      // As with Offload: the asking connection pays, not the home reactor.
+      next.run = [](Context& ctx) { ctx.FailWithHandlerError(); };
+    }
     // System mail: an answer this actor asked for is never refused by a
     // full mailbox or inbox.
     here.SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);

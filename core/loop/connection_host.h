@@ -1,7 +1,7 @@
 // ConnectionHost: everything a Connection may ask of the reactor that owns
 // it, and nothing more. It is the seam that keeps the dependency one way:
 //
-//   Reactor ──owns──► ConnectionTable ──owns──► Connection
+//   Reactor ──owns──► SlotTable<Connection> ──owns──► Connection
 //      │                                            │
 //      └──owns──► ConnectionHost ◄──public calls────┘
 //

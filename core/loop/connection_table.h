@@ -1,4 +1,5 @@
-// ConnectionTable: the entries one reactor owns, by slot, with generations.
+// SlotTable, the connection table: the entries one reactor owns, by slot,
+// with generations.
 //
 //   slots:  [0: conn g3] [1: free g7] [2: conn g1] ...    free list: {1}
 //

@@ -1,6 +1,7 @@
 // Listener: the accept step. Accepts one connection at a time from a
 // listening socket, through the max-connections gate, with TCP_NODELAY;
-// used by the acceptor thread, and by each reactor in reuse-port mode.
+// used by every loop that listens: the acceptor thread, each reactor in
+// reuse-port mode, the metrics endpoint.
 //
 //   Listener listener(listen_fd.get(), /*max_connections=*/0, nullptr);
 //   Handoff handoff;

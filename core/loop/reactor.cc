@@ -18,7 +18,7 @@ namespace {
 // epoll_event.data for the waker; connections use slot | generation << 32
 // and generation is never 0, so the two never collide.
 constexpr uint64_t kWakerToken = 0;
-constexpr uint64_t kListenerToken = 1;  // reuse-port mode's own listener
+constexpr uint64_t kListenerToken = 1;  // the listener of AddListener
 // Events taken from one epoll_wait. 256 keeps the array on the stack small
 // while a loaded reactor still sees many ready sockets per syscall.
 constexpr int kMaxEvents = 256;
@@ -218,7 +218,8 @@ void Reactor::Run() {
     counters_.RecordTurn(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   }
-  listen_fd_.Reset();  // reuse-port mode: refuse new connects at once
+  listen_fd_.Reset();  // a listener of our own: refuse new connects at once
+  listening_ = false;
   CloseAllInLoop(CloseReason::kShutdown);
   ReapInLoop();
 }
@@ -396,7 +397,8 @@ void Reactor::RunAfter(absl::Duration delay, Task task) {
 void Reactor::RunTimersInLoop() {
   // Deadlines are checked against the turn's clock, tasks against a fresh
   // read (a long turn must not delay a due task by a whole turn).
-  timers_.RunDue(Clock::now(), [this](ConnectionId id) {
+  timers_.RunDueTasks(Clock::now());
+  timers_.ExpireDeadlines(host_.now(), [this](ConnectionId id) {
     if (Connection* conn = Find(id)) conn->DeadlineDueInLoop(host_.now());
   });
   counters_.timers.store(timers_.tasks(), std::memory_order_relaxed);
@@ -432,9 +434,10 @@ void Reactor::ReapInLoop() {
 
 void Reactor::BeginDrainInLoop(absl::Time deadline) {
   draining_ = true;
-  // Reuse-port mode: stop accepting (closing the listener leaves epoll; the
+  // A listener of our own: stop accepting (closing it leaves epoll; the
   // Listener stays, since Stats() may read its counters from any thread).
   listen_fd_.Reset();
+  listening_ = false;
   // An infinite deadline stays infinite (DeadlineAfter saturates).
   drain_deadline_ = DeadlineAfter(Clock::now(), deadline - absl::Now());
   // Sockets already handed over are connections of this server too.

@@ -198,7 +198,7 @@ class Reactor {
     return counters_.closed.load(std::memory_order_relaxed) +
            counters_.handoffs_dropped.load(std::memory_order_relaxed);
   }
-  // Any thread. Reuse-port mode: connections its own listener admitted.
+  // Any thread. With a listener of its own: connections it admitted.
   uint64_t AdmittedCount() const;
   // Any thread. Handoffs and inbox items not yet drained (approximate).
   size_t QueueDepth() const { return inbox_->handoffs_approx() + inbox_->size_approx(); }
@@ -245,7 +245,7 @@ class Reactor {
   std::vector<Reactor*> peers_;  // fixed before Run(); read-only after
   std::atomic<int>* drain_group_ = nullptr;  // the server's; outlives us
   bool left_drain_ = false;
-  Fd listen_fd_;                          // reuse-port mode only
+  Fd listen_fd_;                          // with a listener only (AddListener)
   std::unique_ptr<Listener> listener_;  // with a listener only
   ListenerOptions listener_options_;
   bool listening_ = false;       // the listener is in the epoll set

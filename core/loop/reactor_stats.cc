@@ -7,9 +7,11 @@ namespace troupe {
 void ReactorStats::Add(const ReactorStats& other) {
 #define TROUPE_COMBINE_Sum(name) name += other.name;
 #define TROUPE_COMBINE_Max(name) name = std::max(name, other.name);
+#define TROUPE_COMBINE_None(name)
 #define TROUPE_COUNTER_ADD(name, combine, ...) TROUPE_COMBINE_##combine(name)
   TROUPE_REACTOR_COUNTERS(TROUPE_COUNTER_ADD)
 #undef TROUPE_COUNTER_ADD
+#undef TROUPE_COMBINE_None
 #undef TROUPE_COMBINE_Max
 #undef TROUPE_COMBINE_Sum
   for (size_t i = 0; i < mail_dropped_by_reason.size(); ++i) {

@@ -25,12 +25,13 @@
 namespace troupe {
 
 // X(name, combine, source, metric, type, help)
-//   combine  Sum or Max: how ServerStats::Total() folds reactors together
+//   combine  Sum, Max, or None (kept per reactor only): how
+//            ServerStats::Total() folds reactors together
 //   source   Own: an atomic the reactor bumps; Derived: filled in by
 //            Reactor::Stats() from elsewhere (the inbox, the listener, a sum)
 //   metric   the Prometheus family with a reactor label, or nullptr: not
 //            exported on its own
-// The order is the order of /metrics.
+// Rows are rendered in this order, before the labelled families below.
 #define TROUPE_REACTOR_COUNTERS(X)                                                          \
   X(accepted, Sum, Own, "troupe_connections_accepted_total", "counter",                     \
     "Connections handed to the reactor.")                                                   \
@@ -63,8 +64,9 @@ namespace troupe {
   X(timers, Sum, Own, nullptr, "", "")           /* RunAfter timers pending */              \
   X(tasks_run, Sum, Own, nullptr, "", "")                                                   \
   X(loop_turns, Sum, Own, nullptr, "", "")                                                  \
-  X(refused, Sum, Derived, nullptr, "", "")  /* reuse-port: shed, descriptors ran out */    \
-  X(rejected, Sum, Derived, nullptr, "", "") /* reuse-port: closed, max_connections */      \
+  /* Per reactor only: the server's totals are ServerStats::refused/rejected. */           \
+  X(refused, None, Derived, nullptr, "", "")  /* reuse-port: shed, descriptors ran out */   \
+  X(rejected, None, Derived, nullptr, "", "") /* reuse-port: closed, max_connections */     \
   X(turn_sum_ns, Sum, Own, nullptr, "", "")  /* see turn_buckets */
 
 // A point-in-time copy of a reactor's counters.

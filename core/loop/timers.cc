@@ -46,12 +46,16 @@ Timers::Clock::time_point Timers::NextDue() const {
   return std::min(task, wheel_.NextDue());
 }
 
-void Timers::RunDue(Clock::time_point now, absl::FunctionRef<void(ConnectionId)> expired) {
+void Timers::RunDueTasks(Clock::time_point now) {
   while (!tasks_.empty() && tasks_.top().when <= now) {
     Task task = std::move(tasks_.top().task);
     tasks_.pop();
     std::move(task)();
   }
+}
+
+void Timers::ExpireDeadlines(Clock::time_point now,
+                             absl::FunctionRef<void(ConnectionId)> expired) {
   // Even when empty: Advance keeps the cursor at now in O(1), so a deadline
   // set after a long quiet spell is placed from the present.
   wheel_.Advance(now, expired);

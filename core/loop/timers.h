@@ -12,7 +12,8 @@
 //   Timers timers(Timers::GeometryFor({idle, flush, linger}), now);
 //   timers.RunAfter(now, absl::Milliseconds(5), [] { ... });
 //   timers.SetDeadline(conn.id(), now + idle);
-//   loop: epoll_wait(..., timers.NextDue() - now) ... timers.RunDue(now, on_deadline);
+//   loop: epoll_wait(..., timers.NextDue() - now) ...
+//         timers.RunDueTasks(now); timers.ExpireDeadlines(now, on_deadline);
 //
 // Thread safety: loop-affine (owning reactor).
 #pragma once
@@ -53,13 +54,16 @@ class Timers {
   void SetDeadline(ConnectionId id, Clock::time_point when);
   void ClearDeadline(ConnectionId id);
 
-  // When RunDue next has work: the earliest task, or the wheel's next tick
-  // while it holds deadlines; time_point::max() when idle. O(1).
+  // When RunDueTasks or ExpireDeadlines next has work: the earliest task,
+  // or the wheel's next tick while it holds deadlines; time_point::max()
+  // when idle. O(1).
   Clock::time_point NextDue() const;
-  // Runs the tasks due by `now` (in deadline order), then hands each entry
-  // whose deadline may have passed to `expired` (which checks and either
-  // acts or sets the next deadline: deadlines are lazily rescheduled).
-  void RunDue(Clock::time_point now, absl::FunctionRef<void(ConnectionId)> expired);
+  // Runs the tasks due by `now`, in deadline order.
+  void RunDueTasks(Clock::time_point now);
+  // Hands each entry whose deadline may have passed by `now` to `expired`,
+  // which checks it against the same `now` and either acts or sets the next
+  // deadline (deadlines are lazily rescheduled).
+  void ExpireDeadlines(Clock::time_point now, absl::FunctionRef<void(ConnectionId)> expired);
 
   size_t tasks() const { return tasks_.size(); }
   size_t deadlines() const { return wheel_.size(); }

@@ -16,8 +16,9 @@ namespace {
 constexpr size_t kMaxRequestHead = 8 * 1024;
 // Clients served at once; more wait in the listen backlog.
 constexpr size_t kMaxClients = 64;
-// A client that has not sent its request, or read its response, by then is
-// dropped: idle, flush and linger are each bounded by it.
+// A client is dropped this long after it connected, whatever it is doing
+// (a slow-loris scraper cannot hold a slot); idle, flush and linger are each
+// bounded by it too.
 constexpr absl::Duration kClientDeadline = absl::Seconds(5);
 
 void Family(std::string& out, const char* name, const char* type, const char* help) {
@@ -93,6 +94,12 @@ std::string Answer(std::string_view head, const Server& server) {
 class HttpHandler final : public ConnectionHandler {
  public:
   explicit HttpHandler(const Server& server) : server_(server) {}
+  void OnOpen(Connection& conn) override {
+    Reactor& loop = conn.reactor();
+    loop.RunAfter(kClientDeadline, [&loop, id = conn.id()] {
+      if (Connection* late = loop.Find(id)) late->Close(CloseReason::kIdleTimeout);
+    });
+  }
   size_t OnData(Connection& conn, std::string_view data) override {
     if (data.find("\r\n\r\n") != std::string_view::npos) {
       conn.Send(Answer(data, server_));

@@ -3,6 +3,7 @@
 // order, the drain waiting for owed replies, and codec limits past 16 MiB.
 // In-process servers on 127.0.0.1, real sockets.
 #include <atomic>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -528,6 +529,51 @@ TEST(PendingWorkTest, PlainTimersDoNotHoldACloseButReplyTimersDo) {
   asking.ShutdownWrite();
   EXPECT_EQ(asking.ReadLine(), "here");
   EXPECT_TRUE(asking.WaitForEof());
+}
+
+}  // namespace
+}  // namespace troupe
+
+namespace troupe {
+namespace {
+
+// "get KEY" answers from the key's shard; "boom" makes the shard's work throw.
+class ShardActor final : public Actor {
+ public:
+  void OnMessage(Context& ctx, Bytes line) override {
+    struct Count {
+      int n = 0;
+    };
+    const bool boom = line == "boom";
+    ctx.AtShard<Count>(
+        ctx.reactor_count() - 1,
+        [boom](Count& count) {
+          if (boom) throw std::runtime_error("shard work failed");
+          return ++count.n;
+        },
+        [](Context& back, int n) { back.WriteFrame(std::to_string(n)); });
+  }
+};
+
+TEST(AtShardTest, AnswersComeBackAndAThrowClosesOnlyTheAskingConnection) {
+  ServerOptions options;
+  options.workers = 2;
+  auto server = Start(options, ActorFactory([] { return std::make_unique<ShardActor>(); },
+                                            Lines()));
+  ASSERT_NE(server, nullptr);
+  LineClient good(server->address());
+  ASSERT_TRUE(good.Send("get\n"));
+  EXPECT_EQ(good.ReadLine(), "1");
+  LineClient bad(server->address());
+  ASSERT_TRUE(bad.Send("boom\n"));
+  EXPECT_TRUE(bad.WaitForEof());
+  EXPECT_TRUE(WaitFor([&] { return Closed(*server, CloseReason::kHandlerError) == 1; }));
+  // The shard and the other connection are unharmed.
+  ASSERT_TRUE(good.Send("get\n"));
+  EXPECT_EQ(good.ReadLine(), "2");
+  good.Close();
+  bad.Close();
+  server->Stop();
 }
 
 }  // namespace

@@ -246,5 +246,20 @@ TEST(MetricsServerTest, IdlesWhileEveryClientSlotIsTakenAndServesWhenOneFrees) {
   EXPECT_TRUE(absl::StartsWith(*status, "HTTP/1.1 200")) << *status;
 }
 
+TEST(MetricsServerTest, AClientTricklingItsRequestIsDroppedFiveSecondsAfterConnecting) {
+  // A slow-loris scraper: one byte of an endless head every 500 ms keeps any
+  // idle timeout from firing; only the deadline from the accept cuts it.
+  Fixture f = Start(1);
+  LineClient slow(f.metrics->address());
+  const absl::Time start = absl::Now();
+  bool cut = false;
+  for (int i = 0; i < 40 && !cut; ++i) {  // 20 s at most
+    slow.Send("a");
+    cut = slow.WaitForEof(absl::Milliseconds(500));
+  }
+  ASSERT_TRUE(cut) << "still connected after 20 s of trickling";
+  EXPECT_GE(absl::Now() - start, absl::Seconds(4));  // not cut for being slow at once
+}
+
 }  // namespace
 }  // namespace troupe
