@@ -70,6 +70,18 @@ fuzz:
 	    build-fuzz/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+# --- Clang (docs/testing.md) -------------------------------------------------
+# The suite built by Debian's clang++ (build-clang/, Release, no benchmarks, no
+# sanitizer): users build with both compilers, and each rejects code the other
+# takes.
+.PHONY: test-clang
+test-clang: deps
+	@scripts/install-deps clang
+	@cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
+	  -DTROUPE_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build-clang -j $(JOBS)
+	@cd build-clang && ctest --output-on-failure -j $(JOBS) --timeout 300
+
 # --- Benchmarks (docs/benchmarks.md) -----------------------------------------
 .PHONY: bench bench-micro bench-deps
 # Bench builds need the benchmark targets even where a build dir turned them off.

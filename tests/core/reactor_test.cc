@@ -154,13 +154,16 @@ TEST_F(ReactorTest, AnInfiniteDelayNeverFires) {
 
 TEST_F(ReactorTest, MailKeepsPerSenderOrderAcrossThreads) {
   auto [peer, id] = AddConnection();
+  // A copy for the senders to capture: clang before 16 cannot capture a
+  // structured binding (C++20 allows it).
+  const ConnectionId target = id;
   constexpr int kSenders = 4;
   constexpr int kPerSender = 5000;
   std::vector<std::thread> senders;
   for (int s = 0; s < kSenders; ++s) {
     senders.emplace_back([&, s] {
       for (int i = 0; i < kPerSender; ++i) {
-        reactor_->SendMail(id, Mail::Of(s * kPerSender + i));
+        reactor_->SendMail(target, Mail::Of(s * kPerSender + i));
       }
     });
   }
