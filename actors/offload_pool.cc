@@ -7,7 +7,7 @@ namespace troupe {
 
 OffloadPool::OffloadPool(int threads) {
   const int n = threads > 0 ? threads : OnlineCpus();
-  workers_.reserve(n);
+  workers_.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 

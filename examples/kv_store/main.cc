@@ -44,7 +44,8 @@ class KvActor final : public troupe::Actor {
     std::string value = is_set && space != std::string::npos ? rest.substr(space + 1) : "";
 
     troupe::Reactor& here = ctx.connection().reactor();
-    troupe::Reactor& home = here.peer(std::hash<std::string>{}(key) % here.peer_count());
+    troupe::Reactor& home =
+        here.peer(static_cast<uint32_t>(std::hash<std::string>{}(key) % here.peer_count()));
     ctx.AddPendingWork();  // until the answer is back (the drain waits)
     // Runs on the key's home reactor; answers by mail to this actor. The
     // answer is system mail: a reply this actor asked for is never refused
@@ -90,8 +91,9 @@ class KvActor final : public troupe::Actor {
 
 int main(int argc, char* argv[]) {
   troupe::ServerOptions options;
-  options.address = troupe::Address::FromHostPort(
-      "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
+  const int port = argc > 1 ? std::atoi(argv[1]) : 0;
+  options.address =
+      troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
   return troupe::ServeUntilStopSignal(
