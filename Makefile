@@ -6,6 +6,10 @@ BUILD_TYPE ?= Release
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
+# WERROR=1: every warning is an error (TROUPE_WERROR) in each tree below:
+# build/, build-asan/, build-tsan/ and build-clang/. .ci/run sets it.
+WERROR ?= 0
+WERROR_FLAG = -DTROUPE_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
 
 .PHONY: all deps configure build test demo run clean
 
@@ -15,7 +19,7 @@ deps:
 	@scripts/install-deps
 
 configure: deps
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(WERROR_FLAG) $(CMAKE_FLAGS) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
@@ -27,7 +31,8 @@ test: build
 # --- Sanitizers and fuzzing (docs/testing.md) --------------------------------
 .PHONY: test-asan test-tsan fuzz
 SANITIZE_BUILD_TYPE ?= RelWithDebInfo
-SANITIZE_CMAKE = cmake -S . -DCMAKE_BUILD_TYPE=$(SANITIZE_BUILD_TYPE) -DTROUPE_BUILD_BENCH=OFF
+SANITIZE_CMAKE = cmake -S . -DCMAKE_BUILD_TYPE=$(SANITIZE_BUILD_TYPE) -DTROUPE_BUILD_BENCH=OFF \
+  $(WERROR_FLAG)
 # The sanitizers need their fixed shadow-memory layout; on kernels with more
 # mmap randomisation (vm.mmap_rnd_bits > 28) this toolchain's TSan dies with
 # "unexpected memory mapping" (and ASan can loop on DEADLYSIGNAL). Running with
@@ -69,6 +74,18 @@ fuzz:
 	    -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/$$t- \
 	    build-fuzz/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
+
+# --- Clang (docs/testing.md) -------------------------------------------------
+# The suite built by Debian's clang++ (build-clang/, Release, no benchmarks, no
+# sanitizer): users build with both compilers, and each rejects code the other
+# takes.
+.PHONY: test-clang
+test-clang: deps
+	@scripts/install-deps clang
+	@cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
+	  -DTROUPE_BUILD_BENCH=OFF $(WERROR_FLAG) >/dev/null
+	@cmake --build build-clang -j $(JOBS)
+	@cd build-clang && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 # --- Benchmarks (docs/benchmarks.md) -----------------------------------------
 .PHONY: bench bench-micro bench-deps

@@ -65,7 +65,7 @@ absl::StatusOr<size_t> Codec::Parse(
           if (scanned != nullptr) *scanned = left;  // all of the partial line
           break;  // incomplete line: wait for more
         }
-        size_t length = static_cast<const char*>(nl) - start;
+        size_t length = static_cast<size_t>(static_cast<const char*>(nl) - start);
         used += length + 1;
         if (length > 0 && start[length - 1] == '\r') --length;
         if (length > options_.max_line) {

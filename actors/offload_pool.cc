@@ -12,7 +12,7 @@ struct OffloadPool::Queue {
 
 OffloadPool::OffloadPool(int threads) : jobs_(std::make_unique<Queue>()) {
   const int n = threads > 0 ? threads : OnlineCpus();
-  workers_.reserve(n);
+  workers_.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 

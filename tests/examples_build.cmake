@@ -1,6 +1,8 @@
 # Installs troupe into the build tree and builds examples/ against the
 # installed package, as an outside project would. Run by ctest (fixture
-# "examples"); -DBUILD_DIR and -DSOURCE_DIR come from tests/CMakeLists.txt.
+# "examples"); -DBUILD_DIR, -DSOURCE_DIR and -DCXX_COMPILER (the tree's own
+# compiler, so a clang tree's examples are built by clang too) come from
+# tests/CMakeLists.txt.
 set(prefix ${BUILD_DIR}/package-install)
 file(REMOVE_RECURSE ${prefix} ${BUILD_DIR}/examples-build)
 execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix}
@@ -11,6 +13,7 @@ endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/examples
                         -B ${BUILD_DIR}/examples-build
                         -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release
+                        -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
                 RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "configuring examples against the installed package failed (${rc})")

@@ -121,9 +121,9 @@ void LogStats(const troupe::ReactorStats& now, const troupe::ReactorStats& befor
              "stats: open=%d accepted=%d closed=%d in=%.2f MiB/s out=%.2f MiB/s "
              "mail=%d dropped=%d shed=%d slow_consumers=%d",
              now.open, now.accepted, now.closed,
-             (now.bytes_in - before.bytes_in) / mib / seconds,
-             (now.bytes_out - before.bytes_out) / mib / seconds, now.mail_delivered,
-             now.mail_dropped, now.frames_shed,
+             static_cast<double>(now.bytes_in - before.bytes_in) / mib / seconds,
+             static_cast<double>(now.bytes_out - before.bytes_out) / mib / seconds,
+             now.mail_delivered, now.mail_dropped, now.frames_shed,
              now.closed_by_reason[static_cast<size_t>(troupe::CloseReason::kSlowConsumer)]);
 }
 

@@ -33,7 +33,7 @@ constexpr size_t kMaxBacklog = 4096;  // a producer this far ahead waits
 class MoodycamelQueue {
  public:
   struct Producer {
-    explicit Producer(MoodycamelQueue& q) : q(q), token(q.queue_) {}
+    explicit Producer(MoodycamelQueue& queue) : q(queue), token(queue.queue_) {}
     void Push(Handoff h) { q.queue_.enqueue(token, std::move(h)); }
     MoodycamelQueue& q;
     moodycamel::ProducerToken token;
@@ -48,7 +48,7 @@ class MoodycamelQueue {
 class MutexDequeQueue {
  public:
   struct Producer {
-    explicit Producer(MutexDequeQueue& q) : q(q) {}
+    explicit Producer(MutexDequeQueue& queue) : q(queue) {}
     void Push(Handoff h) {
       std::lock_guard<std::mutex> lock(q.mu_);
       q.items_.push_back(std::move(h));

@@ -1,6 +1,7 @@
 // chat-room: a line-based chat across every reactor. "/nick NAME" sets your
 // name; any other line goes to everyone else in the room.
 // Usage: chat-room [port]   (0 or none: a free port, printed at start)
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -44,8 +45,9 @@ class ChatRoomActor final : public troupe::Actor {
 
 int main(int argc, char* argv[]) {
   troupe::ServerOptions options;
-  options.address = troupe::Address::FromHostPort(
-      "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
+  const int port = argc > 1 ? std::atoi(argv[1]) : 0;
+  options.address =
+      troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
   return troupe::ServeUntilStopSignal(

@@ -1,5 +1,6 @@
 // counter-server: each connection counts its lines and answers "<n> <line>".
 // Usage: counter-server [port]   (0 or none: a free port, printed at start)
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -23,8 +24,9 @@ class CounterActor final : public troupe::Actor {
 
 int main(int argc, char* argv[]) {
   troupe::ServerOptions options;
-  options.address = troupe::Address::FromHostPort(
-      "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
+  const int port = argc > 1 ? std::atoi(argv[1]) : 0;
+  options.address =
+      troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
   return troupe::ServeUntilStopSignal(

@@ -41,7 +41,7 @@ class KvActor final : public troupe::Actor {
 
     // The key lives on one reactor (its shard); the answer comes back to
     // this actor, counted as owed work so the drain waits for it.
-    const uint32_t shard = std::hash<std::string>{}(key) % ctx.reactor_count();
+    const auto shard = static_cast<uint32_t>(std::hash<std::string>{}(key) % ctx.reactor_count());
     ctx.AtShard<Store>(
         shard,
         [is_set, key = std::move(key), value = std::move(value)](Store& store) mutable {
@@ -73,8 +73,9 @@ class KvActor final : public troupe::Actor {
 
 int main(int argc, char* argv[]) {
   troupe::ServerOptions options;
-  options.address = troupe::Address::FromHostPort(
-      "127.0.0.1", argc > 1 ? std::atoi(argv[1]) : 0).value();
+  const int port = argc > 1 ? std::atoi(argv[1]) : 0;
+  options.address =
+      troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
   return troupe::ServeUntilStopSignal(

@@ -117,8 +117,10 @@ TEST(ActorTest, MailFromManyThreadsArrivesOnceInPerSenderOrder) {
       ASSERT_TRUE(line.has_value()) << "missing mail";
       std::vector<std::string> parts = absl::StrSplit(*line, ' ');
       ASSERT_EQ(parts.size(), 2u);
-      int sender = 0, seq = 0;
+      size_t sender = 0;
+      int seq = 0;
       ASSERT_TRUE(absl::SimpleAtoi(parts[0], &sender) && absl::SimpleAtoi(parts[1], &seq));
+      ASSERT_LT(sender, next.size());
       ASSERT_EQ(seq, next[sender]) << "sender " << sender << " out of order or duplicated";
       ++next[sender];
     }
@@ -147,19 +149,20 @@ TEST(ActorTest, ChatAcrossFourReactorsReachesEveryOtherClientOnce) {
   // Every member has joined once its reactor adopted it (OnOpen).
   ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().accepted == kClients; }));
   for (int line = 0; line < kLines; ++line) {
-    for (int i = 0; i < kClients; ++i) {
+    for (size_t i = 0; i < clients.size(); ++i) {
       ASSERT_TRUE(clients[i]->Send(absl::StrCat("c", i, " l", line, "\n")));
     }
   }
-  for (int i = 0; i < kClients; ++i) {
-    std::map<int, int> next_line;  // sender -> next expected line
+  for (size_t i = 0; i < clients.size(); ++i) {
+    std::map<size_t, int> next_line;  // sender -> next expected line
     for (int n = 0; n < (kClients - 1) * kLines; ++n) {
       std::optional<std::string> got = clients[i]->ReadLine();
       ASSERT_TRUE(got.has_value()) << "client " << i << " got only " << n << " lines";
       // "<address>: c<sender> l<line>"
       const size_t colon = got->find(": c");
       ASSERT_NE(colon, std::string::npos) << *got;
-      int sender = 0, line = 0;
+      size_t sender = 0;
+      int line = 0;
       std::vector<std::string> parts = absl::StrSplit(got->substr(colon + 3), " l");
       ASSERT_EQ(parts.size(), 2u) << *got;
       ASSERT_TRUE(absl::SimpleAtoi(parts[0], &sender) && absl::SimpleAtoi(parts[1], &line));

@@ -160,7 +160,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"raw_4k", CodecKind::kRaw, std::string(4096, 'R')},
         Case{"lines_x16", CodecKind::kLines, Repeat(std::string(63, 'l') + "\n", 16)},
         Case{"length_x16", CodecKind::kLength, Repeat(Frame(std::string(60, 'f')), 16)}),
-    [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+    // Not `info`: the macro's own function has a parameter of that name.
+    [](const ::testing::TestParamInfo<Case>& test) { return std::string(test.param.name); });
 
 }  // namespace
 }  // namespace troupe

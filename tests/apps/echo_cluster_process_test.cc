@@ -80,7 +80,7 @@ TEST(EchoClusterProcessTest, EchoLoadPassesEveryModeWithAShortStallTimeout) {
 TEST(EchoClusterProcessTest, ChatModeRelaysBetweenClients) {
   Cluster cluster({"--workers=2", "--mode=chat"});
   ASSERT_GT(cluster.port(), 0);
-  const Address address = *Address::FromHostPort("127.0.0.1", cluster.port());
+  const Address address = *Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(cluster.port()));
   LineClient alice(address);
   LineClient bob(address);
   // Bob's line can only reach Alice once both have joined; resend until the

@@ -543,9 +543,10 @@ INSTANTIATE_TEST_SUITE_P(
     EveryMode, EchoLoadLossyServerTest,
     ::testing::Combine(::testing::ValuesIn(kLosses),
                        ::testing::Values(kClosedLoop, kPipelined, kOpenLoop)),
-    [](const ::testing::TestParamInfo<EchoLoadLossyServerTest::ParamType>& info) {
-      return absl::StrCat(std::get<0>(info.param).name, "In",
-                          std::get<1>(info.param).name);
+    // Not `info`: the macro's own function has a parameter of that name.
+    [](const ::testing::TestParamInfo<EchoLoadLossyServerTest::ParamType>& test) {
+      return absl::StrCat(std::get<0>(test.param).name, "In",
+                          std::get<1>(test.param).name);
     });
 
 // The control: the same fixture and flags, echoing correctly, pass.
@@ -569,8 +570,8 @@ TEST_P(EchoLoadCorrectEchoTest, ExitsZero) {
 INSTANTIATE_TEST_SUITE_P(
     EveryMode, EchoLoadCorrectEchoTest,
     ::testing::Values(kClosedLoop, kPipelined, kOpenLoop),
-    [](const ::testing::TestParamInfo<Traffic>& info) {
-      return std::string(info.param.name);
+    [](const ::testing::TestParamInfo<Traffic>& test) {
+      return std::string(test.param.name);
     });
 
 TEST(EchoLoadProcessTest, InfiniteStallTimeoutTurnsTheCheckOff) {

@@ -218,11 +218,14 @@ TEST(MetricsServerTest, RenderExportsMailDropsByReasonAndQueueDepths) {
   EXPECT_FALSE(absl::StrContains(body, "unknown"));
 }
 
+double Seconds(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
 double ProcessCpuSeconds() {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
-         usage.ru_stime.tv_usec / 1e6;
+  return Seconds(usage.ru_utime) + Seconds(usage.ru_stime);
 }
 
 TEST(MetricsServerTest, IdlesWhileEveryClientSlotIsTakenAndServesWhenOneFrees) {

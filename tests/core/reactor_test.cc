@@ -154,13 +154,16 @@ TEST_F(ReactorTest, AnInfiniteDelayNeverFires) {
 
 TEST_F(ReactorTest, MailKeepsPerSenderOrderAcrossThreads) {
   auto [peer, id] = AddConnection();
+  // A copy for the senders to capture: clang before 16 cannot capture a
+  // structured binding (C++20 allows it).
+  const ConnectionId target = id;
   constexpr int kSenders = 4;
   constexpr int kPerSender = 5000;
   std::vector<std::thread> senders;
   for (int s = 0; s < kSenders; ++s) {
     senders.emplace_back([&, s] {
       for (int i = 0; i < kPerSender; ++i) {
-        reactor_->SendMail(id, Mail::Of(s * kPerSender + i));
+        reactor_->SendMail(target, Mail::Of(s * kPerSender + i));
       }
     });
   }
@@ -173,7 +176,7 @@ TEST_F(ReactorTest, MailKeepsPerSenderOrderAcrossThreads) {
   std::vector<int> last(kSenders, -1);
   for (const auto& [to, value] : journal_.mail) {
     EXPECT_EQ(to, id);
-    const int sender = value / kPerSender;
+    const size_t sender = static_cast<size_t>(value / kPerSender);
     EXPECT_GT(value, last[sender]) << "out of order for sender " << sender;
     last[sender] = value;
   }
@@ -380,7 +383,7 @@ TEST(ReactorLimitsTest, DeadlineEntriesFollowLiveConnectionsNotChurn) {
   EXPECT_EQ(r.reactor().Stats().deadline_entries, 50u);
   // Half close from the peer's side, half go through CloseAfterFlush and a
   // quick peer close (the linger): none may leave a deadline behind.
-  for (int i = 0; i < 50; ++i) {
+  for (size_t i = 0; i < peers.size(); ++i) {
     if (i % 2 == 0) {
       peers[i].Reset();
     } else {
@@ -388,7 +391,7 @@ TEST(ReactorLimitsTest, DeadlineEntriesFollowLiveConnectionsNotChurn) {
     }
   }
   ASSERT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kPeerClosed) == 25; }));
-  for (int i = 1; i < 50; i += 2) {
+  for (size_t i = 1; i < peers.size(); i += 2) {
     pollfd p{peers[i].get(), POLLIN, 0};
     ASSERT_EQ(::poll(&p, 1, 20000), 1);  // our FIN
     peers[i].Reset();

@@ -110,7 +110,7 @@ TEST(ServerTest, ManyClientsRandomSizesEveryByteIntact) {
   std::vector<StreamClient> clients(kClients);
   Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
   ASSERT_TRUE(epoll.valid());
-  for (int c = 0; c < kClients; ++c) {
+  for (size_t c = 0; c < clients.size(); ++c) {
     StreamClient& client = clients[c];
     absl::StatusOr<Fd> fd = ConnectTcpNonBlocking(server->address());
     ASSERT_TRUE(fd.ok()) << fd.status();
@@ -166,7 +166,7 @@ TEST(ServerTest, ManyClientsRandomSizesEveryByteIntact) {
     }
   }
   ASSERT_EQ(done, kClients) << "timed out";
-  for (int c = 0; c < kClients; ++c) {
+  for (size_t c = 0; c < clients.size(); ++c) {
     ASSERT_EQ(clients[c].received.size(), clients[c].sent_plan.size());
     ASSERT_TRUE(clients[c].received == clients[c].sent_plan) << "client " << c;
   }
@@ -231,7 +231,7 @@ TEST(ServerTest, LargeStreamComesBackIdentical) {
     if (::poll(&p, 1, 20000) != 1) break;
     const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
     if (n <= 0) break;
-    for (ssize_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
       if (buf[i] != PatternByte(7, received + i)) ++mismatches;
     }
     received += static_cast<size_t>(n);
@@ -294,7 +294,7 @@ TEST(ServerTest, StopFlushesReadBytesThenCloses) {
     server->Stop();
     stopped.Notify();
   });
-  for (int i = 0; i < 8; ++i) {
+  for (size_t i = 0; i < clients.size(); ++i) {
     const std::string hello = "hello " + std::to_string(i);
     std::string echoed;
     ASSERT_TRUE(RecvExactly(clients[i].get(), echoed, hello.size()));

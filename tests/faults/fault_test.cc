@@ -112,7 +112,9 @@ TEST(FaultTest, SlowReaderKeepsServerMemoryBounded) {
     if (rw.revents & POLLIN) {
       const ssize_t n = ::recv(fd->get(), buf.data(), buf.size(), 0);
       ASSERT_GT(n, 0) << "connection lost after " << received << " bytes";
-      for (ssize_t i = 0; i < n; ++i) mismatches += buf[i] != PatternByte(received + i);
+      for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+        mismatches += buf[i] != PatternByte(received + i);
+      }
       received += static_cast<uint64_t>(n);
     }
   }
@@ -382,13 +384,15 @@ TEST(FaultTest, DrainWithFiftyStreamsEndsCleanly) {
     uint64_t mismatches = 0;
   };
   std::vector<Stream> streams(kClients);
-  for (int i = 0; i < kClients; ++i) {
+  for (Stream& s : streams) {
     absl::StatusOr<Fd> fd = ConnectTcpBlocking(cluster.address());
     ASSERT_TRUE(fd.ok());
     ::fcntl(fd->get(), F_SETFL, O_NONBLOCK);
-    streams[i].fd = std::move(*fd);
+    s.fd = std::move(*fd);
   }
-  auto byte = [](int client, uint64_t i) { return static_cast<char>(PatternByte(i) ^ client); };
+  auto byte = [](size_t client, uint64_t i) {
+    return static_cast<char>(PatternByte(i) ^ static_cast<char>(client));
+  };
   std::string out(8192, '\0');
   std::string in(65536, '\0');
   bool signalled = false;
@@ -400,7 +404,7 @@ TEST(FaultTest, DrainWithFiftyStreamsEndsCleanly) {
       ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
       signalled = true;
     }
-    for (int c = 0; c < kClients; ++c) {
+    for (size_t c = 0; c < streams.size(); ++c) {
       Stream& s = streams[c];
       if (s.eof) continue;
       if (!signalled || s.sent < 64 * 1024) {  // keep streaming until the signal
@@ -411,7 +415,9 @@ TEST(FaultTest, DrainWithFiftyStreamsEndsCleanly) {
       while (true) {
         const ssize_t n = ::recv(s.fd.get(), in.data(), in.size(), 0);
         if (n > 0) {
-          for (ssize_t i = 0; i < n; ++i) s.mismatches += in[i] != byte(c, s.received + i);
+          for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+            s.mismatches += in[i] != byte(c, s.received + i);
+          }
           s.received += static_cast<uint64_t>(n);
           continue;
         }
@@ -427,7 +433,7 @@ TEST(FaultTest, DrainWithFiftyStreamsEndsCleanly) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   ASSERT_EQ(done, kClients) << "some connections never ended";
-  for (int c = 0; c < kClients; ++c) {
+  for (size_t c = 0; c < streams.size(); ++c) {
     EXPECT_FALSE(streams[c].reset) << "client " << c << " got a reset";
     EXPECT_EQ(streams[c].mismatches, 0u) << "client " << c;
     EXPECT_GT(streams[c].received, 0u) << "client " << c;

@@ -1046,7 +1046,7 @@ TEST(LoadClientTest, PercentileDistributionAgreesWithTheHistogram) {
     // p50 and p90 rows give the value the report gives.
     if (cols[1] == "0.500000000000" || cols[1] == "0.900000000000") {
       const double p = level * 100;
-      EXPECT_NEAR(value, r.latency_ns.ValueAtPercentile(p) / 1000.0, 0.001)
+      EXPECT_NEAR(value, static_cast<double>(r.latency_ns.ValueAtPercentile(p)) / 1000.0, 0.001)
           << lines[i];
     }
     last_value = value;
@@ -1057,7 +1057,7 @@ TEST(LoadClientTest, PercentileDistributionAgreesWithTheHistogram) {
   EXPECT_TRUE(absl::StrContains(last_row, "1.000000000000")) << last_row;
   EXPECT_TRUE(absl::EndsWith(last_row, "inf")) << last_row;
   EXPECT_EQ(last_count, r.latency_ns.count());
-  EXPECT_NEAR(last_value, r.latency_ns.max() / 1000.0, 0.001);
+  EXPECT_NEAR(last_value, static_cast<double>(r.latency_ns.max()) / 1000.0, 0.001);
   EXPECT_TRUE(absl::StrContains(
       text, absl::StrCat("Total count    = ",
                          std::string(12 - std::to_string(total).size(), ' '),

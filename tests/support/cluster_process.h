@@ -45,7 +45,9 @@ class ClusterProcess {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
-  Address address() const { return *Address::FromHostPort("127.0.0.1", port_); }
+  Address address() const {
+    return *Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port_));
+  }
   const std::string& first_line() const { return first_line_; }
   Subprocess& process() { return *process_; }
   pid_t pid() const { return process_ ? process_->pid() : -1; }
