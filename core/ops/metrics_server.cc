@@ -144,13 +144,13 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
     const ReactorStats& r = stats.reactors[i];
     for (size_t b = 0; b < ReactorStats::kTurnBucketsUs.size(); ++b) {
       absl::StrAppend(&out, "troupe_loop_turn_seconds_bucket{reactor=\"", i, "\",le=\"",
-                      absl::StrFormat("%g", ReactorStats::kTurnBucketsUs[b] / 1e6), "\"} ",
+                      absl::StrFormat("%g", static_cast<double>(ReactorStats::kTurnBucketsUs[b]) / 1e6), "\"} ",
                       r.turn_buckets[b], "\n");
     }
     absl::StrAppend(&out, "troupe_loop_turn_seconds_bucket{reactor=\"", i, "\",le=\"+Inf\"} ",
                     r.turn_buckets.back(), "\n");
     absl::StrAppend(&out, "troupe_loop_turn_seconds_sum{reactor=\"", i, "\"} ",
-                    absl::StrFormat("%.9f", r.turn_sum_ns / 1e9), "\n");
+                    absl::StrFormat("%.9f", static_cast<double>(r.turn_sum_ns) / 1e9), "\n");
     absl::StrAppend(&out, "troupe_loop_turn_seconds_count{reactor=\"", i, "\"} ",
                     r.turn_buckets.back(), "\n");
   }
