@@ -5,18 +5,19 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
-#include <vector>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
-#include "actors/builtin.h"
 #include "gtest/gtest.h"
+#include "tests/support/echo_handler.h"
 #include "tests/support/line_client.h"
 #include "tests/support/sync.h"
 #include "tests/support/wait.h"
@@ -37,7 +38,7 @@ Fixture Start(int workers) {
   ServerOptions options;
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = workers;
-  f.server = std::move(Server::Create(options, *MakeBuiltinFactory({})).value());
+  f.server = std::move(Server::Create(options, testing::EchoHandlerFactory()).value());
   f.metrics = std::move(MetricsServer::Create(*Address::Parse("127.0.0.1:0"), f.server.get()).value());
   f.server->Start();
   f.metrics->Start();
