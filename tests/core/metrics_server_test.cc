@@ -5,18 +5,19 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
-#include <vector>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
-#include "actors/builtin.h"
 #include "gtest/gtest.h"
+#include "tests/support/echo_handler.h"
 #include "tests/support/line_client.h"
 #include "tests/support/sync.h"
 #include "tests/support/wait.h"
@@ -37,7 +38,7 @@ Fixture Start(int workers) {
   ServerOptions options;
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = workers;
-  f.server = std::move(Server::Create(options, *MakeBuiltinFactory({})).value());
+  f.server = std::move(Server::Create(options, testing::EchoHandlerFactory()).value());
   f.metrics = std::move(MetricsServer::Create(*Address::Parse("127.0.0.1:0"), f.server.get()).value());
   f.server->Start();
   f.metrics->Start();
@@ -72,6 +73,18 @@ double Sum(const std::string& body, const std::string& name, const std::string& 
   return sum;
 }
 
+// The value of the one sample named exactly `name` (no labels), or nullopt
+// when the scrape has none: unlike Sum, an absent gauge is not 0.
+std::optional<double> Sample(const std::string& body, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (!absl::StartsWith(line, name + " ")) continue;
+    double v = 0;
+    if (!absl::SimpleAtod(line.substr(name.size() + 1), &v)) return std::nullopt;
+    return v;
+  }
+  return std::nullopt;
+}
+
 TEST(MetricsServerTest, CountersAddUpAfterEchoTraffic) {
   Fixture f = Start(2);
   constexpr int kClients = 12;
@@ -103,6 +116,7 @@ TEST(MetricsServerTest, CountersAddUpAfterEchoTraffic) {
   EXPECT_EQ(Sum(body, "troupe_bytes_sent_total"), bytes);  // echo: out == in
   // Both reactors are reported.
   EXPECT_TRUE(absl::StrContains(body, "troupe_bytes_sent_total{reactor=\"1\"}"));
+  EXPECT_GT(Sum(body, "troupe_loop_turn_seconds_count"), 0);
   EXPECT_EQ(Sum(body, "troupe_loop_turn_seconds_bucket", "le=\"+Inf\""),
             Sum(body, "troupe_loop_turn_seconds_count"));
 }
@@ -146,6 +160,9 @@ TEST(MetricsServerTest, HealthzFlipsTo503WhileDraining) {
   Fixture f = Start(1);
   EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "GET /healthz HTTP/1.1\r\n\r\n"),
                                "HTTP/1.1 200 OK"));
+  // troupe_up is a gauge that must flip 1 -> 0: seen at 1 first, and read as
+  // a sample that is there (a missing gauge is no evidence of draining).
+  EXPECT_EQ(Sample(Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n"), "troupe_up"), 1.0);
   // A client that stays connected keeps the drain going.
   LineClient holdout(f.server->address());
   ASSERT_TRUE(holdout.Send("x\n"));
@@ -159,7 +176,7 @@ TEST(MetricsServerTest, HealthzFlipsTo503WhileDraining) {
   const std::string draining = Http(*f.metrics, "GET /healthz HTTP/1.1\r\n\r\n");
   EXPECT_TRUE(absl::StartsWith(draining, "HTTP/1.1 503")) << draining;
   EXPECT_TRUE(absl::StrContains(draining, "draining"));
-  EXPECT_EQ(Sum(Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n"), "troupe_up"), 0);
+  EXPECT_EQ(Sample(Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n"), "troupe_up"), 0.0);
   holdout.WaitForEof();
   holdout.Close();
   EXPECT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(20)));

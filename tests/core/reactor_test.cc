@@ -441,13 +441,16 @@ TEST(ReactorLimitsTest, OutputThatDoesNotComeFromReadingIsCapped) {
 TEST(ReactorAffinityDeathTest, SendOffLoopThreadAborts) {
   EXPECT_DEATH(
       {
+        // Bounded either way: if the misuse does not abort, the statement
+        // stops the reactor and returns (the death test then fails), and an
+        // alarm kills a child stuck anywhere (it then dies of SIGALRM,
+        // without the expected message, which fails too).
+        ::alarm(30);
         Journal journal;
-        Connection* captured = nullptr;
-        std::atomic<bool> ready{false};
+        std::atomic<Connection*> captured{nullptr};
         // Capture a connection pointer, then misuse it from this thread.
         auto r2 = Reactor::Create({}, [&](Connection& conn) {
                     captured = &conn;
-                    ready = true;
                     return std::make_unique<RecordingHandler>(journal);
                   }).value();
         std::thread t([&] { r2->Run(); });
@@ -455,8 +458,9 @@ TEST(ReactorAffinityDeathTest, SendOffLoopThreadAborts) {
         ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
         HandoffToken token = r2->MakeHandoffToken();
         r2->Adopt(token, Handoff{sv[0], Address()});
-        while (!ready) std::this_thread::yield();
-        captured->Send("boom");  // not the loop thread
+        WaitFor([&] { return captured.load() != nullptr; });
+        if (Connection* conn = captured.load()) conn->Send("boom");  // not the loop thread
+        r2->Stop();
         t.join();
       },
       "off its loop thread");

@@ -1,5 +1,5 @@
-// Integration tests: an in-process Server with EchoActor on 127.0.0.1, real
-// sockets, ephemeral ports.
+// Integration tests: an in-process Server with a core-only echo handler
+// (tests/support/echo_handler.h) on 127.0.0.1, real sockets, ephemeral ports.
 #include "core/server.h"
 
 #include <fcntl.h>
@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "actors/builtin.h"
 #include "core/net/socket.h"
 #include "gtest/gtest.h"
+#include "tests/support/echo_handler.h"
 #include "tests/support/sync.h"
 #include "tests/support/wait.h"
 
@@ -25,6 +25,7 @@ namespace troupe {
 namespace {
 
 using testing::CountOpenFds;
+using testing::EchoHandlerFactory;
 using testing::WaitFor;
 
 std::unique_ptr<Server> StartEchoServer(int workers) {
@@ -32,8 +33,7 @@ std::unique_ptr<Server> StartEchoServer(int workers) {
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = workers;
   options.drain_timeout = absl::Seconds(10);
-  auto server = Server::Create(
-      options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  auto server = Server::Create(options, EchoHandlerFactory());
   EXPECT_TRUE(server.ok()) << server.status();
   if (!server.ok()) return nullptr;
   (*server)->Start();
@@ -269,8 +269,7 @@ TEST(ServerTest, PortInUseNamesTheAddress) {
   ServerOptions options;
   options.address = first->address();
   options.workers = 1;
-  auto second = Server::Create(
-      options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  auto second = Server::Create(options, EchoHandlerFactory());
   ASSERT_FALSE(second.ok());
   const std::string message(second.status().message());
   EXPECT_NE(message.find("bind " + first->address().ToString()), std::string::npos)
@@ -314,8 +313,7 @@ TEST(ServerTest, StopCutsPeersThatNeverCloseAtTheDeadline) {
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = 1;
   options.drain_timeout = absl::Milliseconds(200);
-  auto server = Server::Create(
-      options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  auto server = Server::Create(options, EchoHandlerFactory());
   ASSERT_TRUE(server.ok());
   (*server)->Start();
   Fd idle = Connect(**server);
@@ -355,7 +353,7 @@ TEST(ServerTest, ReusePortModeAcceptsOnEveryReactor) {
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = 4;
   options.accept_mode = AcceptMode::kReusePort;
-  auto server = Server::Create(options, *MakeBuiltinFactory({}));
+  auto server = Server::Create(options, EchoHandlerFactory());
   ASSERT_TRUE(server.ok()) << server.status();
   (*server)->Start();
   std::vector<Fd> clients;
@@ -381,7 +379,7 @@ TEST(ServerTest, ReusePortModeHonoursMaxConnections) {
   options.workers = 2;
   options.accept_mode = AcceptMode::kReusePort;
   options.max_connections = 3;
-  auto server = Server::Create(options, *MakeBuiltinFactory({}));
+  auto server = Server::Create(options, EchoHandlerFactory());
   ASSERT_TRUE(server.ok()) << server.status();
   (*server)->Start();
   std::vector<Fd> held;
@@ -392,19 +390,15 @@ TEST(ServerTest, ReusePortModeHonoursMaxConnections) {
   EXPECT_EQ((*server)->Stats().rejected, 1u);
 }
 
-// Reports the index of the reactor that owns the connection.
-class WhereActor final : public Actor {
- public:
-  void OnOpen(Context& ctx) override { ctx.Write(std::to_string(ctx.reactor_index())); }
-  void OnMessage(Context&, Bytes) override {}
-};
-
 TEST(ServerTest, LeastLoadedBalanceFillsTheEmptiestReactor) {
   ServerOptions options;
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = 2;
   options.balance = Balance::kLeastLoaded;
-  auto server = Server::Create(options, ActorFactory([] { return std::make_unique<WhereActor>(); }));
+  // Each connection is told the index of the reactor that owns it.
+  auto server = Server::Create(options, [](Connection&) {
+    return std::make_unique<testing::WhereHandler>();
+  });
   ASSERT_TRUE(server.ok()) << server.status();
   (*server)->Start();
   auto reactor_of = [](int fd) {
