@@ -460,7 +460,7 @@ TEST(ReactorAffinityDeathTest, SendOffLoopThreadAborts) {
         r2->Adopt(token, Handoff{sv[0], Address()});
         WaitFor([&] { return captured.load() != nullptr; });
         if (Connection* conn = captured.load()) conn->Send("boom");  // not the loop thread
-        r2->Stop();
+        r2->StopNow();
         t.join();
       },
       "off its loop thread");
