@@ -122,7 +122,7 @@ class Context {
   // Closes at once; unsent output is dropped.
   void Close() { conn_.Close(CloseReason::kLocalClose); }
   // Once the work this actor owes has replied, sends what is queued, then
-  // closes (DESIGN.md invariant 7). No further messages arrive.
+  // closes (docs/architecture.md, "Closing"). No further messages arrive.
   void CloseAfterFlush() { conn_.CloseAfterFlush(); }
 
   ActorRef Self() const { return conn_.id(); }

@@ -1,7 +1,7 @@
 // OffloadPool: a fixed set of worker threads for CPU-heavy or blocking work,
-// so that a reactor never stalls (DESIGN.md invariant 3). Actors use it
-// through Context::Offload, which brings the result back as mail on the
-// actor's own reactor.
+// so that a reactor never stalls (docs/architecture.md: "a reactor never
+// blocks"). Actors use it through Context::Offload, which brings the result
+// back as mail on the actor's own reactor.
 //
 //   OffloadPool pool(4);
 //   pool.Submit([] { Compress(big_buffer); });

@@ -1,5 +1,6 @@
 // Socket handoff (acceptor -> reactor) and mail delivery (any thread ->
-// reactor -> connection): the two cross-thread paths of DESIGN.md.
+// reactor -> connection): the two cross-thread paths of docs/architecture.md
+// ("Threads").
 //
 //   *_SameThread    enqueue then dequeue on one thread: the queue's own cost
 //   *_CrossThread   a producer thread feeds the benchmark thread, which

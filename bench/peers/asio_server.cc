@@ -12,16 +12,18 @@
 #include <sys/resource.h>
 
 #include <array>
-// Boost 1.74's asio/awaitable.hpp uses std::exchange without <utility>;
-// GCC 12 in C++20 mode no longer pulls it in transitively.
-#include <utility>
-#include <boost/asio.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
+
+// After the standard headers, <utility> among them: Boost 1.74's
+// asio/awaitable.hpp uses std::exchange without including <utility>, and
+// GCC 12 in C++20 mode no longer pulls it in transitively.
+#include <boost/asio.hpp>
 
 namespace asio = boost::asio;
 using asio::ip::tcp;

@@ -15,7 +15,7 @@
 // After every operation the readable bytes equal the model, and capacity is
 // bounded: it never exceeds max(1 KiB, 4 x the most bytes ever needed at once)
 // since the last Release (MakeRoom doubles, or fits exactly; memory stays
-// bounded, DESIGN.md invariant 5).
+// bounded, the "memory bounded" invariant of docs/architecture.md).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
