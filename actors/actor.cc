@@ -121,8 +121,7 @@ class ActorHost final : public ConnectionHandler {
     try {
       actor_->OnClose(ctx, reason);
     } catch (...) {
-      TROUPE_LOG_EVERY_SECOND(kWarning, "actor for %s threw in OnClose",
-                              conn.peer().ToString());
+      TROUPE_LOG_EVERY_SECOND(kWarning, "actor for %s threw in OnClose", conn.peer().ToString());
     }
   }
 
@@ -146,12 +145,11 @@ class ActorHost final : public ConnectionHandler {
     try {
       fn(ctx);
     } catch (const std::exception& e) {
-      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw: %s",
-                              conn.peer().ToString(), e.what());
+      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw: %s", conn.peer().ToString(),
+                              e.what());
       conn.Close(CloseReason::kHandlerError);
     } catch (...) {
-      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw",
-                              conn.peer().ToString());
+      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw", conn.peer().ToString());
       conn.Close(CloseReason::kHandlerError);
     }
   }
@@ -216,8 +214,7 @@ void Context::ReplyAfter(absl::Duration delay, absl::AnyInvocable<void(Context&)
   Schedule(delay, std::move(fn), /*owed=*/true);
 }
 
-void Context::Schedule(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn,
-                       bool owed) {
+void Context::Schedule(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn, bool owed) {
   Reactor& reactor = conn_.reactor();
   const ActorRef self = Self();
   if (owed) conn_.AddPendingWork();

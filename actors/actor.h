@@ -241,20 +241,17 @@ void Context::Offload(Work work, Done on_done) {
   std::weak_ptr<Inbox> home = conn_.reactor().inbox();
   const ActorRef self = Self();
   const uint64_t seq = BeginOffload();
-  SubmitOffload([work = std::move(work), on_done = std::move(on_done), home = std::move(home),
-                 self, seq]() mutable {
+  SubmitOffload([work = std::move(work), on_done = std::move(on_done), home = std::move(home), self,
+                 seq]() mutable {
     internal::Continuation next;
     next.offload_seq = seq;
     next.holds_work = true;
     try {
       if constexpr (std::is_void_v<Result>) {
         work();
-        next.run = [on_done = std::move(on_done)](Context& ctx) mutable {
-          on_done(ctx);
-        };
+        next.run = [on_done = std::move(on_done)](Context& ctx) mutable { on_done(ctx); };
       } else {
-        next.run = [on_done = std::move(on_done),
-                    result = work()](Context& ctx) mutable {
+        next.run = [on_done = std::move(on_done), result = work()](Context& ctx) mutable {
           on_done(ctx, std::move(result));
         };
       }
@@ -273,23 +270,21 @@ void Context::AtShard(uint32_t reactor, Fn fn, Done on_done) {
   Reactor& home = here.peer(reactor);  // std::out_of_range past reactor_count()
   conn_.AddPendingWork();
   // Both reactors outlive every task they run: the server joins them all.
-  home.Post([&home, &here, self = Self(), fn = std::move(fn),
-             on_done = std::move(on_done)]() mutable {
-    internal::Continuation next;
-    next.holds_work = true;
-    try {
-      next.run = [on_done = std::move(on_done),
-                  result = fn(home.Local<Shard>())](Context& ctx) mutable {
-        on_done(ctx, std::move(result));
-      };
-    } catch (...) {
-      // As with Offload: the asking connection pays, not the home reactor.
-      next.run = [](Context& ctx) { ctx.FailWithHandlerError(); };
-    }
-    // System mail: an answer this actor asked for is never refused by a
-    // full mailbox or inbox.
-    here.SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
-  });
+  home.Post(
+      [&home, &here, self = Self(), fn = std::move(fn), on_done = std::move(on_done)]() mutable {
+        internal::Continuation next;
+        next.holds_work = true;
+        try {
+          next.run = [on_done = std::move(on_done), result = fn(home.Local<Shard>())](
+                         Context& ctx) mutable { on_done(ctx, std::move(result)); };
+        } catch (...) {
+          // As with Offload: the asking connection pays, not the home reactor.
+          next.run = [](Context& ctx) { ctx.FailWithHandlerError(); };
+        }
+        // System mail: an answer this actor asked for is never refused by a
+        // full mailbox or inbox.
+        here.SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
+      });
 }
 
 }  // namespace troupe

@@ -64,8 +64,8 @@ absl::StatusOr<HandlerFactory> MakeBuiltinFactory(const BuiltinOptions& options)
   const std::string& mode = options.mode;
   const bool byte_mode = mode == "echo" || mode == "upper";
   if (!byte_mode && mode != "ack" && mode != "chat" && mode != "work") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown mode '", mode, "' (known: ", BuiltinModes(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown mode '", mode, "' (known: ", BuiltinModes(), ")"));
   }
   ActorOptions actor_options;
   actor_options.offload = options.offload;
@@ -77,8 +77,8 @@ absl::StatusOr<HandlerFactory> MakeBuiltinFactory(const BuiltinOptions& options)
     absl::StatusOr<CodecKind> kind = ParseCodecKind(options.codec);
     if (!kind.ok()) return kind.status();
     if (!byte_mode && *kind == CodecKind::kRaw) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "mode '", mode, "' works on messages: use codec lines or length"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("mode '", mode, "' works on messages: use codec lines or length"));
     }
     actor_options.codec.kind = *kind;
   }

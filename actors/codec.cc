@@ -9,9 +9,12 @@ namespace troupe {
 
 const char* CodecKindName(CodecKind kind) {
   switch (kind) {
-    case CodecKind::kRaw: return "raw";
-    case CodecKind::kLines: return "lines";
-    case CodecKind::kLength: return "length";
+    case CodecKind::kRaw:
+      return "raw";
+    case CodecKind::kLines:
+      return "lines";
+    case CodecKind::kLength:
+      return "length";
   }
   return "?";
 }
@@ -20,23 +23,25 @@ absl::StatusOr<CodecKind> ParseCodecKind(std::string_view name) {
   if (name == "raw") return CodecKind::kRaw;
   if (name == "lines") return CodecKind::kLines;
   if (name == "length") return CodecKind::kLength;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown codec '", AsAbsl(name), "' (known: raw, lines, length)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown codec '", AsAbsl(name), "' (known: raw, lines, length)"));
 }
 
 size_t Codec::MaxPartialBytes() const {
   switch (options_.kind) {
-    case CodecKind::kRaw: return 0;
-    case CodecKind::kLines: return options_.max_line + 1;
-    case CodecKind::kLength: return 4 + options_.max_frame;
+    case CodecKind::kRaw:
+      return 0;
+    case CodecKind::kLines:
+      return options_.max_line + 1;
+    case CodecKind::kLength:
+      return 4 + options_.max_frame;
   }
   return 0;
 }
 
-absl::StatusOr<size_t> Codec::Parse(
-    std::string_view data,
-    absl::FunctionRef<bool(std::string_view)> on_message,
-    size_t* scanned) const {
+absl::StatusOr<size_t> Codec::Parse(std::string_view data,
+                                    absl::FunctionRef<bool(std::string_view)> on_message,
+                                    size_t* scanned) const {
   switch (options_.kind) {
     case CodecKind::kRaw:
       if (!data.empty()) on_message(data);
@@ -63,7 +68,7 @@ absl::StatusOr<size_t> Codec::Parse(
                 absl::StrCat("line longer than ", options_.max_line, " bytes"));
           }
           if (scanned != nullptr) *scanned = left;  // all of the partial line
-          break;  // incomplete line: wait for more
+          break;                                    // incomplete line: wait for more
         }
         size_t length = static_cast<size_t>(static_cast<const char*>(nl) - start);
         used += length + 1;

@@ -41,8 +41,8 @@ absl::StatusOr<CodecKind> ParseCodecKind(std::string_view name);
 
 struct CodecOptions {
   CodecKind kind = CodecKind::kRaw;
-  size_t max_line = 64 * 1024;     // lines: longest line, without its "\n"
-  size_t max_frame = 16u << 20;    // length: largest payload
+  size_t max_line = 64 * 1024;   // lines: longest line, without its "\n"
+  size_t max_frame = 16u << 20;  // length: largest payload
 };
 
 class Codec {
@@ -57,10 +57,9 @@ class Codec {
   // `scanned` (optional, lines only): on entry, how many bytes at the start
   // of `data` are known to hold no "\n"; on return, the same for the
   // unconsumed rest. Keep it per connection, starting at 0.
-  absl::StatusOr<size_t> Parse(
-      std::string_view data,
-      absl::FunctionRef<bool(std::string_view)> on_message,
-      size_t* scanned = nullptr) const;
+  absl::StatusOr<size_t> Parse(std::string_view data,
+                               absl::FunctionRef<bool(std::string_view)> on_message,
+                               size_t* scanned = nullptr) const;
 
   // The most unconsumed input a valid stream can leave waiting, rounded up
   // to a whole message: lines: max_line + 1 ("\r" included); length: the

@@ -9,11 +9,11 @@
 #include <iostream>
 #include <string>
 
+#include "absl/flags/internal/program_name.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
-#include "absl/flags/internal/program_name.h"
-#include "absl/flags/internal/usage.h"
 #include "absl/strings/match.h"
 #include "core/base/string_view_compat.h"
 
@@ -37,9 +37,12 @@ void ExitTwoIfParsing() {
 bool IsFlag(const char* arg, const char* name) {
   // Accept -name, --name and --name=...
   std::string_view a(arg);
-  if (a.starts_with("--")) a.remove_prefix(2);
-  else if (a.starts_with("-")) a.remove_prefix(1);
-  else return false;
+  if (a.starts_with("--"))
+    a.remove_prefix(2);
+  else if (a.starts_with("-"))
+    a.remove_prefix(1);
+  else
+    return false;
   return a == name;
 }
 
@@ -75,12 +78,10 @@ std::vector<char*> ParseFlagsOrExit(int argc, char* argv[], std::string_view usa
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--") == 0) break;
     if (IsFlag(argv[i], "version")) {
-      std::printf("%s %s\n", program.substr(program.rfind('/') + 1).c_str(),
-                  TROUPE_VERSION);
+      std::printf("%s %s\n", program.substr(program.rfind('/') + 1).c_str(), TROUPE_VERSION);
       std::exit(0);
     }
-    if (IsFlag(argv[i], "help") || IsFlag(argv[i], "h") ||
-        IsFlag(argv[i], "helpfull")) {
+    if (IsFlag(argv[i], "help") || IsFlag(argv[i], "h") || IsFlag(argv[i], "helpfull")) {
       // Abseil's own --help exits 1; help asked for is a success here.
       absl::flags_internal::FlagsHelp(std::cout, "apps/",
                                       absl::flags_internal::HelpFormat::kHumanReadable,

@@ -20,8 +20,8 @@ ReactorStats ServerStats::Total() const {
   return total;
 }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Create(
-    const ServerOptions& options, HandlerFactory factory) {
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options,
+                                                       HandlerFactory factory) {
   if (options.workers < 0) {
     return absl::InvalidArgumentError("workers must be >= 0");
   }
@@ -59,8 +59,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
     reactor_options.read_budget_bytes = options.read_budget_bytes;
     reactor_options.idle_timeout = options.idle_timeout;
     reactor_options.inbox_mail_capacity = options.inbox_mail_capacity;
-    absl::StatusOr<std::unique_ptr<Reactor>> reactor =
-        Reactor::Create(reactor_options, factory);
+    absl::StatusOr<std::unique_ptr<Reactor>> reactor = Reactor::Create(reactor_options, factory);
     if (!reactor.ok()) return reactor.status();
     raw.push_back(reactor->get());
     server->reactors_.push_back(std::move(*reactor));
@@ -75,8 +74,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
   Listener::OpenCount open_count = [self] { return self->OpenConnections(); };
   if (reuse_port) {
     for (int i = 0; i < workers; ++i) {
-      auto listener = std::make_unique<Listener>(listeners[i].get(), options.max_connections,
-                                                   open_count);
+      auto listener =
+          std::make_unique<Listener>(listeners[i].get(), options.max_connections, open_count);
       server->reactors_[i]->AddListener(std::move(listeners[i]), std::move(listener));
     }
   } else {

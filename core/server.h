@@ -23,8 +23,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/loop/acceptor.h"
-#include "core/net/address.h"
 #include "core/loop/reactor.h"
+#include "core/net/address.h"
 #include "core/net/socket.h"
 
 namespace troupe {
@@ -73,8 +73,8 @@ struct ServerStats {
 class Server {
  public:
   // Binds and listens (errors name the address), creates the reactors.
-  static absl::StatusOr<std::unique_ptr<Server>> Create(
-      const ServerOptions& options, HandlerFactory factory);
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options,
+                                                        HandlerFactory factory);
   ~Server();  // Stop()s if still running
 
   void Start();

@@ -18,8 +18,7 @@ namespace {
 // `shift` is log2 of the bucket width; the index is (shift * S) plus the value
 // shifted down into [S, 2S), which makes the ranges above line up end to end.
 constexpr int kExactBits = LatencyHistogram::kSubBucketBits + 1;
-constexpr size_t kBucketCount =
-    (64 - kExactBits + 2) * LatencyHistogram::kSubBuckets;
+constexpr size_t kBucketCount = (64 - kExactBits + 2) * LatencyHistogram::kSubBuckets;
 
 int ShiftOfIndex(size_t index) {
   return index < 2 * LatencyHistogram::kSubBuckets
@@ -37,8 +36,7 @@ size_t LatencyHistogram::BucketIndex(uint64_t value) {
   if (value < 2 * kSubBuckets) return static_cast<size_t>(value);
   const int msb = 63 - __builtin_clzll(value);
   const int shift = msb - kSubBucketBits;
-  return (static_cast<size_t>(shift) << kSubBucketBits) +
-         static_cast<size_t>(value >> shift);
+  return (static_cast<size_t>(shift) << kSubBucketBits) + static_cast<size_t>(value >> shift);
 }
 
 uint64_t LatencyHistogram::BucketLowest(size_t index) {
@@ -84,15 +82,14 @@ double LatencyHistogram::mean() const {
   return count_ == 0 ? 0.0 : sum_ / static_cast<double>(count_);
 }
 
-size_t LatencyHistogram::BucketAtPercentile(std::span<const uint64_t> counts,
-                                            uint64_t total, double percentile) {
+size_t LatencyHistogram::BucketAtPercentile(std::span<const uint64_t> counts, uint64_t total,
+                                            double percentile) {
   // Written so that NaN, which fails every comparison, reads as 0.
   if (!(percentile > 0)) percentile = 0;
   if (percentile > 100) percentile = 100;
   // The rank of the wanted value, 1-based: the smallest value such that at
   // least `percentile` percent of the values are <= it.
-  uint64_t rank = static_cast<uint64_t>(
-      std::ceil(percentile / 100.0 * static_cast<double>(total)));
+  uint64_t rank = static_cast<uint64_t>(std::ceil(percentile / 100.0 * static_cast<double>(total)));
   rank = std::clamp<uint64_t>(rank, 1, total);
   uint64_t seen = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
@@ -106,9 +103,7 @@ size_t LatencyHistogram::BucketAtPercentile(std::span<const uint64_t> counts,
 uint64_t LatencyHistogram::ValueAtPercentile(double percentile) const {
   if (count_ == 0) return 0;
   // The bucket's upper edge, but never beyond what was actually recorded.
-  return std::clamp(
-      BucketHighest(BucketAtPercentile(counts_, count_, percentile)), min_,
-      max_);
+  return std::clamp(BucketHighest(BucketAtPercentile(counts_, count_, percentile)), min_, max_);
 }
 
 }  // namespace troupe

@@ -57,8 +57,8 @@ class LatencyHistogram {
   // counts per bucket (in BucketIndex order) that sum to `total` > 0: the
   // rank rule of ValueAtPercentile, for callers that keep counts of their
   // own (per-interval differences, say) rather than a histogram.
-  static size_t BucketAtPercentile(std::span<const uint64_t> counts,
-                                   uint64_t total, double percentile);
+  static size_t BucketAtPercentile(std::span<const uint64_t> counts, uint64_t total,
+                                   double percentile);
 
   // Bucket geometry, exposed for tests and for exporters.
   static size_t BucketIndex(uint64_t value);

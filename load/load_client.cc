@@ -81,15 +81,13 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   const bool script_mode = !options.messages.empty();
 
   int source_count = 1;
-  absl::StatusOr<std::vector<Address>> sources =
-      load::SourceAddresses(options, &source_count);
+  absl::StatusOr<std::vector<Address>> sources = load::SourceAddresses(options, &source_count);
   if (!sources.ok()) return sources.status();
   // Built once, read by every worker: the table, or the script's bytes.
   std::unique_ptr<load::Script> script;
   if (script_mode) script = std::make_unique<load::Script>(options.messages);
-  const load::Stream stream = script != nullptr
-                                  ? load::Stream(*script)
-                                  : load::Stream(options.message_size);
+  const load::Stream stream =
+      script != nullptr ? load::Stream(*script) : load::Stream(options.message_size);
 
   // Contiguous slices, so connection numbers in errors map to threads simply.
   std::vector<std::unique_ptr<load::Worker>> workers;
@@ -145,8 +143,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   load::ProgressReporter reporter(options, std::move(lives), connect_start);
   const bool report_progress =
       options.on_progress && options.progress_interval > absl::ZeroDuration();
-  const auto interval = std::chrono::nanoseconds(
-      absl::ToInt64Nanoseconds(options.progress_interval));
+  const auto interval =
+      std::chrono::nanoseconds(absl::ToInt64Nanoseconds(options.progress_interval));
   auto wait_for_all = [&](const int& counter) {
     std::unique_lock<std::mutex> lock(mu);
     auto next = std::chrono::steady_clock::now() + interval;
@@ -177,8 +175,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
     times.end_ns = start + absl::ToInt64Nanoseconds(options.script_timeout);
   } else {
     times.measure_start_ns = start + absl::ToInt64Nanoseconds(options.warmup);
-    times.end_ns =
-        times.measure_start_ns + absl::ToInt64Nanoseconds(options.duration);
+    times.end_ns = times.measure_start_ns + absl::ToInt64Nanoseconds(options.duration);
   }
   reporter.StartTraffic(&times);
   go.count_down();
@@ -205,21 +202,20 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   for (auto& w : workers) {
     load::WorkerResult& r = w->result();
     report.Add(r.counts);
-    if (first_connect_error.empty())
-      first_connect_error = r.first_connect_error;
+    if (first_connect_error.empty()) first_connect_error = r.first_connect_error;
     for (std::string& e : r.errors) errors.push_back(std::move(e));
     loop_end_ns = std::max(loop_end_ns, r.loop_end_ns);
   }
   if (established == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "no connection to ", report.target, " could be established (", n,
-        " tried); first error: ", first_connect_error));
+    return absl::UnavailableError(absl::StrCat("no connection to ", report.target,
+                                               " could be established (", n,
+                                               " tried); first error: ", first_connect_error));
   }
   report.measured = absl::Nanoseconds(loop_end_ns - times.measure_start_ns);
   if (report.connections_failed > 0) {
-    report.first_errors.push_back(absl::StrCat(
-        report.connections_failed, " of ", n,
-        " connections failed to connect; first: ", first_connect_error));
+    report.first_errors.push_back(
+        absl::StrCat(report.connections_failed, " of ", n,
+                     " connections failed to connect; first: ", first_connect_error));
   }
   // A run that measured nothing says nothing about the server, however clean
   // it looks: a server that accepts and never echoes must not pass. Script
@@ -227,9 +223,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   // holds there.
   report.no_messages = report.messages == 0;
   if (report.no_messages) {
-    report.first_errors.push_back(
-        script_mode ? "no message of the script was echoed completely"
-                    : "no message completed in the measured window");
+    report.first_errors.push_back(script_mode ? "no message of the script was echoed completely"
+                                              : "no message completed in the measured window");
   }
   for (std::string& e : errors) {
     if (report.first_errors.size() >= LoadReport::kMaxErrorMessages) break;

@@ -227,9 +227,9 @@ struct LoadReport : LoadTally {
   double MessagesPerSecond() const;
   double MebibytesPerSecond() const;
   uint64_t error_count() const {
-    return static_cast<uint64_t>(connections_failed) + verification_errors +
-           connections_lost + connections_timed_out + connections_incomplete +
-           connections_stalled + (no_messages ? 1 : 0);
+    return static_cast<uint64_t>(connections_failed) + verification_errors + connections_lost +
+           connections_timed_out + connections_incomplete + connections_stalled +
+           (no_messages ? 1 : 0);
   }
   bool ok() const { return error_count() == 0; }
 };

@@ -1,7 +1,5 @@
 // ValidateLoadOptions, declared in load_client.h: what a run may be asked to
 // do, checked before anything touches the network.
-#include "load/load_client.h"
-
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -10,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "load/load_client.h"
 
 namespace troupe {
 namespace {
@@ -20,14 +19,14 @@ constexpr size_t kMaxMessageSize = size_t{1} << 30;
 
 absl::Status Positive(absl::string_view what, absl::Duration d) {
   if (d > absl::ZeroDuration()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " must be positive, got ", absl::FormatDuration(d)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be positive, got ", absl::FormatDuration(d)));
 }
 
 absl::Status NotNegative(absl::string_view what, absl::Duration d) {
   if (d >= absl::ZeroDuration()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " must not be negative, got ", absl::FormatDuration(d)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must not be negative, got ", absl::FormatDuration(d)));
 }
 
 }  // namespace
@@ -37,25 +36,24 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
     return absl::InvalidArgumentError("no target address");
   }
   if (options.target.port() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "target ", options.target.ToString(), ": port must be 1..65535"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("target ", options.target.ToString(), ": port must be 1..65535"));
   }
   if (options.connections < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "connections must be at least 1, got ", options.connections));
+    return absl::InvalidArgumentError(
+        absl::StrCat("connections must be at least 1, got ", options.connections));
   }
   if (options.threads < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "threads must be 0 (automatic) or more, got ", options.threads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads must be 0 (automatic) or more, got ", options.threads));
   }
   if (options.message_size < 1 || options.message_size > kMaxMessageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("message size must be 1..", kMaxMessageSize,
-                     " bytes, got ", options.message_size));
+    return absl::InvalidArgumentError(absl::StrCat("message size must be 1..", kMaxMessageSize,
+                                                   " bytes, got ", options.message_size));
   }
   if (options.pipeline < 1 || options.pipeline > kMaxPipeline) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pipeline must be 1..", kMaxPipeline, ", got ", options.pipeline));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline must be 1..", kMaxPipeline, ", got ", options.pipeline));
   }
   if (absl::Status s = Positive("duration", options.duration); !s.ok()) {
     return s;
@@ -63,15 +61,13 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
   if (absl::Status s = NotNegative("warmup", options.warmup); !s.ok()) {
     return s;
   }
-  if (absl::Status s = Positive("connect timeout", options.connect_timeout);
-      !s.ok()) {
+  if (absl::Status s = Positive("connect timeout", options.connect_timeout); !s.ok()) {
     return s;
   }
   // `!(x >= 0)` also catches NaN.
   if (!(options.rate >= 0) || std::isinf(options.rate)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rate must be 0 (closed loop) or a positive number, got ",
-        options.rate));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate must be 0 (closed loop) or a positive number, got ", options.rate));
   }
   if (!options.messages.empty()) {
     if (options.rate > 0) {
@@ -81,29 +77,24 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
     size_t total = 0;
     for (size_t i = 0; i < options.messages.size(); ++i) {
       if (options.messages[i].empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "message ", i + 1, " is empty: an empty message has no echo"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("message ", i + 1, " is empty: an empty message has no echo"));
       }
       total += options.messages[i].size();
     }
     if (total > kMaxMessageSize) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the messages add up to ", total, " bytes; at most ",
-          kMaxMessageSize));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the messages add up to ", total, " bytes; at most ", kMaxMessageSize));
     }
-    if (absl::Status s = Positive("script timeout", options.script_timeout);
-        !s.ok()) {
+    if (absl::Status s = Positive("script timeout", options.script_timeout); !s.ok()) {
       return s;
     }
   }
   if (options.source_addresses < 0 || options.source_addresses > 65534) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "source addresses must be 0 (automatic) or 1..65534, got ",
-        options.source_addresses));
+        "source addresses must be 0 (automatic) or 1..65534, got ", options.source_addresses));
   }
-  if (absl::Status s =
-          NotNegative("progress interval", options.progress_interval);
-      !s.ok()) {
+  if (absl::Status s = NotNegative("progress interval", options.progress_interval); !s.ok()) {
     return s;
   }
   return NotNegative("stall timeout", options.stall_timeout);

@@ -53,8 +53,7 @@ uint64_t SeedOf(int index) {
   return (static_cast<uint64_t>(index) * kSeedStride) % Stream::kPeriod;
 }
 
-Stream::Stream(uint64_t message_size)
-    : pattern_(PatternTable()), message_size_(message_size) {}
+Stream::Stream(uint64_t message_size) : pattern_(PatternTable()), message_size_(message_size) {}
 
 Stream::Stream(const Script& script)
     : pattern_(PatternTable()),
@@ -62,13 +61,11 @@ Stream::Stream(const Script& script)
       script_ends_(script.ends.data()),
       script_count_(script.ends.size()) {}
 
-std::optional<std::string> CheckEcho(int connection, const uint8_t* expected,
-                                     uint64_t received, uint64_t sent,
-                                     const uint8_t* data, size_t n) {
+std::optional<std::string> CheckEcho(int connection, const uint8_t* expected, uint64_t received,
+                                     uint64_t sent, const uint8_t* data, size_t n) {
   // The bytes beyond what was sent cannot be echoes; check the rest first so
   // a corrupted echo is reported as such.
-  const size_t echo_len =
-      static_cast<size_t>(std::min<uint64_t>(n, sent - received));
+  const size_t echo_len = static_cast<size_t>(std::min<uint64_t>(n, sent - received));
   if (std::memcmp(data, expected, echo_len) != 0) {
     size_t i = 0;
     while (data[i] == expected[i]) ++i;

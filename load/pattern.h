@@ -59,8 +59,7 @@ class Stream {
   // The stream of the connection with `seed` from `offset` on; contiguous
   // for kStreamChunk bytes (pattern) or to the end of the script.
   const uint8_t* At(uint64_t seed, uint64_t offset) const {
-    return script_ != nullptr ? script_ + offset
-                              : pattern_ + (seed + offset) % kPeriod;
+    return script_ != nullptr ? script_ + offset : pattern_ + (seed + offset) % kPeriod;
   }
   // Stream offset just past the first `messages` messages.
   uint64_t EndOf(uint64_t messages) const {
@@ -94,8 +93,7 @@ class Stream {
 // offset `received` on, of which `sent` bytes in all were sent. Returns the
 // error for connection `connection` (the first wrong byte, or bytes beyond
 // what was sent), or nullopt when every byte is right.
-std::optional<std::string> CheckEcho(int connection, const uint8_t* expected,
-                                     uint64_t received, uint64_t sent,
-                                     const uint8_t* data, size_t n);
+std::optional<std::string> CheckEcho(int connection, const uint8_t* expected, uint64_t received,
+                                     uint64_t sent, const uint8_t* data, size_t n);
 
 }  // namespace troupe::load

@@ -10,8 +10,7 @@
 
 namespace troupe::load {
 
-ProgressReporter::ProgressReporter(const LoadOptions& options,
-                                   std::vector<const LiveStats*> lives,
+ProgressReporter::ProgressReporter(const LoadOptions& options, std::vector<const LiveStats*> lives,
                                    int64_t connect_start_ns)
     : options_(options),
       lives_(std::move(lives)),
@@ -37,8 +36,7 @@ LoadProgress ProgressReporter::Snapshot() {
   }
   p.messages_completed = completed;
   if (!options_.messages.empty()) {
-    p.messages_planned =
-        static_cast<uint64_t>(options_.connections) * options_.messages.size();
+    p.messages_planned = static_cast<uint64_t>(options_.connections) * options_.messages.size();
   }
   if (times_ == nullptr) {
     p.phase = LoadProgress::Phase::kConnecting;

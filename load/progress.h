@@ -24,8 +24,7 @@ namespace troupe::load {
 class ProgressReporter {
  public:
   // `options` and every LiveStats in `lives` must outlive the reporter.
-  ProgressReporter(const LoadOptions& options,
-                   std::vector<const LiveStats*> lives,
+  ProgressReporter(const LoadOptions& options, std::vector<const LiveStats*> lives,
                    int64_t connect_start_ns);
 
   // Called once when the traffic starts: intervals start there. `times`

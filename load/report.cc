@@ -72,9 +72,8 @@ const char* ModeName(const LoadReport& r) {
 }  // namespace
 
 std::string FormatErrorKinds(const LoadReport& r) {
-  std::string out = absl::StrFormat("connect %d, verification %d, lost %d",
-                                    r.connections_failed, r.verification_errors,
-                                    r.connections_lost);
+  std::string out = absl::StrFormat("connect %d, verification %d, lost %d", r.connections_failed,
+                                    r.verification_errors, r.connections_lost);
   if (r.connections_incomplete > 0) {
     absl::StrAppendFormat(&out, ", incomplete %d", r.connections_incomplete);
   }
@@ -91,64 +90,54 @@ std::string FormatErrorKinds(const LoadReport& r) {
 std::string FormatReportText(const LoadReport& r) {
   std::string out;
   if (r.script_messages > 0) {
-    absl::StrAppendFormat(
-        &out,
-        "%-14s%s (%d thread%s, %d message%s of %d bytes in all per "
-        "connection, pipeline %d)\n",
-        "target", r.target, r.threads, r.threads == 1 ? "" : "s",
-        r.script_messages, r.script_messages == 1 ? "" : "s", r.script_bytes,
-        r.pipeline);
+    absl::StrAppendFormat(&out,
+                          "%-14s%s (%d thread%s, %d message%s of %d bytes in all per "
+                          "connection, pipeline %d)\n",
+                          "target", r.target, r.threads, r.threads == 1 ? "" : "s",
+                          r.script_messages, r.script_messages == 1 ? "" : "s", r.script_bytes,
+                          r.pipeline);
   } else {
-    absl::StrAppendFormat(
-        &out, "%-14s%s (%d thread%s, %d-byte messages, pipeline %d)\n",
-        "target", r.target, r.threads, r.threads == 1 ? "" : "s",
-        r.message_size, r.pipeline);
+    absl::StrAppendFormat(&out, "%-14s%s (%d thread%s, %d-byte messages, pipeline %d)\n", "target",
+                          r.target, r.threads, r.threads == 1 ? "" : "s", r.message_size,
+                          r.pipeline);
   }
   if (r.rate > 0) {
-    absl::StrAppendFormat(
-        &out,
-        "%-14s%.1f msg/s scheduled (open loop; latency from the intended send "
-        "time)\n",
-        "rate", r.rate);
+    absl::StrAppendFormat(&out,
+                          "%-14s%.1f msg/s scheduled (open loop; latency from the intended send "
+                          "time)\n",
+                          "rate", r.rate);
   }
-  absl::StrAppendFormat(&out, "%-14s%d requested, %d established, %d failed",
-                        "connections", r.connections_requested,
-                        r.connections_established, r.connections_failed);
+  absl::StrAppendFormat(&out, "%-14s%d requested, %d established, %d failed", "connections",
+                        r.connections_requested, r.connections_established, r.connections_failed);
   if (r.source_addresses > 1) {
-    absl::StrAppendFormat(&out, " (from 127.0.0.1..127.0.0.%d)",
-                          r.source_addresses);
+    absl::StrAppendFormat(&out, " (from 127.0.0.1..127.0.0.%d)", r.source_addresses);
   }
   out.push_back('\n');
   if (r.script_messages > 0) {
-    absl::StrAppendFormat(&out, "%-14s%.3f s (until the last echo)\n",
-                          "measured", absl::ToDoubleSeconds(r.measured));
+    absl::StrAppendFormat(&out, "%-14s%.3f s (until the last echo)\n", "measured",
+                          absl::ToDoubleSeconds(r.measured));
   } else {
-    absl::StrAppendFormat(&out, "%-14s%.2f s (after %.2f s warmup)\n",
-                          "measured", absl::ToDoubleSeconds(r.measured),
-                          absl::ToDoubleSeconds(r.warmup));
+    absl::StrAppendFormat(&out, "%-14s%.2f s (after %.2f s warmup)\n", "measured",
+                          absl::ToDoubleSeconds(r.measured), absl::ToDoubleSeconds(r.warmup));
   }
   absl::StrAppendFormat(&out, "%-14s%d (%.1f msg/s)\n", "messages", r.messages,
                         r.MessagesPerSecond());
-  absl::StrAppendFormat(
-      &out, "%-14s%.2f MiB/s of echoed payload (one direction, not doubled)\n",
-      "throughput", r.MebibytesPerSecond());
+  absl::StrAppendFormat(&out, "%-14s%.2f MiB/s of echoed payload (one direction, not doubled)\n",
+                        "throughput", r.MebibytesPerSecond());
   const LatencyHistogram& h = r.latency_ns;
   if (h.count() == 0) {
-    absl::StrAppendFormat(&out, "%-14s%s\n", "latency (us)",
-                          "n/a (no message completed)");
+    absl::StrAppendFormat(&out, "%-14s%s\n", "latency (us)", "n/a (no message completed)");
   } else {
-    absl::StrAppendFormat(
-        &out,
-        "%-14sp50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n",
-        "latency (us)", Micros(h.ValueAtPercentile(50)),
-        Micros(h.ValueAtPercentile(90)), Micros(h.ValueAtPercentile(99)),
-        Micros(h.ValueAtPercentile(99.9)), Micros(h.max()), h.mean() / 1000.0);
+    absl::StrAppendFormat(&out,
+                          "%-14sp50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n",
+                          "latency (us)", Micros(h.ValueAtPercentile(50)),
+                          Micros(h.ValueAtPercentile(90)), Micros(h.ValueAtPercentile(99)),
+                          Micros(h.ValueAtPercentile(99.9)), Micros(h.max()), h.mean() / 1000.0);
   }
   if (r.ok()) {
     absl::StrAppendFormat(&out, "%-14s%s\n", "errors", "none");
   } else {
-    absl::StrAppendFormat(&out, "%-14s%d (%s)\n", "errors", r.error_count(),
-                          FormatErrorKinds(r));
+    absl::StrAppendFormat(&out, "%-14s%d (%s)\n", "errors", r.error_count(), FormatErrorKinds(r));
     for (const std::string& e : r.first_errors) {
       absl::StrAppend(&out, "  ", e, "\n");
     }
@@ -173,28 +162,22 @@ std::vector<Field> ReportFields(const LoadReport& r) {
   auto add_number = [&](std::vector<absl::string_view> path, std::string text) {
     f.push_back({std::move(path), text, text});
   };
-  auto add_string = [&](std::vector<absl::string_view> path,
-                        absl::string_view text) {
+  auto add_string = [&](std::vector<absl::string_view> path, absl::string_view text) {
     Field field{std::move(path), "", ""};
     AppendJsonString(field.json, text);
     AppendCsvField(field.csv, text);
     f.push_back(std::move(field));
   };
-  auto fixed = [](double v, int digits) {
-    return absl::StrFormat("%.*f", digits, v);
-  };
+  auto fixed = [](double v, int digits) { return absl::StrFormat("%.*f", digits, v); };
   const LatencyHistogram& h = r.latency_ns;
   add_string({"target"}, r.target);
   add_number({"threads"}, absl::StrCat(r.threads));
   add_number({"message_size"}, absl::StrCat(r.message_size));
   add_number({"pipeline"}, absl::StrCat(r.pipeline));
-  add_number({"connections", "requested"},
-             absl::StrCat(r.connections_requested));
-  add_number({"connections", "established"},
-             absl::StrCat(r.connections_established));
+  add_number({"connections", "requested"}, absl::StrCat(r.connections_requested));
+  add_number({"connections", "established"}, absl::StrCat(r.connections_established));
   add_number({"connections", "failed"}, absl::StrCat(r.connections_failed));
-  add_number({"connections", "source_addresses"},
-             absl::StrCat(r.source_addresses));
+  add_number({"connections", "source_addresses"}, absl::StrCat(r.source_addresses));
   add_number({"warmup_s"}, fixed(absl::ToDoubleSeconds(r.warmup), 3));
   add_number({"measured_s"}, fixed(absl::ToDoubleSeconds(r.measured), 3));
   add_number({"messages"}, absl::StrCat(r.messages));
@@ -204,15 +187,13 @@ std::vector<Field> ReportFields(const LoadReport& r) {
   add_number({"latency_us", "p50"}, fixed(Micros(h.ValueAtPercentile(50)), 1));
   add_number({"latency_us", "p90"}, fixed(Micros(h.ValueAtPercentile(90)), 1));
   add_number({"latency_us", "p99"}, fixed(Micros(h.ValueAtPercentile(99)), 1));
-  add_number({"latency_us", "p99_9"},
-             fixed(Micros(h.ValueAtPercentile(99.9)), 1));
+  add_number({"latency_us", "p99_9"}, fixed(Micros(h.ValueAtPercentile(99.9)), 1));
   add_number({"latency_us", "max"}, fixed(Micros(h.max()), 1));
   add_number({"latency_us", "mean"}, fixed(h.mean() / 1000.0, 1));
   add_number({"latency_us", "min"}, fixed(Micros(h.min()), 1));
   add_number({"latency_us", "p75"}, fixed(Micros(h.ValueAtPercentile(75)), 1));
   add_number({"latency_us", "p95"}, fixed(Micros(h.ValueAtPercentile(95)), 1));
-  add_number({"latency_us", "p99_99"},
-             fixed(Micros(h.ValueAtPercentile(99.99)), 1));
+  add_number({"latency_us", "p99_99"}, fixed(Micros(h.ValueAtPercentile(99.99)), 1));
   add_number({"latency_us", "count"}, absl::StrCat(h.count()));
   add_number({"errors", "total"}, absl::StrCat(r.error_count()));
   add_number({"errors", "connect"}, absl::StrCat(r.connections_failed));
@@ -300,12 +281,10 @@ std::string FormatProgressLine(const LoadProgress& p) {
   switch (p.phase) {
     case Phase::kConnecting:
       return absl::StrFormat("connecting %.1fs: %d/%d established  errors %d",
-                             absl::ToDoubleSeconds(p.elapsed),
-                             p.connections_established, p.connections_requested,
-                             p.errors);
+                             absl::ToDoubleSeconds(p.elapsed), p.connections_established,
+                             p.connections_requested, p.errors);
     case Phase::kWarmup:
-      absl::StrAppendFormat(&out, "warmup %.1fs/%s",
-                            absl::ToDoubleSeconds(p.elapsed),
+      absl::StrAppendFormat(&out, "warmup %.1fs/%s", absl::ToDoubleSeconds(p.elapsed),
                             absl::FormatDuration(p.total));
       break;
     case Phase::kMeasuring:
@@ -313,8 +292,7 @@ std::string FormatProgressLine(const LoadProgress& p) {
                             absl::FormatDuration(p.total));
       break;
     case Phase::kScript:
-      absl::StrAppendFormat(&out, "%.1fs  %d/%d messages echoed",
-                            absl::ToDoubleSeconds(p.elapsed),
+      absl::StrAppendFormat(&out, "%.1fs  %d/%d messages echoed", absl::ToDoubleSeconds(p.elapsed),
                             p.messages_completed, p.messages_planned);
       break;
     case Phase::kDraining:
@@ -327,8 +305,7 @@ std::string FormatProgressLine(const LoadProgress& p) {
   } else {
     out += "  p99 -";
   }
-  absl::StrAppendFormat(&out, "  errors %d  conns %d", p.errors,
-                        p.connections_established);
+  absl::StrAppendFormat(&out, "  errors %d  conns %d", p.errors, p.connections_established);
   return out;
 }
 

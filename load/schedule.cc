@@ -13,29 +13,26 @@ int64_t MonotonicNanos() {
 }
 
 int64_t OpenLoopSchedule::DueTime(size_t connection, uint64_t k) const {
-  const double seq = static_cast<double>(connection) +
-                     static_cast<double>(k) * static_cast<double>(connections_);
+  const double seq =
+      static_cast<double>(connection) + static_cast<double>(k) * static_cast<double>(connections_);
   return start_ns_ + static_cast<int64_t>(seq * period_ns_);
 }
 
 uint64_t OpenLoopSchedule::DueCount(size_t connection, int64_t now) const {
-  const double seqs =
-      std::floor(static_cast<double>(now - start_ns_) / period_ns_) -
-      static_cast<double>(connection);
+  const double seqs = std::floor(static_cast<double>(now - start_ns_) / period_ns_) -
+                      static_cast<double>(connection);
   if (seqs < 0) return 0;
   return static_cast<uint64_t>(seqs) / connections_ + 1;
 }
 
 uint64_t OpenLoopSchedule::SeqsDueBy(int64_t now) const {
-  const double due =
-      std::floor(static_cast<double>(now - start_ns_) / period_ns_) + 1;
+  const double due = std::floor(static_cast<double>(now - start_ns_) / period_ns_) + 1;
   // Before the start nothing is due (and a negative double has no uint64).
   return due <= 0 ? 0 : static_cast<uint64_t>(due);
 }
 
 int64_t OpenLoopSchedule::SeqTime(uint64_t seq) const {
-  return start_ns_ +
-         static_cast<int64_t>(static_cast<double>(seq) * period_ns_);
+  return start_ns_ + static_cast<int64_t>(static_cast<double>(seq) * period_ns_);
 }
 
 }  // namespace troupe::load

@@ -39,8 +39,8 @@ void Session::Init(int index, size_t local, int64_t* issue_times) {
   issue_times_ = issue_times;
 }
 
-bool Session::StartConnect(SessionContext& context, const Address& target,
-                           const Address* source, int epoll_fd) {
+bool Session::StartConnect(SessionContext& context, const Address& target, const Address* source,
+                           int epoll_fd) {
   absl::StatusOr<Fd> fd = ConnectTcpNonBlocking(target, source);
   if (!fd.ok()) {
     FailConnect(context, fd.status().message());
@@ -60,8 +60,7 @@ bool Session::StartConnect(SessionContext& context, const Address& target,
   return true;
 }
 
-bool Session::FinishConnect(SessionContext& context, const Address& target,
-                            uint32_t events) {
+bool Session::FinishConnect(SessionContext& context, const Address& target, uint32_t events) {
   int error = 0;
   socklen_t len = sizeof(error);
   if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
@@ -75,8 +74,7 @@ bool Session::FinishConnect(SessionContext& context, const Address& target,
     context.tally.Established();
     return true;
   }
-  FailConnect(context,
-              ErrnoMessage(error, absl::StrCat("connect ", target.ToString())));
+  FailConnect(context, ErrnoMessage(error, absl::StrCat("connect ", target.ToString())));
   return true;
 }
 
@@ -86,8 +84,7 @@ void Session::FailConnect(SessionContext& context, absl::string_view why) {
   state_ = SessionState::kClosed;
 }
 
-void Session::HandleEvent(SessionContext& context, uint32_t events,
-                          int64_t now) {
+void Session::HandleEvent(SessionContext& context, uint32_t events, int64_t now) {
   if (state_ != SessionState::kOpen) return;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 &&
       !ReadAndVerify(context, events, now)) {
@@ -101,8 +98,7 @@ void Session::HandleEvent(SessionContext& context, uint32_t events,
   Flush(context);
 }
 
-bool Session::ReadAndVerify(SessionContext& context, uint32_t events,
-                            int64_t now) {
+bool Session::ReadAndVerify(SessionContext& context, uint32_t events, int64_t now) {
   // A short read means the receive queue was empty; with EPOLLET any byte
   // arriving later raises a new event, so reading on to EAGAIN would only
   // cost a syscall. A pending FIN or error raises no new edge, though, so
@@ -113,8 +109,8 @@ bool Session::ReadAndVerify(SessionContext& context, uint32_t events,
     const ssize_t n = ::recv(fd_.get(), buffer, kReadChunk, 0);
     if (n > 0) {
       if (std::optional<std::string> error =
-              CheckEcho(index_, context.stream.At(seed_, received_), received_,
-                        sent_, buffer, static_cast<size_t>(n))) {
+              CheckEcho(index_, context.stream.At(seed_, received_), received_, sent_, buffer,
+                        static_cast<size_t>(n))) {
         // One report per connection: after a mismatch the stream is out of
         // step, and every later byte would be reported too.
         context.tally.VerificationFailed(*std::move(error));
@@ -149,9 +145,8 @@ void Session::CompleteMessages(SessionContext& context, int64_t now) {
     const bool measured = now >= context.measure_start_ns;
     for (uint64_t m = completed_; m < done; ++m) {
       const int64_t issued_at = issue_times_[m % context.pipeline];
-      context.tally.Completed(
-          static_cast<uint64_t>(std::max<int64_t>(now - issued_at, 0)),
-          measured);
+      context.tally.Completed(static_cast<uint64_t>(std::max<int64_t>(now - issued_at, 0)),
+                              measured);
     }
   }
   completed_ = done;
@@ -180,8 +175,7 @@ bool Session::Issue(SessionContext& context, int64_t now) {
     // Open loop: only what is due, stamped with when it was due.
     limit = std::min(limit, context.open_loop.DueCount(local_, now));
     for (; issued_ < limit; ++issued_) {
-      issue_times_[issued_ % context.pipeline] =
-          context.open_loop.DueTime(local_, issued_);
+      issue_times_[issued_ % context.pipeline] = context.open_loop.DueTime(local_, issued_);
     }
   } else {
     for (; issued_ < limit; ++issued_) {
@@ -195,8 +189,7 @@ void Session::Flush(SessionContext& context) {
   const uint64_t target = context.stream.EndOf(issued_);
   while (sent_ < target) {
     const uint8_t* from = context.stream.At(seed_, sent_);
-    const size_t len =
-        static_cast<size_t>(std::min<uint64_t>(target - sent_, kSendChunk));
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(target - sent_, kSendChunk));
     // MSG_NOSIGNAL: a peer reset is an error to count, not a SIGPIPE.
     const ssize_t n = ::send(fd_.get(), from, len, MSG_NOSIGNAL);
     if (n >= 0) {
@@ -221,8 +214,7 @@ void Session::PeerGone(SessionContext& context, absl::string_view why) {
     }
   } else {
     context.tally.Lost(
-        absl::StrFormat("connection %d lost after %d bytes echoed: %s", index_,
-                        received_, why));
+        absl::StrFormat("connection %d lost after %d bytes echoed: %s", index_, received_, why));
   }
   Close(context);
 }
@@ -237,24 +229,21 @@ void Session::CheckStall(SessionContext& context, int64_t now, int64_t stall_ns,
       index_, absl::FormatDuration(stall_timeout), received_, sent_);
   const uint64_t unsent = context.stream.EndOf(issued_) - sent_;
   if (unsent > 0) {
-    absl::StrAppendFormat(&message, " and %d more the kernel would not take",
-                          unsent);
+    absl::StrAppendFormat(&message, " and %d more the kernel would not take", unsent);
   }
   context.tally.Stalled(std::move(message));
   Close(context);
 }
 
 void Session::TimeOut(SessionContext& context) {
-  context.tally.TimedOut(
-      absl::StrFormat("connection %d timed out after %d of %d messages echoed",
-                      index_, completed_, context.stream.message_count()));
+  context.tally.TimedOut(absl::StrFormat("connection %d timed out after %d of %d messages echoed",
+                                         index_, completed_, context.stream.message_count()));
   Close(context);
 }
 
 void Session::Incomplete(SessionContext& context, absl::string_view why) {
-  std::string message =
-      absl::StrFormat("connection %d incomplete: %d of %d sent bytes echoed",
-                      index_, received_, sent_);
+  std::string message = absl::StrFormat("connection %d incomplete: %d of %d sent bytes echoed",
+                                        index_, received_, sent_);
   if (!why.empty()) absl::StrAppend(&message, " (", why, ")");
   context.tally.Incomplete(std::move(message));
   Close(context);

@@ -72,12 +72,11 @@ class Session {
   // Starts a non-blocking handshake and adds the socket to `epoll_fd`,
   // edge-triggered, with its `local` number as data. False when it failed
   // at once (counted).
-  bool StartConnect(SessionContext& context, const Address& target,
-                    const Address* source, int epoll_fd);
+  bool StartConnect(SessionContext& context, const Address& target, const Address* source,
+                    int epoll_fd);
   // Handles an event during the handshake. False while it is still under
   // way; true once it has ended, opened or failed (counted either way).
-  bool FinishConnect(SessionContext& context, const Address& target,
-                     uint32_t events);
+  bool FinishConnect(SessionContext& context, const Address& target, uint32_t events);
   void FailConnect(SessionContext& context, absl::string_view why);
 
   // Reads, verifies, completes, issues and sends as the event allows.

@@ -21,13 +21,12 @@ constexpr double kPortsPerSourceShare = 0.8;
 
 }  // namespace
 
-absl::StatusOr<std::vector<Address>> SourceAddresses(
-    const LoadOptions& options, int* count) {
+absl::StatusOr<std::vector<Address>> SourceAddresses(const LoadOptions& options, int* count) {
   int n = options.source_addresses;
   const bool loopback_v4 =
       options.target.family() == AF_INET &&
-      (ntohl(reinterpret_cast<const sockaddr_in*>(options.target.sockaddr_ptr())
-                 ->sin_addr.s_addr) >>
+      (ntohl(
+           reinterpret_cast<const sockaddr_in*>(options.target.sockaddr_ptr())->sin_addr.s_addr) >>
        24) == 127;
   if (n == 0) {
     n = 1;
@@ -36,21 +35,20 @@ absl::StatusOr<std::vector<Address>> SourceAddresses(
     std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
     if (loopback_v4 && (range >> low >> high) && high >= low) {
       const double per_source = (high - low + 1) * kPortsPerSourceShare;
-      n = std::max(1, static_cast<int>(std::ceil(options.connections /
-                                                 per_source)));
+      n = std::max(1, static_cast<int>(std::ceil(options.connections / per_source)));
     }
   }
   *count = n;
   std::vector<Address> sources;
   if (n == 1) return sources;
   if (!loopback_v4) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "source addresses 127.0.0.1..127.0.0.", n, " need a 127.x target, not ",
-        options.target.ToString()));
+    return absl::InvalidArgumentError(absl::StrCat("source addresses 127.0.0.1..127.0.0.", n,
+                                                   " need a 127.x target, not ",
+                                                   options.target.ToString()));
   }
   for (int i = 1; i <= n; ++i) {
-    absl::StatusOr<Address> a = Address::FromHostPort(
-        AsStd(absl::StrCat("127.0.", i / 256, ".", i % 256)), 0);
+    absl::StatusOr<Address> a =
+        Address::FromHostPort(AsStd(absl::StrCat("127.0.", i / 256, ".", i % 256)), 0);
     if (!a.ok()) return a.status();
     sources.push_back(*a);
   }

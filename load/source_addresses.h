@@ -21,7 +21,6 @@ namespace troupe::load {
 // Source addresses 127.0.0.1 .. 127.0.0.N, or none when the kernel may
 // choose (N == 1); sets `*count` to N. Fails when N > 1 and the target is
 // not an IPv4 127.x address.
-absl::StatusOr<std::vector<Address>> SourceAddresses(const LoadOptions& options,
-                                                     int* count);
+absl::StatusOr<std::vector<Address>> SourceAddresses(const LoadOptions& options, int* count);
 
 }  // namespace troupe::load

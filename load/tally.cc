@@ -9,14 +9,12 @@ namespace {
 // Only the owning worker calls this, so a load and a store cannot lose an
 // increment.
 inline void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
-  counter.store(counter.load(std::memory_order_relaxed) + n,
-                std::memory_order_relaxed);
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
 }  // namespace
 
-WorkerTally::WorkerTally()
-    : warmup_buckets_(LatencyHistogram::BucketCount(), 0) {}
+WorkerTally::WorkerTally() : warmup_buckets_(LatencyHistogram::BucketCount(), 0) {}
 
 void WorkerTally::Established() {
   ++result_.counts.connections_established;

@@ -34,8 +34,9 @@ struct alignas(64) LiveStats {
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> established{0};
   // Latency counts per LatencyHistogram bucket, warmup included; never reset.
-  std::unique_ptr<std::atomic<uint64_t>[]> buckets{
-      new std::atomic<uint64_t>[LatencyHistogram::BucketCount()]()};
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets {
+    new std::atomic<uint64_t>[ LatencyHistogram::BucketCount() ]()
+  };
 };
 
 // A worker's share of the report, and what RunLoad needs to assemble it.

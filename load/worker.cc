@@ -37,44 +37,40 @@ constexpr unsigned long kRateTimerSlackNs = 1000;
 // just before its deadline and spins.
 int TimeoutMs(int64_t ns) {
   if (ns <= 0) return 0;
-  return static_cast<int>(
-      std::min<int64_t>((ns + 999'999) / 1'000'000, 24 * 3600 * 1000));
+  return static_cast<int>(std::min<int64_t>((ns + 999'999) / 1'000'000, 24 * 3600 * 1000));
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
-    const LoadOptions& options, const Stream& stream,
-    const std::vector<Address>& sources, int first_index, int count) {
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const LoadOptions& options,
+                                                       const Stream& stream,
+                                                       const std::vector<Address>& sources,
+                                                       int first_index, int count) {
   Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1");
-  return std::unique_ptr<Worker>(new Worker(
-      options, stream, sources, std::move(epoll), first_index, count));
+  return std::unique_ptr<Worker>(
+      new Worker(options, stream, sources, std::move(epoll), first_index, count));
 }
 
 Worker::Worker(const LoadOptions& options, const Stream& stream,
-               const std::vector<Address>& sources, Fd epoll, int first_index,
-               int count)
+               const std::vector<Address>& sources, Fd epoll, int first_index, int count)
     : options_(options),
       sources_(sources),
       epoll_(std::move(epoll)),
       sessions_(static_cast<size_t>(count)),
-      issue_times_(static_cast<size_t>(count) *
-                   static_cast<size_t>(options.pipeline)),
+      issue_times_(static_cast<size_t>(count) * static_cast<size_t>(options.pipeline)),
       // This thread's share of the rate, spread over its connections.
-      open_loop_(
-          options.rate > 0 && !stream.script_mode() && count > 0
-              ? OpenLoopSchedule(options.rate * count / options.connections,
-                                 static_cast<size_t>(count))
-              : OpenLoopSchedule()),
+      open_loop_(options.rate > 0 && !stream.script_mode() && count > 0
+                     ? OpenLoopSchedule(options.rate * count / options.connections,
+                                        static_cast<size_t>(count))
+                     : OpenLoopSchedule()),
       context_{.stream = stream,
                .pipeline = static_cast<uint64_t>(options.pipeline),
                .open_loop = open_loop_,
                .tally = tally_} {
   const size_t pipeline = static_cast<size_t>(options.pipeline);
   for (size_t i = 0; i < sessions_.size(); ++i) {
-    sessions_[i].Init(first_index + static_cast<int>(i), i,
-                      &issue_times_[i * pipeline]);
+    sessions_[i].Init(first_index + static_cast<int>(i), i, &issue_times_[i * pipeline]);
   }
   // Infinite means never. Any other huge value saturates at INT64_MAX
   // nanoseconds: the checks compare elapsed times against it, and the one
@@ -118,9 +114,7 @@ void Worker::Connect(int64_t deadline_ns, int window) {
       Session& s = sessions_[next++];
       // Round robin over the sources by connection number.
       const Address* source =
-          sources_.empty()
-              ? nullptr
-              : &sources_[static_cast<size_t>(s.index()) % sources_.size()];
+          sources_.empty() ? nullptr : &sources_[static_cast<size_t>(s.index()) % sources_.size()];
       if (s.StartConnect(context_, options_.target, source, epoll_.get())) {
         ++pending;
       }
@@ -204,11 +198,9 @@ void Worker::Drain() {
     if (s.state() == SessionState::kOpen && s.AllEchoed()) s.Close(context_);
   }
   const int64_t drain_start = MonotonicNanos();
-  const int64_t drain_ns =
-      std::max(absl::ToInt64Nanoseconds(kDrainTimeout), stall_ns_);
+  const int64_t drain_ns = std::max(absl::ToInt64Nanoseconds(kDrainTimeout), stall_ns_);
   const int64_t drain_deadline =
-      drain_start +
-      std::min(drain_ns, std::numeric_limits<int64_t>::max() - drain_start);
+      drain_start + std::min(drain_ns, std::numeric_limits<int64_t>::max() - drain_start);
   while (context_.open > 0 && MonotonicNanos() < drain_deadline) {
     PollOnce(drain_deadline, [&](Session& s, uint32_t events) {
       s.HandleEvent(context_, events, MonotonicNanos());
@@ -223,8 +215,7 @@ void Worker::Drain() {
 
 void Worker::CloseAll() {
   for (Session& s : sessions_) {
-    if (s.state() == SessionState::kOpen ||
-        s.state() == SessionState::kConnecting) {
+    if (s.state() == SessionState::kOpen || s.state() == SessionState::kConnecting) {
       s.Close(context_);
     }
   }

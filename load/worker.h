@@ -33,9 +33,10 @@ class Worker {
  public:
   // Connections first_index .. first_index + count - 1. `options`, `stream`
   // and `sources` (empty: let the kernel choose) must outlive the worker.
-  static absl::StatusOr<std::unique_ptr<Worker>> Create(
-      const LoadOptions& options, const Stream& stream,
-      const std::vector<Address>& sources, int first_index, int count);
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(const LoadOptions& options,
+                                                        const Stream& stream,
+                                                        const std::vector<Address>& sources,
+                                                        int first_index, int count);
 
   // Phase 1: opens every connection, at most `window` handshakes at a time,
   // waiting until `deadline_ns` at most.
@@ -52,9 +53,8 @@ class Worker {
   // Events taken per epoll_wait; more only lengthens one loop turn.
   static constexpr int kMaxEvents = 1024;
 
-  Worker(const LoadOptions& options, const Stream& stream,
-         const std::vector<Address>& sources, Fd epoll, int first_index,
-         int count);
+  Worker(const LoadOptions& options, const Stream& stream, const std::vector<Address>& sources,
+         Fd epoll, int first_index, int count);
 
   // Waits for events until `deadline_ns` and hands each to `handle`.
   template <typename Handler>
@@ -76,7 +76,7 @@ class Worker {
   epoll_event events_[kMaxEvents];
   OpenLoopSchedule open_loop_;  // Inactive: closed loop.
   int64_t stall_ns_ = 0;        // 0: no stall check.
-  uint64_t next_seq_ = 0;  // Open loop: this thread's next message on time.
+  uint64_t next_seq_ = 0;       // Open loop: this thread's next message on time.
   WorkerTally tally_;
   SessionContext context_;  // Refers to the members above.
 };

@@ -18,10 +18,10 @@
 #include "actors/builtin.h"
 #include "apps/cli.h"
 #include "core/base/log.h"
-#include "core/ops/metrics_server.h"
-#include "core/server.h"
-#include "core/ops/signals.h"
 #include "core/base/string_view_compat.h"
+#include "core/ops/metrics_server.h"
+#include "core/ops/signals.h"
+#include "core/server.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to listen on (IPv4, IPv6 or a name). The default accepts "
@@ -41,8 +41,7 @@ ABSL_FLAG(int64_t, max_frame, 16 << 20,
           "connection (protocol_error).");
 ABSL_FLAG(int64_t, work_us, 1000,
           "work mode: microseconds of CPU work per line, done on the offload pool.");
-ABSL_FLAG(int, offload_threads, 0,
-          "work mode: offload pool threads; 0 means one per online CPU.");
+ABSL_FLAG(int, offload_threads, 0, "work mode: offload pool threads; 0 means one per online CPU.");
 ABSL_FLAG(int64_t, high_watermark, 1 << 20,
           "Bytes of unsent output per connection above which the server stops "
           "reading from it (backpressure).");
@@ -114,8 +113,7 @@ constexpr char kUsage[] =
 }
 
 // One summary line from two snapshots `seconds` apart.
-void LogStats(const troupe::ReactorStats& now, const troupe::ReactorStats& before,
-              double seconds) {
+void LogStats(const troupe::ReactorStats& now, const troupe::ReactorStats& before, double seconds) {
   const double mib = 1024.0 * 1024.0;
   TROUPE_LOG(kInfo,
              "stats: open=%d accepted=%d closed=%d in=%.2f MiB/s out=%.2f MiB/s "
@@ -204,9 +202,8 @@ int main(int argc, char* argv[]) {
   // mask): otherwise SIGTERM may land on, say, an offload worker and kill the
   // process instead of reaching the sigwait below.
   troupe::BlockStopSignals();
-  troupe::OffloadPool offload(absl::GetFlag(FLAGS_mode) == "work"
-                                  ? absl::GetFlag(FLAGS_offload_threads)
-                                  : 1);
+  troupe::OffloadPool offload(
+      absl::GetFlag(FLAGS_mode) == "work" ? absl::GetFlag(FLAGS_offload_threads) : 1);
   troupe::BuiltinOptions builtin;
   builtin.mode = absl::GetFlag(FLAGS_mode);
   builtin.codec = absl::GetFlag(FLAGS_codec);
@@ -267,7 +264,8 @@ int main(int argc, char* argv[]) {
     absl::StatusOr<std::unique_ptr<troupe::MetricsServer>> m =
         troupe::MetricsServer::Create(*metrics_address, server->get());
     if (!m.ok()) {
-      std::fprintf(stderr, "echo-cluster: metrics: %s\n", std::string(m.status().message()).c_str());
+      std::fprintf(stderr, "echo-cluster: metrics: %s\n",
+                   std::string(m.status().message()).c_str());
       return 1;
     }
     metrics = std::move(*m);

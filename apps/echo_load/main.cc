@@ -47,10 +47,8 @@ ABSL_FLAG(int32_t, threads, 0,
           "min(connections, online CPUs)");
 ABSL_FLAG(int64_t, size, 64, "message size in bytes");
 ABSL_FLAG(int32_t, pipeline, 1, "messages kept in flight per connection");
-ABSL_FLAG(absl::Duration, duration, absl::Seconds(10),
-          "measured time, e.g. 10s or 1m");
-ABSL_FLAG(absl::Duration, warmup, absl::Seconds(1),
-          "unmeasured traffic before the measured time");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "measured time, e.g. 10s or 1m");
+ABSL_FLAG(absl::Duration, warmup, absl::Seconds(1), "unmeasured traffic before the measured time");
 ABSL_FLAG(bool, json, false, "print the report as one JSON object");
 ABSL_FLAG(bool, csv, false,
           "print the report as CSV: a header line and a value line, the JSON "
@@ -101,7 +99,8 @@ constexpr absl::Duration kTerminalRefresh = absl::Milliseconds(500);
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::vector<char*> positional = troupe::cli::ParseFlagsOrExit(argc, argv,
+  const std::vector<char*> positional = troupe::cli::ParseFlagsOrExit(
+      argc, argv,
       "Drives an echo server with many TCP connections and verifies every "
       "echoed byte.\n"
       "Example:\n"
@@ -132,10 +131,9 @@ int main(int argc, char** argv) {
   if (size < 1) {
     Fail(kExitUsage, absl::StrCat("--size must be at least 1, got ", size));
   }
-  absl::StatusOr<troupe::Address> target = troupe::Address::FromHostPort(
-      absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port));
-  if (!target.ok())
-    Fail(kExitUsage, absl::StrCat("--host: ", target.status().message()));
+  absl::StatusOr<troupe::Address> target =
+      troupe::Address::FromHostPort(absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port));
+  if (!target.ok()) Fail(kExitUsage, absl::StrCat("--host: ", target.status().message()));
 
   troupe::LoadOptions options;
   options.target = *target;
@@ -156,8 +154,7 @@ int main(int argc, char** argv) {
   if (script_mode) {
     options.messages.assign(positional.begin() + 1, positional.end());
   }
-  const absl::Duration progress_interval =
-      absl::GetFlag(FLAGS_progress_interval);
+  const absl::Duration progress_interval = absl::GetFlag(FLAGS_progress_interval);
   if (progress_interval < absl::ZeroDuration()) {
     Fail(kExitUsage, "--progress-interval must not be negative");
   }
@@ -185,8 +182,8 @@ int main(int argc, char** argv) {
 
   // Belt and braces: every send already passes MSG_NOSIGNAL.
   ::signal(SIGPIPE, SIG_IGN);
-  if (absl::Status s = troupe::RaiseOpenFileLimit(
-          static_cast<uint64_t>(options.connections) + kSpareFds);
+  if (absl::Status s =
+          troupe::RaiseOpenFileLimit(static_cast<uint64_t>(options.connections) + kSpareFds);
       !s.ok()) {
     Fail(kExitFailure, s.message());
   }
@@ -198,8 +195,7 @@ int main(int argc, char** argv) {
   if (!histogram_path.empty()) {
     histogram_file.open(histogram_path, std::ios::out | std::ios::trunc);
     if (!histogram_file.is_open()) {
-      Fail(kExitFailure, absl::StrCat("--histogram-out: cannot open ",
-                                      histogram_path, ": ",
+      Fail(kExitFailure, absl::StrCat("--histogram-out: cannot open ", histogram_path, ": ",
                                       std::strerror(errno)));
     }
   }
@@ -220,14 +216,12 @@ int main(int argc, char** argv) {
     histogram_file << troupe::FormatPercentileDistribution(*report);
     histogram_file.close();
     if (!histogram_file) {
-      Fail(kExitFailure,
-           absl::StrCat("--histogram-out: cannot write ", histogram_path));
+      Fail(kExitFailure, absl::StrCat("--histogram-out: cannot write ", histogram_path));
     }
   }
   if (!report->ok()) {
-    Fail(kExitFailure,
-         absl::StrCat("run failed: ", report->error_count(), " errors (",
-                      troupe::FormatErrorKinds(*report), ")"));
+    Fail(kExitFailure, absl::StrCat("run failed: ", report->error_count(), " errors (",
+                                    troupe::FormatErrorKinds(*report), ")"));
   }
   return 0;
 }

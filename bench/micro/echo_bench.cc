@@ -8,8 +8,8 @@
 
 #include "actors/builtin.h"
 #include "benchmark/benchmark.h"
-#include "core/server.h"
 #include "core/net/socket.h"
+#include "core/server.h"
 
 namespace troupe {
 namespace {
@@ -18,9 +18,8 @@ void BM_EchoRoundTrip(benchmark::State& state) {
   ServerOptions options;
   options.address = Address::Parse("127.0.0.1:0").value();
   options.workers = 1;
-  auto server = Server::Create(options, ActorFactory([] {
-                                 return std::make_unique<EchoActor>();
-                               })).value();
+  auto server =
+      Server::Create(options, ActorFactory([] { return std::make_unique<EchoActor>(); })).value();
   server->Start();
   Fd client = ConnectTcpBlocking(server->address()).value();
   (void)SetNoDelay(client.get());

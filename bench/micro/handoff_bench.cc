@@ -26,7 +26,7 @@
 namespace troupe {
 namespace {
 
-constexpr size_t kBulk = 64;        // as in core/loop/reactor.cc
+constexpr size_t kBulk = 64;          // as in core/loop/reactor.cc
 constexpr size_t kMaxBacklog = 4096;  // a producer this far ahead waits
 
 // The two queues behind one interface: Push from the producer, PopBulk from
@@ -137,8 +137,7 @@ class CountingHandler final : public ConnectionHandler {
   size_t OnData(Connection&, std::string_view data) override { return data.size(); }
   void OnMail(Connection&, Mail mail) override {
     benchmark::DoNotOptimize(mail.Get<uint64_t>());
-    delivered_.store(delivered_.load(std::memory_order_relaxed) + 1,
-                     std::memory_order_release);
+    delivered_.store(delivered_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
  private:

@@ -39,15 +39,15 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void Read() {
     socket_.async_read_some(asio::buffer(data_),
-        [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-          if (!ec) self->Write(n);
-        });
+                            [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                              if (!ec) self->Write(n);
+                            });
   }
   void Write(size_t n) {
     asio::async_write(socket_, asio::buffer(data_, n),
-        [self = shared_from_this()](boost::system::error_code ec, size_t) {
-          if (!ec) self->Read();
-        });
+                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                        if (!ec) self->Read();
+                      });
   }
 
   tcp::socket socket_;
@@ -98,9 +98,14 @@ class Server {
 int main(int argc, char** argv) {
   int port = 7007, threads = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--port")) port = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else { std::fprintf(stderr, "usage: %s [--port N] [--threads N]\n", argv[0]); return 2; }
+    if (!std::strcmp(argv[i], "--port"))
+      port = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: %s [--port N] [--threads N]\n", argv[0]);
+      return 2;
+    }
   }
   if (threads < 1) threads = static_cast<int>(std::thread::hardware_concurrency());
   rlimit lim{};

@@ -70,8 +70,7 @@ void Loop(int listen_fd) {
       if (fd == stop_fd) return;
       if (fd == listen_fd) {
         int c;
-        while ((c = ::accept4(listen_fd, nullptr, nullptr,
-                              SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        while ((c = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
           int one = 1;
           ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           if (static_cast<size_t>(c) >= unsent.size()) unsent.resize(c * 2 + 64);
@@ -112,9 +111,14 @@ void Loop(int listen_fd) {
 int main(int argc, char** argv) {
   int port = 7007, threads = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--port")) port = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else { std::fprintf(stderr, "usage: %s [--port N] [--threads N]\n", argv[0]); return 2; }
+    if (!std::strcmp(argv[i], "--port"))
+      port = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: %s [--port N] [--threads N]\n", argv[0]);
+      return 2;
+    }
   }
   if (threads < 1) threads = static_cast<int>(std::thread::hardware_concurrency());
   rlimit lim{};

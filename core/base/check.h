@@ -13,10 +13,9 @@ namespace troupe::internal {
                               const char* message);
 }  // namespace troupe::internal
 
-#define TROUPE_CHECK(condition, message)                                  \
-  do {                                                                    \
-    if (__builtin_expect(!(condition), 0)) {                              \
-      ::troupe::internal::CheckFailed(__FILE__, __LINE__, #condition,     \
-                                      message);                           \
-    }                                                                     \
+#define TROUPE_CHECK(condition, message)                                        \
+  do {                                                                          \
+    if (__builtin_expect(!(condition), 0)) {                                    \
+      ::troupe::internal::CheckFailed(__FILE__, __LINE__, #condition, message); \
+    }                                                                           \
   } while (0)

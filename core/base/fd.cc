@@ -28,13 +28,11 @@ absl::Status RaiseOpenFileLimit(uint64_t wanted) {
   }
   if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "need ", wanted, " open files but the hard limit (ulimit -Hn) is ",
-        limit.rlim_max));
+        "need ", wanted, " open files but the hard limit (ulimit -Hn) is ", limit.rlim_max));
   }
   limit.rlim_cur = wanted;
   if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::ErrnoToStatus(
-        errno, absl::StrCat("setrlimit RLIMIT_NOFILE to ", wanted));
+    return absl::ErrnoToStatus(errno, absl::StrCat("setrlimit RLIMIT_NOFILE to ", wanted));
   }
   return absl::OkStatus();
 }

@@ -9,9 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 #include "absl/status/status.h"
-#include <utility>
 
 namespace troupe {
 

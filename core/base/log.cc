@@ -22,8 +22,8 @@ absl::StatusOr<LogLevel> ParseLogLevel(std::string_view name) {
   if (name == "warning") return LogLevel::kWarning;
   if (name == "error") return LogLevel::kError;
   if (name == "off") return LogLevel::kOff;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown log level '", AsAbsl(name), "' (known: debug, info, warning, error, off)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown log level '", AsAbsl(name),
+                                                 "' (known: debug, info, warning, error, off)"));
 }
 
 void SetLogThreadReactor(int index) { t_reactor = index; }

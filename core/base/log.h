@@ -54,25 +54,23 @@ class EverySecond {
 
 }  // namespace troupe
 
-#define TROUPE_LOG(level, ...)                                            \
-  do {                                                                    \
-    if (::troupe::LogEnabled(::troupe::LogLevel::level)) {                \
-      ::troupe::LogLine(::troupe::LogLevel::level,                        \
-                        absl::StrFormat(__VA_ARGS__));                    \
-    }                                                                     \
+#define TROUPE_LOG(level, ...)                                                    \
+  do {                                                                            \
+    if (::troupe::LogEnabled(::troupe::LogLevel::level)) {                        \
+      ::troupe::LogLine(::troupe::LogLevel::level, absl::StrFormat(__VA_ARGS__)); \
+    }                                                                             \
   } while (0)
 
-#define TROUPE_LOG_EVERY_SECOND(level, ...)                               \
-  do {                                                                    \
-    static ::troupe::internal::EverySecond troupe_every_second_;          \
-    uint64_t troupe_held_ = 0;                                            \
-    if (::troupe::LogEnabled(::troupe::LogLevel::level) &&                \
-        troupe_every_second_.Admit(troupe_held_)) {                       \
-      std::string troupe_line_ = absl::StrFormat(__VA_ARGS__);            \
-      if (troupe_held_ > 0) {                                             \
-        troupe_line_ += absl::StrFormat(" (%d similar lines suppressed)", \
-                                        troupe_held_);                    \
-      }                                                                   \
-      ::troupe::LogLine(::troupe::LogLevel::level, troupe_line_);         \
-    }                                                                     \
+#define TROUPE_LOG_EVERY_SECOND(level, ...)                                              \
+  do {                                                                                   \
+    static ::troupe::internal::EverySecond troupe_every_second_;                         \
+    uint64_t troupe_held_ = 0;                                                           \
+    if (::troupe::LogEnabled(::troupe::LogLevel::level) &&                               \
+        troupe_every_second_.Admit(troupe_held_)) {                                      \
+      std::string troupe_line_ = absl::StrFormat(__VA_ARGS__);                           \
+      if (troupe_held_ > 0) {                                                            \
+        troupe_line_ += absl::StrFormat(" (%d similar lines suppressed)", troupe_held_); \
+      }                                                                                  \
+      ::troupe::LogLine(::troupe::LogLevel::level, troupe_line_);                        \
+    }                                                                                    \
   } while (0)

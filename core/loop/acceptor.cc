@@ -13,8 +13,8 @@
 namespace troupe {
 
 absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Create(Fd listen_fd,
-                                                          std::vector<Reactor*> reactors,
-                                                          Options options) {
+                                                           std::vector<Reactor*> reactors,
+                                                           Options options) {
   TROUPE_CHECK(!reactors.empty(), "Acceptor needs at least one reactor");
   ReactorOptions loop_options;
   loop_options.tag_log_lines = false;
@@ -38,8 +38,7 @@ absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Create(Fd listen_fd,
   return acceptor;
 }
 
-Acceptor::Acceptor(std::unique_ptr<Reactor> loop, std::vector<Reactor*> reactors,
-                   Balance balance)
+Acceptor::Acceptor(std::unique_ptr<Reactor> loop, std::vector<Reactor*> reactors, Balance balance)
     : loop_(std::move(loop)),
       reactors_(std::move(reactors)),
       balance_(balance),

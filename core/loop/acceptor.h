@@ -56,7 +56,7 @@ class Acceptor {
   void Dispatch(Handoff handoff);
   size_t PickReactor();
 
-  std::unique_ptr<Reactor> loop_;  // the acceptor's own loop; owns the listener
+  std::unique_ptr<Reactor> loop_;       // the acceptor's own loop; owns the listener
   const Listener* listener_ = nullptr;  // loop_'s, for its counters
   std::vector<Reactor*> reactors_;
   const Balance balance_;

@@ -15,29 +15,43 @@ namespace troupe {
 
 const char* CloseReasonName(CloseReason reason) {
   switch (reason) {
-    case CloseReason::kPeerClosed: return "peer_closed";
-    case CloseReason::kPeerReset: return "peer_reset";
-    case CloseReason::kSocketError: return "socket_error";
-    case CloseReason::kLocalClose: return "local_close";
-    case CloseReason::kFlushedClose: return "flushed_close";
-    case CloseReason::kLingerTimeout: return "linger_timeout";
-    case CloseReason::kInputTooLarge: return "input_too_large";
-    case CloseReason::kProtocolError: return "protocol_error";
-    case CloseReason::kHandlerError: return "handler_error";
-    case CloseReason::kShutdown: return "shutdown";
-    case CloseReason::kIdleTimeout: return "idle_timeout";
-    case CloseReason::kSlowConsumer: return "slow_consumer";
-    case CloseReason::kFlushTimeout: return "flush_timeout";
-    case CloseReason::kMailboxOverflow: return "mailbox_overflow";
-    case CloseReason::kCount: break;
+    case CloseReason::kPeerClosed:
+      return "peer_closed";
+    case CloseReason::kPeerReset:
+      return "peer_reset";
+    case CloseReason::kSocketError:
+      return "socket_error";
+    case CloseReason::kLocalClose:
+      return "local_close";
+    case CloseReason::kFlushedClose:
+      return "flushed_close";
+    case CloseReason::kLingerTimeout:
+      return "linger_timeout";
+    case CloseReason::kInputTooLarge:
+      return "input_too_large";
+    case CloseReason::kProtocolError:
+      return "protocol_error";
+    case CloseReason::kHandlerError:
+      return "handler_error";
+    case CloseReason::kShutdown:
+      return "shutdown";
+    case CloseReason::kIdleTimeout:
+      return "idle_timeout";
+    case CloseReason::kSlowConsumer:
+      return "slow_consumer";
+    case CloseReason::kFlushTimeout:
+      return "flush_timeout";
+    case CloseReason::kMailboxOverflow:
+      return "mailbox_overflow";
+    case CloseReason::kCount:
+      break;
   }
   return "unknown";
 }
 
 void ConnectionHandler::OnPeerClosed(Connection& conn) { conn.CloseAfterFlush(); }
 
-Connection::Connection(ConnectionHost& host, Reactor* owner, ConnectionId id, Fd fd,
-                       Address peer)
+Connection::Connection(ConnectionHost& host, Reactor* owner, ConnectionId id, Fd fd, Address peer)
     : host_(host),
       owner_(owner),
       id_(id),
@@ -123,8 +137,7 @@ bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
     size_t asked;
     ssize_t n;
     if (into_input) {
-      iovec iov[2] = {{input_.writable_data(), input_.writable_size()},
-                      {scratch, kScratch}};
+      iovec iov[2] = {{input_.writable_data(), input_.writable_size()}, {scratch, kScratch}};
       asked = iov[0].iov_len + kScratch;
       n = ::readv(fd(), iov, 2);
     } else {

@@ -57,8 +57,8 @@
 
 #include <sys/types.h>
 
-#include <cstddef>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -66,20 +66,19 @@
 #include <string_view>
 
 #include "absl/time/time.h"
-#include "core/net/address.h"
-#include "core/net/buffer.h"
 #include "core/base/fd.h"
 #include "core/loop/close_reason.h"
 #include "core/loop/connection_host.h"
 #include "core/loop/connection_id.h"
 #include "core/loop/mail.h"
 #include "core/loop/mailbox.h"
+#include "core/net/address.h"
+#include "core/net/buffer.h"
 
 namespace troupe {
 
 class Reactor;
 class Connection;
-
 
 struct ConnectionOptions {
   // Unconsumed input above this closes the connection (kInputTooLarge): a
@@ -189,9 +188,7 @@ class Connection {
   // handler from the call on; input arriving after the FIN is discarded.
   void CloseAfterFlush();
 
-  void set_handler(std::unique_ptr<ConnectionHandler> handler) {
-    handler_ = std::move(handler);
-  }
+  void set_handler(std::unique_ptr<ConnectionHandler> handler) { handler_ = std::move(handler); }
   ConnectionHandler* handler() const { return handler_.get(); }
 
   // Loop entry points, called by the owning reactor only (…InLoop: loop-only,
@@ -238,23 +235,23 @@ class Connection {
   const Address peer_;
   const ConnectionOptions& options_;  // the host's; outlives us
   State state_ = State::kOpen;
-  bool peer_eof_ = false;        // the peer sent FIN; nothing more to read
-  bool write_blocked_ = false;   // the kernel refused bytes; await EPOLLOUT
+  bool peer_eof_ = false;         // the peer sent FIN; nothing more to read
+  bool write_blocked_ = false;    // the kernel refused bytes; await EPOLLOUT
   bool in_read_backlog_ = false;  // queued for another read next turn
-  bool read_paused_ = false;     // output above the high watermark
-  bool in_mail_ready_ = false;   // queued for the reactor's mailbox phase
+  bool read_paused_ = false;      // output above the high watermark
+  bool in_mail_ready_ = false;    // queued for the reactor's mailbox phase
   bool close_requested_ = false;  // CloseAfterFlush() waits for pending work
   bool paused_for_work_ = false;  // at max_pending_work: input waits
   bool redeliver_input_ = false;  // hand input_ over again before reading
-  uint32_t pending_work_ = 0;    // replies owed by asynchronous work
+  uint32_t pending_work_ = 0;     // replies owed by asynchronous work
   // Last time bytes moved either way (the host's per-turn clock); checked
   // when this connection's deadline comes due.
   std::chrono::steady_clock::time_point last_active_;
   // Flushing: when the flush gives up; lingering: when the linger does.
   std::chrono::steady_clock::time_point close_deadline_ =
       std::chrono::steady_clock::time_point::max();
-  Buffer input_;   // unconsumed input (a partial frame)
-  Buffer output_;  // bytes the kernel has not taken yet
+  Buffer input_;     // unconsumed input (a partial frame)
+  Buffer output_;    // bytes the kernel has not taken yet
   Mailbox mailbox_;  // mail not yet handed to the handler
   std::unique_ptr<ConnectionHandler> handler_;
 };

@@ -50,8 +50,8 @@ class ConnectionHost {
     CloseReason reason;
   };
 
-  ConnectionHost(const ConnectionOptions& options, Clock::duration idle_timeout,
-                 size_t read_budget, Timers& timers, ReactorCounters& counters)
+  ConnectionHost(const ConnectionOptions& options, Clock::duration idle_timeout, size_t read_budget,
+                 Timers& timers, ReactorCounters& counters)
       : options_(options),
         idle_timeout_(idle_timeout),
         read_budget_(read_budget),

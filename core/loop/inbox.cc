@@ -45,9 +45,7 @@ bool Inbox::Hand(HandoffToken& token, Handoff handoff) {
   return true;
 }
 
-size_t Inbox::TakeItems(Item* out, size_t max) {
-  return queues_->items.try_dequeue_bulk(out, max);
-}
+size_t Inbox::TakeItems(Item* out, size_t max) { return queues_->items.try_dequeue_bulk(out, max); }
 
 size_t Inbox::TakeHandoffs(Handoff* out, size_t max) {
   return queues_->handoffs.try_dequeue_bulk(out, max);

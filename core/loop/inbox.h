@@ -85,8 +85,7 @@ class Inbox {
   // reaches it.
   static constexpr size_t kDefaultMailCapacity = 65536;
 
-  static absl::StatusOr<std::shared_ptr<Inbox>> Create(
-      size_t mail_capacity = kDefaultMailCapacity);
+  static absl::StatusOr<std::shared_ptr<Inbox>> Create(size_t mail_capacity = kDefaultMailCapacity);
 
   // Any thread. Never runs `task` inline; never refused.
   void Post(Task task);
@@ -116,11 +115,15 @@ class Inbox {
   size_t size_approx() const;
   size_t handoffs_approx() const;
   // Owner: `n` user mails were dequeued.
-  void MailTaken(size_t n) { mail_depth_.fetch_sub(static_cast<int64_t>(n), std::memory_order_relaxed); }
+  void MailTaken(size_t n) {
+    mail_depth_.fetch_sub(static_cast<int64_t>(n), std::memory_order_relaxed);
+  }
 
   // Any thread.
   uint64_t mail_depth() const { return Positive(mail_depth_.load(std::memory_order_relaxed)); }
-  uint64_t mail_depth_max() const { return Positive(mail_depth_max_.load(std::memory_order_relaxed)); }
+  uint64_t mail_depth_max() const {
+    return Positive(mail_depth_max_.load(std::memory_order_relaxed));
+  }
   uint64_t refused_full() const { return refused_full_.load(std::memory_order_relaxed); }
   uint64_t invalid_refs() const { return invalid_refs_.load(std::memory_order_relaxed); }
 

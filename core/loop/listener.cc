@@ -78,8 +78,7 @@ void Listener::Shed(int error) {
   TROUPE_LOG_EVERY_SECOND(kWarning,
                           "accept: %s; shedding new connections and pausing "
                           "%d ms (%d refused so far)",
-                          std::strerror(error), kExhaustedPauseMs,
-                          counters_.refused.load());
+                          std::strerror(error), kExhaustedPauseMs, counters_.refused.load());
 }
 
 }  // namespace troupe

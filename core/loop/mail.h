@@ -58,8 +58,7 @@ class Mail {
   // value is never writable.
   template <typename T>
   T* As() {
-    return Is<T>() && !box_->shared() ? &static_cast<Owned<T>*>(box_.get())->value
-                                      : nullptr;
+    return Is<T>() && !box_->shared() ? &static_cast<Owned<T>*>(box_.get())->value : nullptr;
   }
 
  private:

@@ -10,9 +10,12 @@ namespace troupe {
 
 const char* MailboxOverflowName(MailboxOverflow policy) {
   switch (policy) {
-    case MailboxOverflow::kDropNewest: return "drop-newest";
-    case MailboxOverflow::kDropOldest: return "drop-oldest";
-    case MailboxOverflow::kCloseActor: return "close";
+    case MailboxOverflow::kDropNewest:
+      return "drop-newest";
+    case MailboxOverflow::kDropOldest:
+      return "drop-oldest";
+    case MailboxOverflow::kCloseActor:
+      return "close";
   }
   return "?";
 }
@@ -21,19 +24,26 @@ absl::StatusOr<MailboxOverflow> ParseMailboxOverflow(std::string_view name) {
   if (name == "drop-newest") return MailboxOverflow::kDropNewest;
   if (name == "drop-oldest") return MailboxOverflow::kDropOldest;
   if (name == "close") return MailboxOverflow::kCloseActor;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown mailbox overflow policy '", AsAbsl(name), "' (known: drop-newest, drop-oldest, close)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown mailbox overflow policy '", AsAbsl(name),
+                                                 "' (known: drop-newest, drop-oldest, close)"));
 }
 
 const char* MailDropName(MailDrop reason) {
   switch (reason) {
-    case MailDrop::kGone: return "gone";
-    case MailDrop::kInvalidRef: return "invalid_ref";
-    case MailDrop::kInboxFull: return "inbox_full";
-    case MailDrop::kMailboxFull: return "mailbox_full";
-    case MailDrop::kEvicted: return "evicted";
-    case MailDrop::kActorClosed: return "actor_closed";
-    case MailDrop::kCount: break;
+    case MailDrop::kGone:
+      return "gone";
+    case MailDrop::kInvalidRef:
+      return "invalid_ref";
+    case MailDrop::kInboxFull:
+      return "inbox_full";
+    case MailDrop::kMailboxFull:
+      return "mailbox_full";
+    case MailDrop::kEvicted:
+      return "evicted";
+    case MailDrop::kActorClosed:
+      return "actor_closed";
+    case MailDrop::kCount:
+      break;
   }
   return "unknown";
 }

@@ -20,8 +20,8 @@
 // Each outcome is counted per reason (MailDrop).
 //
 //   Mailbox box;
-//   switch (box.Push(std::move(mail), MailClass::kUser, 1024, MailboxOverflow::kDropNewest)) { ... }
-//   while (!box.empty()) handler.OnMail(box.Pop());
+//   switch (box.Push(std::move(mail), MailClass::kUser, 1024, MailboxOverflow::kDropNewest)) { ...
+//   } while (!box.empty()) handler.OnMail(box.Pop());
 //
 // The queue is allocated on first mail (an actor that never gets mail pays
 // 16 bytes) and kept until the actor closes, so steady mail does not allocate it.

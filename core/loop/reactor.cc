@@ -7,10 +7,10 @@
 #include <cerrno>
 #include <utility>
 
-#include "core/loop/acceptor.h"
 #include "core/base/check.h"
 #include "core/base/deadline.h"
 #include "core/base/log.h"
+#include "core/loop/acceptor.h"
 
 namespace troupe {
 namespace {
@@ -60,8 +60,8 @@ std::chrono::steady_clock::duration IdleTimeout(absl::Duration timeout) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
-    const ReactorOptions& options, HandlerFactory factory) {
+absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(const ReactorOptions& options,
+                                                         HandlerFactory factory) {
   TROUPE_CHECK(factory != nullptr, "Reactor needs a handler factory");
   Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1");
@@ -73,8 +73,8 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
   if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, (*inbox)->waker().fd(), &event) != 0) {
     return absl::ErrnoToStatus(errno, "epoll_ctl add eventfd");
   }
-  return std::unique_ptr<Reactor>(new Reactor(
-      options, std::move(factory), std::move(epoll), std::move(*inbox)));
+  return std::unique_ptr<Reactor>(
+      new Reactor(options, std::move(factory), std::move(epoll), std::move(*inbox)));
 }
 
 Reactor::Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll,
@@ -100,8 +100,8 @@ void Reactor::AddListener(Fd listen_fd, std::unique_ptr<Listener> listener,
 }
 
 void Reactor::UpdateListeningInLoop() {
-  const bool want = listen_fd_.valid() && !accept_paused_ && !accept_full_ && !draining_ &&
-                    !stopping_;
+  const bool want =
+      listen_fd_.valid() && !accept_paused_ && !accept_full_ && !draining_ && !stopping_;
   if (want == listening_ || !listen_fd_.valid()) return;
   epoll_event event{};
   event.events = EPOLLIN;  // level-triggered: a paused backlog re-reports
@@ -149,8 +149,7 @@ void Reactor::AcceptInLoop() {
 }
 
 uint64_t Reactor::AdmittedCount() const {
-  return listener_ != nullptr ? listener_->counters().accepted.load(std::memory_order_relaxed)
-                               : 0;
+  return listener_ != nullptr ? listener_->counters().accepted.load(std::memory_order_relaxed) : 0;
 }
 
 void Reactor::DropHandoff() {
@@ -199,8 +198,7 @@ void Reactor::Run() {
   while (!ShouldExitInLoop()) {
     int timeout_ms = ComputeTimeoutMs();
     const bool may_sleep =
-        timeout_ms != 0 &&
-        inbox_->waker().PrepareToSleep([this] { return HasQueuedWork(); });
+        timeout_ms != 0 && inbox_->waker().PrepareToSleep([this] { return HasQueuedWork(); });
     if (!may_sleep) timeout_ms = 0;
     const int count = ::epoll_wait(epoll_.get(), events, kMaxEvents, timeout_ms);
     if (may_sleep) inbox_->waker().Awake();
@@ -274,8 +272,7 @@ void Reactor::LeaveDrainInLoop() {
 }
 
 int Reactor::ComputeTimeoutMs() {
-  if (!host_.read_backlog().empty() || !host_.closing().empty() ||
-      !host_.mail_ready().empty()) {
+  if (!host_.read_backlog().empty() || !host_.closing().empty() || !host_.mail_ready().empty()) {
     return 0;
   }
   Clock::time_point next = timers_.NextDue();
@@ -320,8 +317,7 @@ void Reactor::AdoptInLoop(Handoff handoff) {
     DropHandoff();
     return;  // e.g. ENOMEM: shed this one connection
   }
-  auto conn = std::make_unique<Connection>(host_, this, id, std::move(fd),
-                                           std::move(handoff.peer));
+  auto conn = std::make_unique<Connection>(host_, this, id, std::move(fd), std::move(handoff.peer));
   Connection& ref = *conn;
   table_.Put(id, std::move(conn));
   ReactorCounters::Bump(counters_.accepted);
@@ -336,8 +332,7 @@ void Reactor::RunInboxInLoop() {
   Inbox::Item batch[kBulk];
   size_t handled = 0;
   size_t count;
-  while (handled < kMaxInboxPerTurn &&
-         (count = inbox_->TakeItems(batch, kBulk)) > 0) {
+  while (handled < kMaxInboxPerTurn && (count = inbox_->TakeItems(batch, kBulk)) > 0) {
     handled += count;
     size_t user_mail = 0;
     for (size_t i = 0; i < count; ++i) {

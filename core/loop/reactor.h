@@ -69,8 +69,7 @@ namespace troupe {
 
 // Creates the handler of each new connection. Called on the connection's
 // reactor thread, so concurrently from several reactors: must be thread-safe.
-using HandlerFactory =
-    std::function<std::unique_ptr<ConnectionHandler>(Connection&)>;
+using HandlerFactory = std::function<std::unique_ptr<ConnectionHandler>(Connection&)>;
 
 struct ReactorOptions {
   uint32_t index = 0;
@@ -107,8 +106,8 @@ class Reactor {
  public:
   using Task = absl::AnyInvocable<void() &&>;
 
-  static absl::StatusOr<std::unique_ptr<Reactor>> Create(
-      const ReactorOptions& options, HandlerFactory factory);
+  static absl::StatusOr<std::unique_ptr<Reactor>> Create(const ReactorOptions& options,
+                                                         HandlerFactory factory);
   ~Reactor();
   Reactor(const Reactor&) = delete;
   Reactor& operator=(const Reactor&) = delete;
@@ -145,8 +144,7 @@ class Reactor {
   // This reactor accepts from `listen_fd` itself (reuse-port mode, the
   // acceptor thread, the metrics endpoint). Call before Run(). `listener`
   // wraps `listen_fd` (see core/loop/listener.h).
-  void AddListener(Fd listen_fd, std::unique_ptr<Listener> listener,
-                   ListenerOptions options = {});
+  void AddListener(Fd listen_fd, std::unique_ptr<Listener> listener, ListenerOptions options = {});
 
   // Any thread (the acceptor). One token per producing thread.
   HandoffToken MakeHandoffToken() { return inbox_->MakeHandoffToken(); }
@@ -242,21 +240,21 @@ class Reactor {
   std::shared_ptr<Inbox> inbox_;
   ReactorCounters counters_;  // read by Stats() from any thread
 
-  std::vector<Reactor*> peers_;  // fixed before Run(); read-only after
+  std::vector<Reactor*> peers_;              // fixed before Run(); read-only after
   std::atomic<int>* drain_group_ = nullptr;  // the server's; outlives us
   bool left_drain_ = false;
-  Fd listen_fd_;                          // with a listener only (AddListener)
+  Fd listen_fd_;                        // with a listener only (AddListener)
   std::unique_ptr<Listener> listener_;  // with a listener only
   ListenerOptions listener_options_;
-  bool listening_ = false;       // the listener is in the epoll set
-  bool accept_paused_ = false;   // descriptors ran out: resumes by timer
-  bool accept_full_ = false;     // pause_at_open reached: resumes at a reap
+  bool listening_ = false;      // the listener is in the epoll set
+  bool accept_paused_ = false;  // descriptors ran out: resumes by timer
+  bool accept_full_ = false;    // pause_at_open reached: resumes at a reap
 
   // Loop-thread state. Connections (table_) are destroyed before the host
   // and timers they point into.
-  Timers timers_;                         // RunAfter tasks and connection deadlines
-  ConnectionHost host_;                   // what connections may ask of us
-  SlotTable<Connection> table_;           // the connections, by slot
+  Timers timers_;                // RunAfter tasks and connection deadlines
+  ConnectionHost host_;          // what connections may ask of us
+  SlotTable<Connection> table_;  // the connections, by slot
   // Each phase swaps the host's request list with its spare and walks that,
   // so requests made while it runs wait for the next pass.
   std::vector<ConnectionId> read_backlog_next_;

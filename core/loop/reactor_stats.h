@@ -54,7 +54,7 @@ namespace troupe {
     "Output an actor dropped because its peer was behind (TryWriteFrame).")                 \
   /* Two writers (the acceptor's failed enqueue, the reactor): fetch_add. */                \
   X(handoffs_dropped, Sum, Own, "troupe_handoffs_dropped_total", "counter",                 \
-    "Accepted sockets closed before they became connections (epoll_ctl or "                \
+    "Accepted sockets closed before they became connections (epoll_ctl or "                 \
     "queue failure, stopping).")                                                            \
   X(queue_depth, Sum, Derived, "troupe_queue_depth", "gauge",                               \
     "Handoffs and inbox items waiting for the reactor (approximate).")                      \
@@ -64,10 +64,10 @@ namespace troupe {
   X(timers, Sum, Own, nullptr, "", "")           /* RunAfter timers pending */              \
   X(tasks_run, Sum, Own, nullptr, "", "")                                                   \
   X(loop_turns, Sum, Own, nullptr, "", "")                                                  \
-  /* Per reactor only: the server's totals are ServerStats::refused/rejected. */           \
+  /* Per reactor only: the server's totals are ServerStats::refused/rejected. */            \
   X(refused, None, Derived, nullptr, "", "")  /* reuse-port: shed, descriptors ran out */   \
   X(rejected, None, Derived, nullptr, "", "") /* reuse-port: closed, max_connections */     \
-  X(turn_sum_ns, Sum, Own, nullptr, "", "")  /* see turn_buckets */
+  X(turn_sum_ns, Sum, Own, nullptr, "", "")   /* see turn_buckets */
 
 // A point-in-time copy of a reactor's counters.
 struct ReactorStats {
@@ -78,8 +78,8 @@ struct ReactorStats {
   std::array<uint64_t, static_cast<size_t>(MailDrop::kCount)> mail_dropped_by_reason{};
   std::array<uint64_t, static_cast<size_t>(CloseReason::kCount)> closed_by_reason{};
   // Loop-turn latency: time from epoll_wait's return to the end of the turn.
-  static constexpr std::array<int64_t, 9> kTurnBucketsUs = {
-      10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000};
+  static constexpr std::array<int64_t, 9> kTurnBucketsUs = {10,   50,    100,   500,   1000,
+                                                            5000, 10000, 50000, 100000};
   // turn_buckets[i]: turns that took <= kTurnBucketsUs[i] (cumulative, as
   // Prometheus wants); the last entry counts every turn (+Inf).
   std::array<uint64_t, kTurnBucketsUs.size() + 1> turn_buckets{};

@@ -48,8 +48,7 @@ void TimerWheel::Cancel(ConnectionId id) {
   --size_;
 }
 
-void TimerWheel::Advance(Clock::time_point now,
-                         absl::FunctionRef<void(ConnectionId)> expired) {
+void TimerWheel::Advance(Clock::time_point now, absl::FunctionRef<void(ConnectionId)> expired) {
   // Each passed tick hands out the slot that becomes current.
   while (cursor_time_ + tick_ <= now) {
     cursor_time_ += tick_;

@@ -73,10 +73,10 @@ class TimerWheel {
 
   Clock::duration tick_;
   std::vector<std::vector<ConnectionId>> slots_;
-  std::vector<Where> where_;           // by connection table slot
-  std::vector<ConnectionId> firing_;   // reused while a slot is handed out
-  size_t cursor_ = 0;                  // slot covering cursor_time_
-  Clock::time_point cursor_time_;      // start of the cursor's tick
+  std::vector<Where> where_;          // by connection table slot
+  std::vector<ConnectionId> firing_;  // reused while a slot is handed out
+  size_t cursor_ = 0;                 // slot covering cursor_time_
+  Clock::time_point cursor_time_;     // start of the cursor's tick
   size_t size_ = 0;
 };
 

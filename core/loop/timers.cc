@@ -54,8 +54,7 @@ void Timers::RunDueTasks(Clock::time_point now) {
   }
 }
 
-void Timers::ExpireDeadlines(Clock::time_point now,
-                             absl::FunctionRef<void(ConnectionId)> expired) {
+void Timers::ExpireDeadlines(Clock::time_point now, absl::FunctionRef<void(ConnectionId)> expired) {
   // Even when empty: Advance keeps the cursor at now in O(1), so a deadline
   // set after a long quiet spell is placed from the present.
   wheel_.Advance(now, expired);

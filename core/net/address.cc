@@ -19,8 +19,8 @@ absl::StatusOr<Address> Address::Parse(std::string_view host_port) {
     const size_t close = host_port.find(']');
     if (close == std::string_view::npos || close + 1 >= host_port.size() ||
         host_port[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bad address '", AsAbsl(host_port), "': expected [ipv6]:port"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad address '", AsAbsl(host_port), "': expected [ipv6]:port"));
     }
     host = host_port.substr(1, close - 1);
     port_text = host_port.substr(close + 2);
@@ -32,21 +32,20 @@ absl::StatusOr<Address> Address::Parse(std::string_view host_port) {
     }
     host = host_port.substr(0, colon);
     if (host.find(':') != std::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bad address '", AsAbsl(host_port), "': put IPv6 hosts in brackets"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad address '", AsAbsl(host_port), "': put IPv6 hosts in brackets"));
     }
     port_text = host_port.substr(colon + 1);
   }
   uint32_t port = 0;
   if (!absl::SimpleAtoi(AsAbsl(port_text), &port) || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bad address '", AsAbsl(host_port), "': port must be 0..65535"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad address '", AsAbsl(host_port), "': port must be 0..65535"));
   }
   return FromHostPort(host, static_cast<uint16_t>(port));
 }
 
-absl::StatusOr<Address> Address::FromHostPort(std::string_view host,
-                                              uint16_t port) {
+absl::StatusOr<Address> Address::FromHostPort(std::string_view host, uint16_t port) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
@@ -70,9 +69,9 @@ absl::StatusOr<Address> Address::FromHostPort(std::string_view host,
     addrinfo* result = nullptr;
     const int rc = ::getaddrinfo(host_z.c_str(), nullptr, &hints, &result);
     if (rc != 0 || result == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bad address: cannot resolve host '", AsAbsl(host), "': ",
-          rc != 0 ? ::gai_strerror(rc) : "no result"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad address: cannot resolve host '", AsAbsl(host),
+                       "': ", rc != 0 ? ::gai_strerror(rc) : "no result"));
     }
     if (result->ai_addrlen > sizeof(address.storage_)) {
       ::freeaddrinfo(result);
@@ -116,12 +115,11 @@ void Address::set_port(uint16_t port) {
 std::string Address::HostString() const {
   char text[INET6_ADDRSTRLEN] = "";
   if (family() == AF_INET) {
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr,
-                text, sizeof(text));
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text,
+                sizeof(text));
   } else if (family() == AF_INET6) {
-    ::inet_ntop(AF_INET6,
-                &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr,
-                text, sizeof(text));
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, text,
+                sizeof(text));
   } else {
     return "?";
   }

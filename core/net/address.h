@@ -29,14 +29,11 @@ class Address {
   // Parses "host:port" (IPv6 hosts in brackets).
   static absl::StatusOr<Address> Parse(std::string_view host_port);
   // Parses a host (numeric IPv4/IPv6, brackets optional for IPv6, or a name).
-  static absl::StatusOr<Address> FromHostPort(std::string_view host,
-                                              uint16_t port);
+  static absl::StatusOr<Address> FromHostPort(std::string_view host, uint16_t port);
   // Wraps what the kernel returned (accept, getsockname).
   static Address FromSockaddr(const sockaddr* sa, socklen_t len);
 
-  const sockaddr* sockaddr_ptr() const {
-    return reinterpret_cast<const sockaddr*>(&storage_);
-  }
+  const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage_); }
   socklen_t length() const { return length_; }
   int family() const { return storage_.sa.sa_family; }
   uint16_t port() const;

@@ -21,22 +21,18 @@ absl::Status SetIntOption(int fd, int level, int name, const char* what) {
 
 }  // namespace
 
-absl::StatusOr<Fd> ListenTcp(const Address& address,
-                             const ListenOptions& options) {
+absl::StatusOr<Fd> ListenTcp(const Address& address, const ListenOptions& options) {
   const std::string where = address.ToString();
-  Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                 IPPROTO_TCP));
+  Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd.valid()) {
     return absl::ErrnoToStatus(errno, absl::StrCat("socket for ", where));
   }
-  if (auto s = SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEADDR,
-                            "setsockopt SO_REUSEADDR");
+  if (auto s = SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEADDR, "setsockopt SO_REUSEADDR");
       !s.ok()) {
     return s;
   }
   if (options.reuse_port) {
-    if (auto s = SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEPORT,
-                              "setsockopt SO_REUSEPORT");
+    if (auto s = SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEPORT, "setsockopt SO_REUSEPORT");
         !s.ok()) {
       return s;
     }
@@ -50,11 +46,9 @@ absl::StatusOr<Fd> ListenTcp(const Address& address,
   return fd;
 }
 
-absl::StatusOr<Fd> ConnectTcpNonBlocking(const Address& address,
-                                         const Address* source) {
+absl::StatusOr<Fd> ConnectTcpNonBlocking(const Address& address, const Address* source) {
   const std::string where = address.ToString();
-  Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                 IPPROTO_TCP));
+  Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd.valid()) {
     return absl::ErrnoToStatus(errno, absl::StrCat("socket for ", where));
   }
@@ -63,12 +57,10 @@ absl::StatusOr<Fd> ConnectTcpNonBlocking(const Address& address,
     (void)SetIntOption(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT,
                        "setsockopt IP_BIND_ADDRESS_NO_PORT");
     if (::bind(fd.get(), source->sockaddr_ptr(), source->length()) != 0) {
-      return absl::ErrnoToStatus(
-          errno, absl::StrCat("bind source ", source->ToString()));
+      return absl::ErrnoToStatus(errno, absl::StrCat("bind source ", source->ToString()));
     }
   }
-  if (::connect(fd.get(), address.sockaddr_ptr(), address.length()) != 0 &&
-      errno != EINPROGRESS) {
+  if (::connect(fd.get(), address.sockaddr_ptr(), address.length()) != 0 && errno != EINPROGRESS) {
     return absl::ErrnoToStatus(errno, absl::StrCat("connect ", where));
   }
   if (auto s = SetNoDelay(fd.get()); !s.ok()) return s;

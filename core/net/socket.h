@@ -12,8 +12,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "core/net/address.h"
 #include "core/base/fd.h"
+#include "core/net/address.h"
 
 namespace troupe {
 
@@ -24,14 +24,12 @@ struct ListenOptions {
 };
 
 // socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen; non-blocking, CLOEXEC.
-absl::StatusOr<Fd> ListenTcp(const Address& address,
-                             const ListenOptions& options = {});
+absl::StatusOr<Fd> ListenTcp(const Address& address, const ListenOptions& options = {});
 
 // Starts a non-blocking connect; completion is signalled by writability.
 // EINPROGRESS is success here. `source` (optional) binds the local address
 // first, which lets a client use several 127.0.0.x sources.
-absl::StatusOr<Fd> ConnectTcpNonBlocking(const Address& address,
-                                         const Address* source = nullptr);
+absl::StatusOr<Fd> ConnectTcpNonBlocking(const Address& address, const Address* source = nullptr);
 // A blocking connect, for tests and tools (the socket stays blocking).
 absl::StatusOr<Fd> ConnectTcpBlocking(const Address& address);
 

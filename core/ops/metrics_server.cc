@@ -26,8 +26,8 @@ void Family(std::string& out, const char* name, const char* type, const char* he
 }
 
 template <typename Get>
-void PerReactor(std::string& out, const ServerStats& stats, const char* name,
-                const char* type, const char* help, Get get) {
+void PerReactor(std::string& out, const ServerStats& stats, const char* name, const char* type,
+                const char* help, Get get) {
   Family(out, name, type, help);
   for (size_t i = 0; i < stats.reactors.size(); ++i) {
     absl::StrAppend(&out, name, "{reactor=\"", i, "\"} ", get(stats.reactors[i]), "\n");
@@ -65,8 +65,7 @@ std::string Answer(std::string_view head, const Server& server) {
   const size_t sp1 = line.find(' ');
   const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
   if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || sp1 == 0 ||
-      line.substr(sp2 + 1, 7) != "HTTP/1." ||
-      line.find(' ', sp2 + 1) != std::string_view::npos) {
+      line.substr(sp2 + 1, 7) != "HTTP/1." || line.find(' ', sp2 + 1) != std::string_view::npos) {
     return Response(400, "Bad Request", "text/plain", "bad request\n", false);
   }
   const std::string_view method = line.substr(0, sp1);
@@ -104,8 +103,8 @@ class HttpHandler final : public ConnectionHandler {
     if (data.find("\r\n\r\n") != std::string_view::npos) {
       conn.Send(Answer(data, server_));
     } else if (data.size() > kMaxRequestHead) {
-      conn.Send(Response(431, "Request Header Fields Too Large", "text/plain", "too large\n",
-                         false));
+      conn.Send(
+          Response(431, "Request Header Fields Too Large", "text/plain", "too large\n", false));
     } else {
       return 0;  // the head is not complete yet: keep it
     }
@@ -143,9 +142,10 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   for (size_t i = 0; i < stats.reactors.size(); ++i) {
     const ReactorStats& r = stats.reactors[i];
     for (size_t b = 0; b < ReactorStats::kTurnBucketsUs.size(); ++b) {
-      absl::StrAppend(&out, "troupe_loop_turn_seconds_bucket{reactor=\"", i, "\",le=\"",
-                      absl::StrFormat("%g", static_cast<double>(ReactorStats::kTurnBucketsUs[b]) / 1e6), "\"} ",
-                      r.turn_buckets[b], "\n");
+      absl::StrAppend(
+          &out, "troupe_loop_turn_seconds_bucket{reactor=\"", i, "\",le=\"",
+          absl::StrFormat("%g", static_cast<double>(ReactorStats::kTurnBucketsUs[b]) / 1e6), "\"} ",
+          r.turn_buckets[b], "\n");
     }
     absl::StrAppend(&out, "troupe_loop_turn_seconds_bucket{reactor=\"", i, "\",le=\"+Inf\"} ",
                     r.turn_buckets.back(), "\n");
@@ -196,7 +196,9 @@ MetricsServer::MetricsServer(std::unique_ptr<Reactor> loop, Address address)
 
 MetricsServer::~MetricsServer() { Stop(); }
 
-void MetricsServer::Start() { thread_ = std::thread([this] { loop_->Run(); }); }
+void MetricsServer::Start() {
+  thread_ = std::thread([this] { loop_->Run(); });
+}
 
 void MetricsServer::Stop() {
   if (!thread_.joinable()) return;

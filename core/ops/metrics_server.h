@@ -25,9 +25,9 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "core/net/address.h"
 #include "core/base/fd.h"
 #include "core/loop/reactor.h"
+#include "core/net/address.h"
 #include "core/server.h"
 
 namespace troupe {

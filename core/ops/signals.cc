@@ -49,7 +49,8 @@ int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
   BlockStopSignals();
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(options, std::move(factory));
   if (!server.ok()) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), std::string(server.status().message()).c_str());
+    std::fprintf(stderr, "%s: %s\n", program.c_str(),
+                 std::string(server.status().message()).c_str());
     return 1;
   }
   (*server)->Start();
@@ -69,7 +70,8 @@ int DrainOnStopSignal(Server& server, const StopSignalHooks& hooks) {
       sig = WaitForStopSignal();
       break;
     }
-    const int64_t wait_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(next_tick - absl::Now()));
+    const int64_t wait_ms =
+        std::max<int64_t>(1, absl::ToInt64Milliseconds(next_tick - absl::Now()));
     sig = WaitForStopSignalFor(static_cast<int>(std::min<int64_t>(wait_ms, 60'000)));
     if (sig == 0 && absl::Now() >= next_tick) {
       hooks.on_tick();

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "actors/actor.h"
-#include "core/server.h"
 #include "core/ops/signals.h"
+#include "core/server.h"
 
 class CounterActor final : public troupe::Actor {
  public:
@@ -25,8 +25,7 @@ class CounterActor final : public troupe::Actor {
 int main(int argc, char* argv[]) {
   troupe::ServerOptions options;
   const int port = argc > 1 ? std::atoi(argv[1]) : 0;
-  options.address =
-      troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
+  options.address = troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
   return troupe::ServeUntilStopSignal(

@@ -18,8 +18,8 @@
 #include <unordered_map>
 
 #include "actors/actor.h"
-#include "core/server.h"
 #include "core/ops/signals.h"
+#include "core/server.h"
 
 struct Store {  // one per reactor, touched only by that reactor
   std::unordered_map<std::string, std::string> values;
@@ -74,8 +74,7 @@ class KvActor final : public troupe::Actor {
 int main(int argc, char* argv[]) {
   troupe::ServerOptions options;
   const int port = argc > 1 ? std::atoi(argv[1]) : 0;
-  options.address =
-      troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
+  options.address = troupe::Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(port)).value();
   troupe::ActorOptions actors;
   actors.codec.kind = troupe::CodecKind::kLines;
   return troupe::ServeUntilStopSignal(

@@ -12,8 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "actors/actor.h"
 #include "actors/builtin.h"
-#include "core/server.h"
 #include "core/base/string_view_compat.h"
+#include "core/server.h"
 #include "gtest/gtest.h"
 #include "tests/support/line_client.h"
 #include "tests/support/sync.h"
@@ -99,8 +99,8 @@ Flood RunFlood(MailboxOverflow policy, std::atomic<ActorRef*>& target, int mails
   options.connection.mailbox_capacity = 100;
   options.connection.mailbox_overflow = policy;
   Flood f;
-  f.server = Start(options, ActorFactory([&] { return std::make_unique<FloodActor>(target); },
-                                         Lines()));
+  f.server =
+      Start(options, ActorFactory([&] { return std::make_unique<FloodActor>(target); }, Lines()));
   if (f.server == nullptr) return f;
   f.sink = std::make_unique<LineClient>(f.server->address());
   f.source = std::make_unique<LineClient>(f.server->address());
@@ -149,10 +149,10 @@ TEST(MailboxPolicyTest, CloseActorClosesTheFloodedActorOnly) {
 class BadRefActor final : public Actor {
  public:
   void OnMessage(Context& ctx, Bytes) override {
-    const bool a = ctx.Send(ActorRef{}, Mail::Of(1));             // no generation
-    const bool b = ctx.Send(ActorRef{99, 0, 1}, Mail::Of(2));     // no such reactor
+    const bool a = ctx.Send(ActorRef{}, Mail::Of(1));          // no generation
+    const bool b = ctx.Send(ActorRef{99, 0, 1}, Mail::Of(2));  // no such reactor
     ActorRef stale = ctx.Self();
-    ++stale.generation;                                           // not (yet) anyone
+    ++stale.generation;  // not (yet) anyone
     const bool c = ctx.Send(stale, Mail::Of(3));
     ctx.WriteFrame(absl::StrCat(a, b, c));
   }
@@ -161,7 +161,8 @@ class BadRefActor final : public Actor {
 TEST(ActorRefTest, BadRefsAreDroppedAndCountedNeverFatal) {
   ServerOptions options;
   options.workers = 2;
-  auto server = Start(options, ActorFactory([] { return std::make_unique<BadRefActor>(); }, Lines()));
+  auto server =
+      Start(options, ActorFactory([] { return std::make_unique<BadRefActor>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("go\n"));
@@ -196,14 +197,15 @@ TEST(OffloadOrderTest, ResultsComeBackInSubmissionOrder) {
   actor_options.offload = &pool;
   ServerOptions options;
   options.workers = 1;
-  auto server = Start(options, ActorFactory([] { return std::make_unique<UnevenWorkActor>(); },
-                                            actor_options));
+  auto server = Start(
+      options, ActorFactory([] { return std::make_unique<UnevenWorkActor>(); }, actor_options));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   std::string batch;
   for (int i = 0; i < 300; ++i) absl::StrAppend(&batch, i, "\n");
   ASSERT_TRUE(client.Send(batch));  // pipelined: all in flight at once
-  for (int i = 0; i < 300; ++i) ASSERT_EQ(client.ReadLine(), absl::StrCat(i)) << "reply out of order";
+  for (int i = 0; i < 300; ++i)
+    ASSERT_EQ(client.ReadLine(), absl::StrCat(i)) << "reply out of order";
 }
 
 TEST(DrainTest, StopWaitsForRepliesStillOwedByOffloadedWork) {
@@ -409,9 +411,9 @@ TEST(DrainTest, AReactorWithNoConnectionsLeftStillAnswersTheOthers) {
   ServerOptions options;
   options.workers = 2;
   options.drain_timeout = absl::Seconds(30);
-  auto server = Start(options, ActorFactory(
-                                   [&] { return std::make_unique<AskOtherReactorActor>(q); },
-                                   actor_options));
+  auto server =
+      Start(options,
+            ActorFactory([&] { return std::make_unique<AskOtherReactorActor>(q); }, actor_options));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());  // the first connection: reactor 0
   ASSERT_TRUE(client.Send("ask\n"));
@@ -457,11 +459,9 @@ TEST(PendingWorkTest, APipeliningClientQueuesAtMostMaxPendingWork) {
   ServerOptions options;
   options.workers = 1;
   options.connection.max_pending_work = 10;
-  auto server = Start(options, ActorFactory(
-                                   [&] {
-                                     return std::make_unique<CountingWorkActor>(submitted, release);
-                                   },
-                                   actor_options));
+  auto server = Start(
+      options, ActorFactory([&] { return std::make_unique<CountingWorkActor>(submitted, release); },
+                            actor_options));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   std::string lines;
@@ -489,8 +489,8 @@ TEST(PendingWorkTest, CloseAfterFlushWaitsForOwedWorkAtMostFlushTimeout) {
   ServerOptions options;
   options.workers = 1;
   options.connection.flush_timeout = absl::Milliseconds(200);
-  auto server = Start(options, ActorFactory([] { return std::make_unique<NeverRepliesActor>(); },
-                                            Lines()));
+  auto server =
+      Start(options, ActorFactory([] { return std::make_unique<NeverRepliesActor>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("hold\n"));
@@ -517,7 +517,8 @@ class TimerActor final : public Actor {
 TEST(PendingWorkTest, PlainTimersDoNotHoldACloseButReplyTimersDo) {
   ServerOptions options;
   options.workers = 1;
-  auto server = Start(options, ActorFactory([] { return std::make_unique<TimerActor>(); }, Lines()));
+  auto server =
+      Start(options, ActorFactory([] { return std::make_unique<TimerActor>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   // A heartbeat alone: the half-close closes at once, timer or not.
   LineClient beating(server->address());
@@ -558,8 +559,8 @@ class ShardActor final : public Actor {
 TEST(AtShardTest, AnswersComeBackAndAThrowClosesOnlyTheAskingConnection) {
   ServerOptions options;
   options.workers = 2;
-  auto server = Start(options, ActorFactory([] { return std::make_unique<ShardActor>(); },
-                                            Lines()));
+  auto server =
+      Start(options, ActorFactory([] { return std::make_unique<ShardActor>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient good(server->address());
   ASSERT_TRUE(good.Send("get\n"));

@@ -88,8 +88,8 @@ TEST(ActorTest, MailFromManyThreadsArrivesOnceInPerSenderOrder) {
   RefBoard board;
   ActorOptions options;
   options.codec.kind = CodecKind::kLines;
-  auto server = Start(4, ActorFactory([&] { return std::make_unique<MailboxActor>(board); },
-                                      options));
+  auto server =
+      Start(4, ActorFactory([&] { return std::make_unique<MailboxActor>(board); }, options));
   ASSERT_NE(server, nullptr);
   std::vector<std::unique_ptr<LineClient>> clients;
   for (int i = 0; i < kActors; ++i) {
@@ -194,13 +194,12 @@ TEST(ActorTest, OffloadKeepsReactorResponsive) {
   options.offload = &pool;
   auto server = Start(1, ActorFactory(
                              [&] {
-                               return std::make_unique<WorkActor>(
-                                   50000, [&](int64_t) {
-                                     if (calls.fetch_add(1) == 0) {
-                                       first_started.Notify();
-                                       release_first.WaitForNotification();
-                                     }
-                                   });
+                               return std::make_unique<WorkActor>(50000, [&](int64_t) {
+                                 if (calls.fetch_add(1) == 0) {
+                                   first_started.Notify();
+                                   release_first.WaitForNotification();
+                                 }
+                               });
                              },
                              options));
   ASSERT_NE(server, nullptr);
@@ -276,8 +275,8 @@ TEST(ActorTest, OffloadResultAfterTheServerIsGoneIsDropped) {
     ActorOptions options;
     options.codec.kind = CodecKind::kLines;
     options.offload = &pool;
-    auto server = Start(
-        1, ActorFactory([&] { return std::make_unique<LateActor>(probes); }, options));
+    auto server =
+        Start(1, ActorFactory([&] { return std::make_unique<LateActor>(probes); }, options));
     ASSERT_NE(server, nullptr);
     home = server->reactor(0).inbox();
     LineClient client(server->address());
@@ -370,8 +369,13 @@ TEST(ActorTest, LengthCodecOversizeFrameClosesWithProtocolError) {
   auto server = Start(1, *MakeBuiltinFactory(options));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
-  ASSERT_TRUE(client.Send(std::string("\x00\x00\x00\x03" "abc", 7)));
-  EXPECT_EQ(client.ReadBytes(7), std::string("\x00\x00\x00\x03" "abc", 7));
+  ASSERT_TRUE(
+      client.Send(std::string("\x00\x00\x00\x03"
+                              "abc",
+                              7)));
+  EXPECT_EQ(client.ReadBytes(7), std::string("\x00\x00\x00\x03"
+                                             "abc",
+                                             7));
   ASSERT_TRUE(client.Send(std::string("\x00\x00\x10\x00", 4)));  // 4096 > 8
   EXPECT_TRUE(client.WaitForEof());
   EXPECT_TRUE(WaitFor([&] { return Closed(*server, CloseReason::kProtocolError) == 1; }));

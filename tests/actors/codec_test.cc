@@ -74,7 +74,12 @@ TEST(CodecTest, LinesResumeTheSearchWhereTheLastReadLeftOff) {
   for (int i = 0; i < 100; ++i) {
     pending.append(chunk);
     absl::StatusOr<size_t> used = codec.Parse(
-        pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &scanned);
+        pending,
+        [&](std::string_view m) {
+          got.emplace_back(m);
+          return true;
+        },
+        &scanned);
     ASSERT_TRUE(used.ok());
     ASSERT_EQ(*used, 0u);
     ASSERT_EQ(scanned, pending.size()) << "the whole partial line counts as searched";
@@ -83,14 +88,24 @@ TEST(CodecTest, LinesResumeTheSearchWhereTheLastReadLeftOff) {
   // prefix is not looked at again...
   pending[10] = '\n';
   absl::StatusOr<size_t> used = codec.Parse(
-      pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &scanned);
+      pending,
+      [&](std::string_view m) {
+        got.emplace_back(m);
+        return true;
+      },
+      &scanned);
   ASSERT_TRUE(used.ok());
   EXPECT_EQ(*used, 0u);
   EXPECT_TRUE(got.empty());
   // ...while a fresh search (scanned = 0) finds it.
   size_t fresh = 0;
   used = codec.Parse(
-      pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &fresh);
+      pending,
+      [&](std::string_view m) {
+        got.emplace_back(m);
+        return true;
+      },
+      &fresh);
   ASSERT_TRUE(used.ok());
   EXPECT_EQ(*used, 11u);
   EXPECT_EQ(fresh, pending.size() - 11);
@@ -104,7 +119,12 @@ TEST(CodecTest, LinesWithAResumedSearchStillReassembleAndLimit) {
   for (std::string_view piece : {"he", "llo\nwo", "rld", "\r", "\n", "x", "yz\n"}) {
     pending.append(piece);
     absl::StatusOr<size_t> used = codec.Parse(
-        pending, [&](std::string_view m) { got.emplace_back(m); return true; }, &scanned);
+        pending,
+        [&](std::string_view m) {
+          got.emplace_back(m);
+          return true;
+        },
+        &scanned);
     ASSERT_TRUE(used.ok());
     pending.erase(0, *used);
   }
@@ -112,9 +132,15 @@ TEST(CodecTest, LinesWithAResumedSearchStillReassembleAndLimit) {
   EXPECT_EQ(scanned, 0u);
   // The limit still holds across resumed searches.
   pending = "12345";
-  ASSERT_TRUE(codec.Parse(pending, [](std::string_view) { return true; }, &scanned).ok());
+  ASSERT_TRUE(codec
+                  .Parse(
+                      pending, [](std::string_view) { return true; }, &scanned)
+                  .ok());
   pending += "67890";
-  EXPECT_FALSE(codec.Parse(pending, [](std::string_view) { return true; }, &scanned).ok());
+  EXPECT_FALSE(codec
+                   .Parse(
+                       pending, [](std::string_view) { return true; }, &scanned)
+                   .ok());
 }
 
 TEST(CodecTest, MaxPartialBytesCoversTheLargestValidPartialMessage) {
@@ -159,9 +185,8 @@ TEST(CodecTest, LengthAboveLimitIsRejectedFromTheHeaderAlone) {
 TEST(CodecTest, ParseStopsWhenCallbackSaysSo) {
   Codec codec({.kind = CodecKind::kLines});
   int calls = 0;
-  absl::StatusOr<size_t> used = codec.Parse("a\nb\nc\n", [&](std::string_view) {
-    return ++calls < 2;
-  });
+  absl::StatusOr<size_t> used =
+      codec.Parse("a\nb\nc\n", [&](std::string_view) { return ++calls < 2; });
   ASSERT_TRUE(used.ok());
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(*used, 4u);  // "c\n" left for later

@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "actors/builtin.h"
-#include "core/server.h"
 #include "core/net/socket.h"
+#include "core/server.h"
 #include "gtest/gtest.h"
 
 namespace {
@@ -28,8 +28,9 @@ void* CountedAlloc(size_t n, size_t align = 0) {
     g_allocations.fetch_add(1, std::memory_order_relaxed);
   }
   if (n == 0) n = 1;
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
-                                              : std::malloc(n);
+  void* p = align > alignof(std::max_align_t)
+                ? std::aligned_alloc(align, (n + align - 1) / align * align)
+                : std::malloc(n);
   return p;
 }
 
@@ -155,11 +156,11 @@ std::string Repeat(const std::string& s, int n) {
 
 INSTANTIATE_TEST_SUITE_P(
     Codecs, EchoAllocTest,
-    ::testing::Values(
-        Case{"raw_64", CodecKind::kRaw, std::string(64, 'r')},
-        Case{"raw_4k", CodecKind::kRaw, std::string(4096, 'R')},
-        Case{"lines_x16", CodecKind::kLines, Repeat(std::string(63, 'l') + "\n", 16)},
-        Case{"length_x16", CodecKind::kLength, Repeat(Frame(std::string(60, 'f')), 16)}),
+    ::testing::Values(Case{"raw_64", CodecKind::kRaw, std::string(64, 'r')},
+                      Case{"raw_4k", CodecKind::kRaw, std::string(4096, 'R')},
+                      Case{"lines_x16", CodecKind::kLines, Repeat(std::string(63, 'l') + "\n", 16)},
+                      Case{"length_x16", CodecKind::kLength,
+                           Repeat(Frame(std::string(60, 'f')), 16)}),
     // Not `info`: the macro's own function has a parameter of that name.
     [](const ::testing::TestParamInfo<Case>& test) { return std::string(test.param.name); });
 

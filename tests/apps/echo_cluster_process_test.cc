@@ -6,9 +6,9 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <thread>
-#include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -38,9 +38,9 @@ TEST(EchoClusterProcessTest, ServesEchoLoadWithZeroErrorsAndStopsOnSigterm) {
   Cluster cluster({"--workers=2"});
   ASSERT_GT(cluster.port(), 0);
   EXPECT_TRUE(absl::StrContains(cluster.first_line(), "with 2 workers")) << cluster.first_line();
-  Result load = RunProgram({BinPath("echo-load"), absl::StrCat("--port=", cluster.port()),
-                     "--connections=20", "--pipeline=4", "--size=512", "--duration=2s",
-                     "--warmup=0s", "--json"});
+  Result load =
+      RunProgram({BinPath("echo-load"), absl::StrCat("--port=", cluster.port()), "--connections=20",
+                  "--pipeline=4", "--size=512", "--duration=2s", "--warmup=0s", "--json"});
   EXPECT_EQ(load.code, 0) << load.output;
   EXPECT_TRUE(absl::StrContains(load.output, "\"verification\":0")) << load.output;
   EXPECT_TRUE(absl::StrContains(load.output, "\"established\":20")) << load.output;
@@ -58,18 +58,18 @@ TEST(EchoClusterProcessTest, EchoLoadPassesEveryModeWithAShortStallTimeout) {
   Cluster cluster({"--workers=2"});
   ASSERT_GT(cluster.port(), 0);
   for (const std::vector<std::string>& traffic :
-       std::vector<std::vector<std::string>>{
-           {"--pipeline=1"}, {"--pipeline=8"}, {"--rate=2000"}}) {
-    std::vector<std::string> args = {
-        BinPath("echo-load"), absl::StrCat("--port=", cluster.port()),
-        "--connections=4",    "--duration=1s",
-        "--warmup=0s",        "--stall-timeout=1s",
-        "--json"};
+       std::vector<std::vector<std::string>>{{"--pipeline=1"}, {"--pipeline=8"}, {"--rate=2000"}}) {
+    std::vector<std::string> args = {BinPath("echo-load"),
+                                     absl::StrCat("--port=", cluster.port()),
+                                     "--connections=4",
+                                     "--duration=1s",
+                                     "--warmup=0s",
+                                     "--stall-timeout=1s",
+                                     "--json"};
     args.insert(args.end(), traffic.begin(), traffic.end());
     Result load = RunProgram(args, kTimeout);
     EXPECT_EQ(load.code, 0) << traffic[0] << ": " << load.output;
-    EXPECT_TRUE(absl::StrContains(load.output, "\"ok\":true"))
-        << traffic[0] << ": " << load.output;
+    EXPECT_TRUE(absl::StrContains(load.output, "\"ok\":true")) << traffic[0] << ": " << load.output;
   }
   ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
   absl::StatusOr<int> code = cluster.process().Wait(kTimeout);
@@ -80,7 +80,8 @@ TEST(EchoClusterProcessTest, EchoLoadPassesEveryModeWithAShortStallTimeout) {
 TEST(EchoClusterProcessTest, ChatModeRelaysBetweenClients) {
   Cluster cluster({"--workers=2", "--mode=chat"});
   ASSERT_GT(cluster.port(), 0);
-  const Address address = *Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(cluster.port()));
+  const Address address =
+      *Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(cluster.port()));
   LineClient alice(address);
   LineClient bob(address);
   // Bob's line can only reach Alice once both have joined; resend until the

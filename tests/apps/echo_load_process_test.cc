@@ -30,8 +30,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "core/net/address.h"
 #include "core/base/fd.h"
+#include "core/net/address.h"
 #include "core/net/socket.h"
 #include "gtest/gtest.h"
 #include "tests/support/subprocess.h"
@@ -78,8 +78,7 @@ Result RunEchoLoadOnTerminal(std::vector<std::string> args) {
   char buffer[4096];
   for (;;) {
     pollfd p{terminal.get(), POLLIN, 0};
-    const int timeout_ms = static_cast<int>(
-        absl::ToInt64Milliseconds(deadline - absl::Now()));
+    const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
     if (timeout_ms <= 0 || ::poll(&p, 1, timeout_ms) == 0) {
       ADD_FAILURE() << "echo-load on a terminal did not finish";
       ::kill(pid, SIGKILL);
@@ -130,8 +129,7 @@ class TempDir {
  public:
   TempDir() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp",
-                                       "/echo-load-test-XXXXXX");
+    std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp", "/echo-load-test-XXXXXX");
     if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
   }
   ~TempDir() {
@@ -209,12 +207,10 @@ class CorruptServer : public FixtureServer {
 // lossy-echo-server in `mode`, e.g. {"drop-after", "1000"}.
 class LossyServer : public FixtureServer {
  public:
-  explicit LossyServer(const std::vector<std::string>& mode)
-      : FixtureServer(WithMode(mode)) {}
+  explicit LossyServer(const std::vector<std::string>& mode) : FixtureServer(WithMode(mode)) {}
 
  private:
-  static std::vector<std::string> WithMode(
-      const std::vector<std::string>& mode) {
+  static std::vector<std::string> WithMode(const std::vector<std::string>& mode) {
     std::vector<std::string> argv = {BinPath("lossy-echo-server"), "--mode"};
     argv.insert(argv.end(), mode.begin(), mode.end());
     return argv;
@@ -239,12 +235,10 @@ int64_t JsonErrorCount(const std::string& output, absl::string_view key) {
 TEST(EchoLoadProcessTest, MismatchFailsTheRunWithExitOne) {
   CorruptServer server(/*corrupt_after=*/500);
   ASSERT_NE(server.port(), 0);
-  const Result r =
-      RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2",
-                   "--duration", "1s", "--warmup", "0s"});
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2",
+                                "--duration", "1s", "--warmup", "0s"});
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, "echo mismatch at stream offset 500"))
-      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo mismatch at stream offset 500")) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "echo-load: run failed")) << r.output;
   server.Stop();
 }
@@ -252,12 +246,10 @@ TEST(EchoLoadProcessTest, MismatchFailsTheRunWithExitOne) {
 TEST(EchoLoadProcessTest, CleanRunExitsZeroAndPrintsJson) {
   CorruptServer server(/*corrupt_after=*/uint64_t{1} << 62);  // Never reached.
   ASSERT_NE(server.port(), 0);
-  const Result r = RunEchoLoad(
-      {"--port", absl::StrCat(server.port()), "--connections", "3",
-       "--pipeline", "4", "--duration", "1s", "--warmup", "0s", "--json"});
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "3",
+                                "--pipeline", "4", "--duration", "1s", "--warmup", "0s", "--json"});
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_TRUE(absl::StartsWith(r.output, "{\"target\":\"127.0.0.1:"))
-      << r.output;
+  EXPECT_TRUE(absl::StartsWith(r.output, "{\"target\":\"127.0.0.1:")) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "\"ok\":true")) << r.output;
   server.Stop();
 }
@@ -286,11 +278,10 @@ TEST(EchoLoadProcessTest, RefusedTargetExitsOneNamingIt) {
   const Address any = *Address::FromHostPort("127.0.0.1", 0);
   ASSERT_EQ(::bind(holder.get(), any.sockaddr_ptr(), any.length()), 0);
   const uint16_t port = LocalAddress(holder.get())->port();
-  const Result r = RunEchoLoad(
-      {"--port", absl::StrCat(port), "--connections", "2", "--duration", "1s"});
+  const Result r =
+      RunEchoLoad({"--port", absl::StrCat(port), "--connections", "2", "--duration", "1s"});
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, absl::StrCat("127.0.0.1:", port)))
-      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, absl::StrCat("127.0.0.1:", port))) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "refused")) << r.output;
 }
 
@@ -300,9 +291,8 @@ constexpr uint64_t kNever = uint64_t{1} << 62;
 TEST(EchoLoadProcessTest, ProgressLineIsRedrawnOnATerminal) {
   CorruptServer server(kNever);
   ASSERT_NE(server.port(), 0);
-  const Result r = RunEchoLoadOnTerminal(
-      {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--duration", "1500ms", "--warmup", "0s"});
+  const Result r = RunEchoLoadOnTerminal({"--port", absl::StrCat(server.port()), "--connections",
+                                          "2", "--duration", "1500ms", "--warmup", "0s"});
   EXPECT_EQ(r.code, 0) << r.output;
   // "\r1.0s/1.5s  12345 msg/s  p99 ...\033[K", redrawn in place.
   EXPECT_TRUE(absl::StrContains(r.output, "\r0.")) << r.output;
@@ -317,10 +307,9 @@ TEST(EchoLoadProcessTest, ProgressLineIsRedrawnOnATerminal) {
 TEST(EchoLoadProcessTest, WithoutATerminalProgressIsPlainLines) {
   CorruptServer server(kNever);
   ASSERT_NE(server.port(), 0);
-  const SplitResult r = RunEchoLoadSplit(
-      {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--duration", "1s", "--warmup", "0s", "--progress-interval", "200ms",
-       "--json"});
+  const SplitResult r =
+      RunEchoLoadSplit({"--port", absl::StrCat(server.port()), "--connections", "2", "--duration",
+                        "1s", "--warmup", "0s", "--progress-interval", "200ms", "--json"});
   EXPECT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_EQ(r.out.find('\r'), std::string::npos) << r.out;
   EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
@@ -337,9 +326,9 @@ TEST(EchoLoadProcessTest, WithoutATerminalProgressIsPlainLines) {
 TEST(EchoLoadProcessTest, ProgressIntervalZeroIsSilent) {
   CorruptServer server(kNever);
   ASSERT_NE(server.port(), 0);
-  const SplitResult r = RunEchoLoadSplit(
-      {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--duration", "600ms", "--warmup", "0s", "--progress-interval", "0"});
+  const SplitResult r =
+      RunEchoLoadSplit({"--port", absl::StrCat(server.port()), "--connections", "2", "--duration",
+                        "600ms", "--warmup", "0s", "--progress-interval", "0"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
 }
@@ -347,12 +336,10 @@ TEST(EchoLoadProcessTest, ProgressIntervalZeroIsSilent) {
 TEST(EchoLoadProcessTest, CsvIsAHeaderAndOneValueLine) {
   CorruptServer server(kNever);
   ASSERT_NE(server.port(), 0);
-  const SplitResult r = RunEchoLoadSplit(
-      {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--duration", "500ms", "--warmup", "0s", "--csv"});
+  const SplitResult r = RunEchoLoadSplit({"--port", absl::StrCat(server.port()), "--connections",
+                                          "2", "--duration", "500ms", "--warmup", "0s", "--csv"});
   EXPECT_EQ(r.code, 0) << r.err;
-  const std::vector<std::string> lines =
-      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 2u) << r.out;
   const std::vector<std::string> names = absl::StrSplit(lines[0], ',');
   const std::vector<std::string> values = absl::StrSplit(lines[1], ',');
@@ -375,13 +362,12 @@ TEST(EchoLoadProcessTest, HistogramOutWritesThePercentileDistribution) {
   TempDir dir;
   ASSERT_FALSE(dir.path().empty());
   const std::string file = dir.File("latency.hgrm");
-  const Result r = RunEchoLoad(
-      {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--duration", "500ms", "--warmup", "0s", "--histogram-out", file});
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2",
+                                "--duration", "500ms", "--warmup", "0s", "--histogram-out", file});
   EXPECT_EQ(r.code, 0) << r.output;
   const std::string text = ReadFile(file);
-  EXPECT_TRUE(absl::StrContains(
-      text, "       Value     Percentile TotalCount 1/(1-Percentile)\n\n"))
+  EXPECT_TRUE(
+      absl::StrContains(text, "       Value     Percentile TotalCount 1/(1-Percentile)\n\n"))
       << text;
   EXPECT_TRUE(absl::StrContains(text, " 1.000000000000 ")) << text;
   EXPECT_TRUE(absl::StrContains(text, "#[Mean    = ")) << text;
@@ -389,23 +375,19 @@ TEST(EchoLoadProcessTest, HistogramOutWritesThePercentileDistribution) {
 }
 
 TEST(EchoLoadProcessTest, UnwritableHistogramOutExitsOneNamingTheFile) {
-  const Result r = RunEchoLoad({"--port", "9", "--histogram-out",
-                                "/nonexistent-dir/latency.hgrm"});
+  const Result r = RunEchoLoad({"--port", "9", "--histogram-out", "/nonexistent-dir/latency.hgrm"});
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, "/nonexistent-dir/latency.hgrm"))
-      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "/nonexistent-dir/latency.hgrm")) << r.output;
 }
 
 TEST(EchoLoadProcessTest, MessagesAreSentOnceEachAndVerified) {
   CorruptServer server(kNever);
   ASSERT_NE(server.port(), 0);
   const Result r =
-      RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections",
-                   "3", "--messages", "--", "Message 1 from client.",
-                   "-starts with a dash"});
+      RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "3", "--messages", "--",
+                   "Message 1 from client.", "-starts with a dash"});
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, "2 messages of 41 bytes in all"))
-      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "2 messages of 41 bytes in all")) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "messages      6 ")) << r.output;
   server.Stop();
 }
@@ -413,25 +395,20 @@ TEST(EchoLoadProcessTest, MessagesAreSentOnceEachAndVerified) {
 TEST(EchoLoadProcessTest, MessagesModeCatchesACorruptEcho) {
   CorruptServer server(/*corrupt_after=*/30);
   ASSERT_NE(server.port(), 0);
-  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()),
-                                "--connections", "1", "--messages",
-                                "Message 1 from client.",
-                                "Message 2 from client."});
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "1",
+                                "--messages", "Message 1 from client.", "Message 2 from client."});
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, "echo mismatch at stream offset 30"))
-      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo mismatch at stream offset 30")) << r.output;
   server.Stop();
 }
 
 TEST(EchoLoadProcessTest, FixedRateRunReportsOpenLoop) {
   CorruptServer server(kNever);
   ASSERT_NE(server.port(), 0);
-  const Result r = RunEchoLoad(
-      {"--port", absl::StrCat(server.port()), "--connections", "4",
-       "--duration", "1s", "--warmup", "0s", "--rate", "500", "--json"});
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "4",
+                                "--duration", "1s", "--warmup", "0s", "--rate", "500", "--json"});
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, "\"mode\":\"open\",\"rate\":500.0"))
-      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "\"mode\":\"open\",\"rate\":500.0")) << r.output;
   server.Stop();
 }
 
@@ -451,8 +428,7 @@ TEST(EchoLoadProcessTest, NewFlagsCheckTheirUsage) {
   const Result stall = RunEchoLoad({"--stall-timeout", "-1s"});
   EXPECT_TRUE(absl::StrContains(stall.output, "--stall-timeout")) << stall.output;
   const Result both = RunEchoLoad({"--json", "--csv"});
-  EXPECT_TRUE(absl::StrContains(both.output, "mutually exclusive"))
-      << both.output;
+  EXPECT_TRUE(absl::StrContains(both.output, "mutually exclusive")) << both.output;
 }
 
 // The traffic shapes every lossy mode must be caught in.
@@ -489,52 +465,79 @@ constexpr int kLossConnections = 2;
 constexpr const char* kShortStall = "300ms";
 
 const Loss kLosses[] = {
-    {"DropAfterIsStalled", {"drop-after", "1000"}, kShortStall, "stalled",
+    {"DropAfterIsStalled",
+     {"drop-after", "1000"},
+     kShortStall,
+     "stalled",
      "stalled 2",
-     "connection 0 stalled: no byte received in 300ms with 1000 of ", false},
-    {"DropAfterIsIncompleteWithoutStallCheck", {"drop-after", "1000"}, "0",
-     "incomplete", "incomplete 2", "connection 0 incomplete: 1000 of ", false},
-    {"NeverIsStalled", {"never"}, kShortStall, "stalled", "stalled 2",
-     "connection 0 stalled: no byte received in 300ms with 0 of ", true},
-    {"NeverIsIncompleteWithoutStallCheck", {"never"}, "0", "incomplete",
-     "incomplete 2", "connection 0 incomplete: 0 of ", true},
-    {"StallAfterIsStalled", {"stall-after", "1000"}, kShortStall, "stalled",
+     "connection 0 stalled: no byte received in 300ms with 1000 of ",
+     false},
+    {"DropAfterIsIncompleteWithoutStallCheck",
+     {"drop-after", "1000"},
+     "0",
+     "incomplete",
+     "incomplete 2",
+     "connection 0 incomplete: 1000 of ",
+     false},
+    {"NeverIsStalled",
+     {"never"},
+     kShortStall,
+     "stalled",
      "stalled 2",
-     "connection 0 stalled: no byte received in 300ms with 1000 of ", false},
-    {"StallAfterIsIncompleteWithoutStallCheck", {"stall-after", "1000"}, "0",
-     "incomplete", "incomplete 2", "connection 0 incomplete: 1000 of ", false},
+     "connection 0 stalled: no byte received in 300ms with 0 of ",
+     true},
+    {"NeverIsIncompleteWithoutStallCheck",
+     {"never"},
+     "0",
+     "incomplete",
+     "incomplete 2",
+     "connection 0 incomplete: 0 of ",
+     true},
+    {"StallAfterIsStalled",
+     {"stall-after", "1000"},
+     kShortStall,
+     "stalled",
+     "stalled 2",
+     "connection 0 stalled: no byte received in 300ms with 1000 of ",
+     false},
+    {"StallAfterIsIncompleteWithoutStallCheck",
+     {"stall-after", "1000"},
+     "0",
+     "incomplete",
+     "incomplete 2",
+     "connection 0 incomplete: 1000 of ",
+     false},
 };
 
-class EchoLoadLossyServerTest
-    : public ::testing::TestWithParam<std::tuple<Loss, Traffic>> {};
+class EchoLoadLossyServerTest : public ::testing::TestWithParam<std::tuple<Loss, Traffic>> {};
 
 TEST_P(EchoLoadLossyServerTest, FailsTheRunNamingTheKind) {
   const auto& [loss, traffic] = GetParam();
   LossyServer server(loss.mode);
   ASSERT_NE(server.port(), 0);
-  std::vector<std::string> args = {
-      "--port", absl::StrCat(server.port()), "--connections",
-      absl::StrCat(kLossConnections), "--duration", "1s", "--warmup", "0s",
-      "--stall-timeout", loss.stall_timeout, "--json"};
+  std::vector<std::string> args = {"--port",          absl::StrCat(server.port()),
+                                   "--connections",   absl::StrCat(kLossConnections),
+                                   "--duration",      "1s",
+                                   "--warmup",        "0s",
+                                   "--stall-timeout", loss.stall_timeout,
+                                   "--json"};
   args.insert(args.end(), traffic.flags.begin(), traffic.flags.end());
   const Result r = RunEchoLoad(args);
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "\"ok\":false")) << r.output;
   // Every connection, each counted once, as this kind and no other.
-  for (const char* kind : {"stalled", "incomplete", "lost", "verification",
-                           "connect", "timed_out"}) {
+  for (const char* kind :
+       {"stalled", "incomplete", "lost", "verification", "connect", "timed_out"}) {
     EXPECT_EQ(JsonErrorCount(r.output, kind),
               kind == std::string_view(loss.kind) ? kLossConnections : 0)
         << kind << " in " << r.output;
   }
-  EXPECT_EQ(JsonErrorCount(r.output, "no_messages"), loss.no_messages ? 1 : 0)
-      << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "no_messages"), loss.no_messages ? 1 : 0) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, loss.message)) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "echo-load: run failed")) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, loss.text)) << r.output;
   if (loss.no_messages) {
-    EXPECT_TRUE(absl::StrContains(r.output, "no messages completed"))
-        << r.output;
+    EXPECT_TRUE(absl::StrContains(r.output, "no messages completed")) << r.output;
   }
   server.Stop();
 }
@@ -545,8 +548,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(kClosedLoop, kPipelined, kOpenLoop)),
     // Not `info`: the macro's own function has a parameter of that name.
     [](const ::testing::TestParamInfo<EchoLoadLossyServerTest::ParamType>& test) {
-      return absl::StrCat(std::get<0>(test.param).name, "In",
-                          std::get<1>(test.param).name);
+      return absl::StrCat(std::get<0>(test.param).name, "In", std::get<1>(test.param).name);
     });
 
 // The control: the same fixture and flags, echoing correctly, pass.
@@ -555,10 +557,12 @@ class EchoLoadCorrectEchoTest : public ::testing::TestWithParam<Traffic> {};
 TEST_P(EchoLoadCorrectEchoTest, ExitsZero) {
   LossyServer server({"echo"});
   ASSERT_NE(server.port(), 0);
-  std::vector<std::string> args = {
-      "--port", absl::StrCat(server.port()), "--connections",
-      absl::StrCat(kLossConnections), "--duration", "1s", "--warmup", "0s",
-      "--stall-timeout", kShortStall, "--json"};
+  std::vector<std::string> args = {"--port",          absl::StrCat(server.port()),
+                                   "--connections",   absl::StrCat(kLossConnections),
+                                   "--duration",      "1s",
+                                   "--warmup",        "0s",
+                                   "--stall-timeout", kShortStall,
+                                   "--json"};
   args.insert(args.end(), GetParam().flags.begin(), GetParam().flags.end());
   const Result r = RunEchoLoad(args);
   EXPECT_EQ(r.code, 0) << r.output;
@@ -567,19 +571,17 @@ TEST_P(EchoLoadCorrectEchoTest, ExitsZero) {
   server.Stop();
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryMode, EchoLoadCorrectEchoTest,
-    ::testing::Values(kClosedLoop, kPipelined, kOpenLoop),
-    [](const ::testing::TestParamInfo<Traffic>& test) {
-      return std::string(test.param.name);
-    });
+INSTANTIATE_TEST_SUITE_P(EveryMode, EchoLoadCorrectEchoTest,
+                         ::testing::Values(kClosedLoop, kPipelined, kOpenLoop),
+                         [](const ::testing::TestParamInfo<Traffic>& test) {
+                           return std::string(test.param.name);
+                         });
 
 TEST(EchoLoadProcessTest, InfiniteStallTimeoutTurnsTheCheckOff) {
   LossyServer server({"echo"});
   ASSERT_NE(server.port(), 0);
-  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()),
-                                "--connections", "2", "--duration", "500ms",
-                                "--warmup", "0s", "--stall-timeout", "inf"});
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2",
+                                "--duration", "500ms", "--warmup", "0s", "--stall-timeout", "inf"});
   EXPECT_EQ(r.code, 0) << r.output;
   server.Stop();
 }
@@ -587,16 +589,13 @@ TEST(EchoLoadProcessTest, InfiniteStallTimeoutTurnsTheCheckOff) {
 TEST(EchoLoadProcessTest, MessagesModeFailsWhenNothingIsEchoed) {
   LossyServer server({"never"});
   ASSERT_NE(server.port(), 0);
-  const Result r = RunEchoLoad(
-      {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--stall-timeout", kShortStall, "--timeout", "5s", "--messages",
-       "hello", "world"});
+  const Result r =
+      RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2", "--stall-timeout",
+                   kShortStall, "--timeout", "5s", "--messages", "hello", "world"});
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "messages      0 ")) << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, "stalled 2, no messages completed"))
-      << r.output;
-  EXPECT_TRUE(absl::StrContains(
-      r.output, "no message of the script was echoed completely"))
+  EXPECT_TRUE(absl::StrContains(r.output, "stalled 2, no messages completed")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "no message of the script was echoed completely"))
       << r.output;
   server.Stop();
 }
@@ -604,10 +603,9 @@ TEST(EchoLoadProcessTest, MessagesModeFailsWhenNothingIsEchoed) {
 TEST(EchoLoadProcessTest, MessagesModeTimeoutIsNotAlsoIncomplete) {
   LossyServer server({"never"});
   ASSERT_NE(server.port(), 0);
-  const Result r = RunEchoLoad(
-      {"--port", absl::StrCat(server.port()), "--connections", "2",
-       "--stall-timeout", "0", "--timeout", "300ms", "--json", "--messages",
-       "hello"});
+  const Result r =
+      RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2", "--stall-timeout",
+                   "0", "--timeout", "300ms", "--json", "--messages", "hello"});
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_EQ(JsonErrorCount(r.output, "timed_out"), 2) << r.output;
   EXPECT_EQ(JsonErrorCount(r.output, "incomplete"), 0) << r.output;

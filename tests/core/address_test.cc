@@ -43,22 +43,19 @@ TEST(AddressTest, SetPortRewritesPort) {
 }
 
 TEST(AddressTest, RejectsMalformedText) {
-  for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", ":80",
-                          "127.0.0.1:x", "[::1]80", "[::1", "::1:80",
-                          "127.0.0.1:-1"}) {
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", ":80", "127.0.0.1:x",
+                          "[::1]80", "[::1", "::1:80", "127.0.0.1:-1"}) {
     absl::StatusOr<Address> a = Address::Parse(bad);
     EXPECT_FALSE(a.ok()) << bad;
     if (!a.ok()) {
       EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << bad;
-      EXPECT_NE(a.status().message().find("bad address"), std::string::npos)
-          << a.status();
+      EXPECT_NE(a.status().message().find("bad address"), std::string::npos) << a.status();
     }
   }
 }
 
 TEST(AddressTest, UnresolvableHostNamesTheHost) {
-  absl::StatusOr<Address> a =
-      Address::FromHostPort("no-such-host.invalid", 1);
+  absl::StatusOr<Address> a = Address::FromHostPort("no-such-host.invalid", 1);
   ASSERT_FALSE(a.ok());
   EXPECT_NE(a.status().message().find("no-such-host.invalid"), std::string::npos);
 }

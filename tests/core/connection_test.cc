@@ -155,7 +155,7 @@ TEST_F(ConnectionTest, AWritePastMaxOutputOnAConnectionBehindClosesItAsASlowCons
 }
 
 TEST_F(ConnectionTest, UnconsumedInputAboveTheLimitClosesIt) {
-  options_.max_input_bytes = 1000;  // read through the host on every delivery
+  options_.max_input_bytes = 1000;     // read through the host on every delivery
   PeerWrites(std::string(2000, 'a'));  // no newline: LineEcho keeps it all
   conn_->HandleEventsInLoop(EPOLLIN);
   EXPECT_TRUE(ClosedWith(CloseReason::kInputTooLarge));

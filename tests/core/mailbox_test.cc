@@ -26,7 +26,8 @@ TEST(MailboxTest, DropNewestKeepsTheFirstAndSaysSo) {
 
 TEST(MailboxTest, DropOldestKeepsTheLatest) {
   Mailbox box;
-  for (int i = 0; i < 5; ++i) box.Push(Mail::Of(i), MailClass::kUser, 3, MailboxOverflow::kDropOldest);
+  for (int i = 0; i < 5; ++i)
+    box.Push(Mail::Of(i), MailClass::kUser, 3, MailboxOverflow::kDropOldest);
   EXPECT_EQ(box.user_mail(), 3u);
   EXPECT_EQ(Drain(box), (std::vector<int>{2, 3, 4}));
 }
@@ -62,8 +63,8 @@ TEST(MailboxTest, ZeroCapacityRefusesAllUserMail) {
 }
 
 TEST(MailboxTest, PolicyNamesRoundTrip) {
-  for (MailboxOverflow p : {MailboxOverflow::kDropNewest, MailboxOverflow::kDropOldest,
-                            MailboxOverflow::kCloseActor}) {
+  for (MailboxOverflow p :
+       {MailboxOverflow::kDropNewest, MailboxOverflow::kDropOldest, MailboxOverflow::kCloseActor}) {
     EXPECT_EQ(*ParseMailboxOverflow(MailboxOverflowName(p)), p);
   }
   EXPECT_FALSE(ParseMailboxOverflow("drop-everything").ok());

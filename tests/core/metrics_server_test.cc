@@ -39,7 +39,8 @@ Fixture Start(int workers) {
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = workers;
   f.server = std::move(Server::Create(options, testing::EchoHandlerFactory()).value());
-  f.metrics = std::move(MetricsServer::Create(*Address::Parse("127.0.0.1:0"), f.server.get()).value());
+  f.metrics =
+      std::move(MetricsServer::Create(*Address::Parse("127.0.0.1:0"), f.server.get()).value());
   f.server->Start();
   f.metrics->Start();
   return f;
@@ -109,8 +110,8 @@ TEST(MetricsServerTest, CountersAddUpAfterEchoTraffic) {
   const std::string body = Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n");
   const double accepted = Sum(body, "troupe_connections_accepted_total");
   EXPECT_EQ(accepted, kClients);
-  EXPECT_EQ(accepted, Sum(body, "troupe_connections_open") +
-                          Sum(body, "troupe_connections_closed_total"));
+  EXPECT_EQ(accepted,
+            Sum(body, "troupe_connections_open") + Sum(body, "troupe_connections_closed_total"));
   EXPECT_EQ(Sum(body, "troupe_connections_closed_total", "reason=\"peer_closed\""), kClients);
   EXPECT_EQ(Sum(body, "troupe_bytes_received_total"), bytes);
   EXPECT_EQ(Sum(body, "troupe_bytes_sent_total"), bytes);  // echo: out == in
@@ -158,8 +159,8 @@ TEST(MetricsServerTest, ScrapesDuringTrafficAreConsistentAndMonotonic) {
 
 TEST(MetricsServerTest, HealthzFlipsTo503WhileDraining) {
   Fixture f = Start(1);
-  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "GET /healthz HTTP/1.1\r\n\r\n"),
-                               "HTTP/1.1 200 OK"));
+  EXPECT_TRUE(
+      absl::StartsWith(Http(*f.metrics, "GET /healthz HTTP/1.1\r\n\r\n"), "HTTP/1.1 200 OK"));
   // troupe_up is a gauge that must flip 1 -> 0: seen at 1 first, and read as
   // a sample that is there (a missing gauge is no evidence of draining).
   EXPECT_EQ(Sample(Http(*f.metrics, "GET /metrics HTTP/1.1\r\n\r\n"), "troupe_up"), 1.0);
@@ -192,8 +193,8 @@ TEST(MetricsServerTest, BadRequestsGetErrorsNotCrashes) {
   const std::string huge = "GET /metrics HTTP/1.1\r\nX-Filler: " + std::string(20000, 'a');
   EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, huge), "HTTP/1.1 431"));
   // Still serving after all that.
-  EXPECT_TRUE(absl::StartsWith(Http(*f.metrics, "GET /healthz HTTP/1.0\r\n\r\n"),
-                               "HTTP/1.1 200 OK"));
+  EXPECT_TRUE(
+      absl::StartsWith(Http(*f.metrics, "GET /healthz HTTP/1.0\r\n\r\n"), "HTTP/1.1 200 OK"));
   // HEAD: headers only.
   const std::string head = Http(*f.metrics, "HEAD /metrics HTTP/1.1\r\n\r\n");
   EXPECT_TRUE(absl::StartsWith(head, "HTTP/1.1 200 OK"));
@@ -222,9 +223,9 @@ TEST(MetricsServerTest, RenderExportsMailDropsByReasonAndQueueDepths) {
   stats.reactors[1].frames_shed = 11;
   const std::string body = RenderPrometheus(stats, true);
   for (size_t r = 0; r < static_cast<size_t>(MailDrop::kCount); ++r) {
-    EXPECT_TRUE(absl::StrContains(
-        body, absl::StrCat("troupe_mail_dropped_total{reactor=\"0\",reason=\"",
-                           MailDropName(static_cast<MailDrop>(r)), "\"} 0")));
+    EXPECT_TRUE(
+        absl::StrContains(body, absl::StrCat("troupe_mail_dropped_total{reactor=\"0\",reason=\"",
+                                             MailDropName(static_cast<MailDrop>(r)), "\"} 0")));
   }
   EXPECT_EQ(Sum(body, "troupe_mail_dropped_total", "reason=\"inbox_full\""), 7);
   EXPECT_EQ(Sum(body, "troupe_mailbox_depth"), 3);

@@ -214,8 +214,8 @@ TEST_F(ReactorTest, StaleIdNeverReachesConnectionThatReusedTheSlot) {
 }
 
 TEST_F(ReactorTest, BadRefsAreDroppedAndCountedNeverFatal) {
-  EXPECT_FALSE(reactor_->SendMail(ConnectionId{}, Mail::Of(1)));             // no generation
-  EXPECT_FALSE(reactor_->SendMail(ConnectionId{7, 0, 1}, Mail::Of(2)));      // another reactor's
+  EXPECT_FALSE(reactor_->SendMail(ConnectionId{}, Mail::Of(1)));         // no generation
+  EXPECT_FALSE(reactor_->SendMail(ConnectionId{7, 0, 1}, Mail::Of(2)));  // another reactor's
   EXPECT_EQ(reactor_->Stats().mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInvalidRef)],
             2u);
   auto [peer, id] = AddConnection();
@@ -251,9 +251,10 @@ class HookHandler final : public ConnectionHandler {
 class HookedReactor {
  public:
   explicit HookedReactor(const ReactorOptions& options, const HookHandler::Hooks& hooks)
-      : reactor_(Reactor::Create(options, [&hooks](Connection&) {
-                   return std::make_unique<HookHandler>(hooks);
-                 }).value()),
+      : reactor_(
+            Reactor::Create(options,
+                            [&hooks](Connection&) { return std::make_unique<HookHandler>(hooks); })
+                .value()),
         thread_([this] { reactor_->Run(); }) {}
   ~HookedReactor() {
     reactor_->StopNow();

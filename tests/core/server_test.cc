@@ -92,7 +92,7 @@ bool ReadsToEof(int fd, int timeout_ms = 20000) {
 // reads the echo back in small random pieces, all non-blocking.
 struct StreamClient {
   Fd fd;
-  std::string sent_plan;           // everything this client will send
+  std::string sent_plan;             // everything this client will send
   std::vector<size_t> message_ends;  // send() boundaries within sent_plan
   size_t next_message = 0;
   size_t sent = 0;
@@ -272,8 +272,7 @@ TEST(ServerTest, PortInUseNamesTheAddress) {
   auto second = Server::Create(options, EchoHandlerFactory());
   ASSERT_FALSE(second.ok());
   const std::string message(second.status().message());
-  EXPECT_NE(message.find("bind " + first->address().ToString()), std::string::npos)
-      << message;
+  EXPECT_NE(message.find("bind " + first->address().ToString()), std::string::npos) << message;
   EXPECT_NE(message.find("in use"), std::string::npos) << message;
 }
 
@@ -333,9 +332,8 @@ TEST(ServerTest, UnconsumedInputAboveTheLimitClosesTheConnection) {
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = 1;
   options.connection.max_input_bytes = 64 * 1024;
-  auto server = Server::Create(options, [](Connection&) {
-    return std::make_unique<HoardingHandler>();
-  });
+  auto server =
+      Server::Create(options, [](Connection&) { return std::make_unique<HoardingHandler>(); });
   ASSERT_TRUE(server.ok()) << server.status();
   (*server)->Start();
   Fd fd = Connect(**server);
@@ -343,9 +341,9 @@ TEST(ServerTest, UnconsumedInputAboveTheLimitClosesTheConnection) {
   ::send(fd.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);  // may be cut short by the close
   EXPECT_TRUE(ReadsToEof(fd.get()));
   ASSERT_TRUE(WaitFor([&] { return (*server)->Stats().Total().closed == 1; }));
-  EXPECT_EQ((*server)->Stats().Total().closed_by_reason[static_cast<size_t>(
-                CloseReason::kInputTooLarge)],
-            1u);
+  EXPECT_EQ(
+      (*server)->Stats().Total().closed_by_reason[static_cast<size_t>(CloseReason::kInputTooLarge)],
+      1u);
 }
 
 TEST(ServerTest, ReusePortModeAcceptsOnEveryReactor) {
@@ -396,9 +394,8 @@ TEST(ServerTest, LeastLoadedBalanceFillsTheEmptiestReactor) {
   options.workers = 2;
   options.balance = Balance::kLeastLoaded;
   // Each connection is told the index of the reactor that owns it.
-  auto server = Server::Create(options, [](Connection&) {
-    return std::make_unique<testing::WhereHandler>();
-  });
+  auto server = Server::Create(
+      options, [](Connection&) { return std::make_unique<testing::WhereHandler>(); });
   ASSERT_TRUE(server.ok()) << server.status();
   (*server)->Start();
   auto reactor_of = [](int fd) {

@@ -114,7 +114,8 @@ TEST(TimerWheelTest, FarDeadlineDoesNotOverflow) {
   TimerWheel wheel(milliseconds(10), 8, t0);
   wheel.Schedule(Id(1), Clock::time_point::max());
   EXPECT_TRUE(AdvanceTo(wheel, t0 + milliseconds(60)).empty());
-  EXPECT_EQ(AdvanceTo(wheel, t0 + milliseconds(70)).size(), 1u);  // wrapped: rescheduled by the owner
+  EXPECT_EQ(AdvanceTo(wheel, t0 + milliseconds(70)).size(),
+            1u);  // wrapped: rescheduled by the owner
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cerrno>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,8 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "actors/builtin.h"
-#include "core/server.h"
 #include "core/net/socket.h"
+#include "core/server.h"
 #include "gtest/gtest.h"
 #include "tests/support/cluster_process.h"
 #include "tests/support/line_client.h"
@@ -227,7 +227,8 @@ TEST(FaultTest, IdleTimeoutCountsOutgoingTraffic) {
   options.idle_timeout = absl::Seconds(1);
   options.address = *Address::Parse("127.0.0.1:0");
   options.workers = 1;
-  auto server = Server::Create(options, ActorFactory([] { return std::make_unique<TickerActor>(); }));
+  auto server =
+      Server::Create(options, ActorFactory([] { return std::make_unique<TickerActor>(); }));
   ASSERT_TRUE(server.ok());
   (*server)->Start();
   LineClient listener((*server)->address());
@@ -315,7 +316,8 @@ TEST(FaultTest, DescriptorExhaustionShedsWithoutSpinningAndRecovers) {
 TEST(FaultTest, MetricsListenerDoesNotSpinWhileDescriptorsAreExhausted) {
   ClusterProcess cluster({"--workers=1", "--metrics-port=0"}, {"prlimit", "--nofile=48:48", "--"});
   ASSERT_GT(cluster.metrics_port(), 0);
-  const Address metrics = *Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(cluster.metrics_port()));
+  const Address metrics =
+      *Address::FromHostPort("127.0.0.1", static_cast<uint16_t>(cluster.metrics_port()));
   // Exhaust the descriptors through the echo port, then knock on the
   // metrics port.
   std::vector<std::unique_ptr<LineClient>> held = ExhaustDescriptors(cluster);

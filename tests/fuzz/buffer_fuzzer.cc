@@ -24,8 +24,8 @@
 #include <string_view>
 #include <utility>
 
-#include "core/net/buffer.h"
 #include "core/base/check.h"
+#include "core/net/buffer.h"
 
 namespace {
 

@@ -56,8 +56,7 @@ Result RunCodec(const Codec& codec, std::string_view data, size_t stop_after,
   if (r.ok) {
     r.used = *used;
   } else {
-    TROUPE_CHECK(absl::IsInvalidArgument(used.status()),
-                 "a codec error must be InvalidArgument");
+    TROUPE_CHECK(absl::IsInvalidArgument(used.status()), "a codec error must be InvalidArgument");
   }
   return r;
 }
@@ -151,8 +150,8 @@ void CheckInvariants(const CodecOptions& o, const Codec& codec, std::string_view
 // unconsumed tail, append the second, parse again. With `resume`, the second
 // parse starts its search where the first left off (the `scanned` offset the
 // actor host keeps), which must not change anything either.
-void CheckIncremental(const Codec& codec, std::string_view data, size_t split,
-                      const Result& whole, bool resume) {
+void CheckIncremental(const Codec& codec, std::string_view data, size_t split, const Result& whole,
+                      bool resume) {
   size_t scanned = 0;
   size_t* carry = resume ? &scanned : nullptr;
   Result first = RunCodec(codec, data.substr(0, split), 0, carry);
@@ -170,8 +169,7 @@ void CheckIncremental(const Codec& codec, std::string_view data, size_t split,
     pieces.ok = second.ok;
     pieces.used = second.ok ? first.used + second.used : 0;
     pieces.messages = std::move(first.messages);
-    pieces.messages.insert(pieces.messages.end(), second.messages.begin(),
-                           second.messages.end());
+    pieces.messages.insert(pieces.messages.end(), second.messages.begin(), second.messages.end());
   }
   if (whole.ok && pieces.ok) {
     TROUPE_CHECK(pieces == whole, "two reads parsed differently from one");
@@ -179,8 +177,7 @@ void CheckIncremental(const Codec& codec, std::string_view data, size_t split,
     // The bytes that break a rule are the same however the stream is split:
     // the same error, after the same messages.
     TROUPE_CHECK(whole.ok == pieces.ok, "an error depends on how the stream was split");
-    TROUPE_CHECK(pieces.messages == whole.messages,
-                 "messages before an error depend on the split");
+    TROUPE_CHECK(pieces.messages == whole.messages, "messages before an error depend on the split");
   }
 }
 

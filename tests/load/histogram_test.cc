@@ -18,8 +18,8 @@ constexpr double kMaxRelativeError = 1.0 / LatencyHistogram::kSubBuckets;
 // The exact value at `percentile` by the histogram's rank definition.
 uint64_t ExactPercentile(std::vector<uint64_t> values, double percentile) {
   std::sort(values.begin(), values.end());
-  uint64_t rank = static_cast<uint64_t>(
-      std::ceil(percentile / 100.0 * static_cast<double>(values.size())));
+  uint64_t rank =
+      static_cast<uint64_t>(std::ceil(percentile / 100.0 * static_cast<double>(values.size())));
   rank = std::clamp<uint64_t>(rank, 1, values.size());
   return values[rank - 1];
 }
@@ -27,13 +27,11 @@ uint64_t ExactPercentile(std::vector<uint64_t> values, double percentile) {
 void ExpectPercentilesWithinBound(const std::vector<uint64_t>& values) {
   LatencyHistogram h;
   for (uint64_t v : values) h.Record(v);
-  for (double p :
-       {0.0, 1.0, 25.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
+  for (double p : {0.0, 1.0, 25.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
     const uint64_t exact = ExactPercentile(values, p);
     const uint64_t got = h.ValueAtPercentile(p);
     EXPECT_GE(got, exact) << "p" << p;
-    EXPECT_LE(static_cast<double>(got),
-              static_cast<double>(exact) * (1 + kMaxRelativeError))
+    EXPECT_LE(static_cast<double>(got), static_cast<double>(exact) * (1 + kMaxRelativeError))
         << "p" << p;
   }
 }
@@ -113,8 +111,7 @@ TEST(LatencyHistogramTest, HandlesTheWholeUint64Range) {
   EXPECT_EQ(h.max(), UINT64_MAX);
   EXPECT_EQ(h.ValueAtPercentile(100), UINT64_MAX);
   EXPECT_EQ(h.ValueAtPercentile(50), 0u);
-  EXPECT_EQ(LatencyHistogram::BucketIndex(UINT64_MAX),
-            LatencyHistogram::BucketCount() - 1);
+  EXPECT_EQ(LatencyHistogram::BucketIndex(UINT64_MAX), LatencyHistogram::BucketCount() - 1);
 }
 
 TEST(LatencyHistogramTest, BucketsTileTheRangeWithBoundedWidth) {
@@ -126,14 +123,11 @@ TEST(LatencyHistogramTest, BucketsTileTheRangeWithBoundedWidth) {
     ASSERT_EQ(LatencyHistogram::BucketIndex(lo), i);
     ASSERT_EQ(LatencyHistogram::BucketIndex(hi), i);
     if (lo > 0) {
-      ASSERT_LE(static_cast<double>(hi - lo) / static_cast<double>(lo),
-                kMaxRelativeError)
+      ASSERT_LE(static_cast<double>(hi - lo) / static_cast<double>(lo), kMaxRelativeError)
           << "bucket " << i;
     }
   }
-  EXPECT_EQ(
-      LatencyHistogram::BucketHighest(LatencyHistogram::BucketCount() - 1),
-      UINT64_MAX);
+  EXPECT_EQ(LatencyHistogram::BucketHighest(LatencyHistogram::BucketCount() - 1), UINT64_MAX);
 }
 
 TEST(LatencyHistogramTest, MergeEqualsRecordingEverythingInOne) {
@@ -211,10 +205,8 @@ TEST(LatencyHistogramTest, BucketAtPercentileOfBareCountsMatchesTheHistogram) {
     ++counts[LatencyHistogram::BucketIndex(v)];
   }
   for (double p : {1.0, 50.0, 90.0, 99.0, 99.9}) {
-    const size_t bucket =
-        LatencyHistogram::BucketAtPercentile(counts, h.count(), p);
-    EXPECT_EQ(LatencyHistogram::BucketHighest(bucket), h.ValueAtPercentile(p))
-        << "p" << p;
+    const size_t bucket = LatencyHistogram::BucketAtPercentile(counts, h.count(), p);
+    EXPECT_EQ(LatencyHistogram::BucketHighest(bucket), h.ValueAtPercentile(p)) << "p" << p;
   }
   // The rank rule's edges: the first value at 0, the last at 100 and above.
   const std::vector<uint64_t> three = {0, 2, 0, 1};

@@ -23,9 +23,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "core/net/address.h"
 #include "core/base/check.h"
 #include "core/base/fd.h"
+#include "core/net/address.h"
 #include "core/net/socket.h"
 #include "gtest/gtest.h"
 #include "load/hdr_output.h"
@@ -61,8 +61,7 @@ class TestEchoServer {
  public:
   explicit TestEchoServer(EchoFaults faults = {}) : faults_(faults) {
     // gtest's ASSERT_* cannot be used in a constructor; a broken setup aborts.
-    absl::StatusOr<Fd> listener =
-        ListenTcp(*Address::FromHostPort("127.0.0.1", 0));
+    absl::StatusOr<Fd> listener = ListenTcp(*Address::FromHostPort("127.0.0.1", 0));
     TROUPE_CHECK(listener.ok(), "listen on 127.0.0.1:0");
     listener_ = *std::move(listener);
     port_ = LocalAddress(listener_.get())->port();
@@ -115,16 +114,13 @@ class TestEchoServer {
         for (;;) {
           sockaddr_storage from{};
           socklen_t from_len = sizeof(from);
-          const int fd =
-              ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&from),
-                        &from_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          const int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&from), &from_len,
+                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (fd < 0) break;
           {
             std::lock_guard<std::mutex> lock(mu_);
             peer_hosts_.insert(
-                Address::FromSockaddr(reinterpret_cast<sockaddr*>(&from),
-                                      from_len)
-                    .HostString());
+                Address::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len).HostString());
           }
           auto peer = std::make_unique<Peer>();
           peer->fd = Fd(fd);
@@ -142,23 +138,20 @@ class TestEchoServer {
             if (corrupt >= p.offset && corrupt < p.offset + n) {
               buffer[corrupt - p.offset] ^= 0x01;
             }
-            if (!stalled_ && faults_.stall_at >= 0 &&
-                p.offset + n > faults_.stall_at) {
+            if (!stalled_ && faults_.stall_at >= 0 && p.offset + n > faults_.stall_at) {
               stalled_ = true;
               // The fault itself: this thread serves nobody meanwhile.
               absl::SleepFor(faults_.stall);
             }
             p.offset += n;
             p.pending.append(buffer, static_cast<size_t>(n));
-            if (faults_.close_at >= 0 && p.offset >= faults_.close_at)
-              done = true;
+            if (faults_.close_at >= 0 && p.offset >= faults_.close_at) done = true;
           } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
             done = true;
           }
         }
         if (!done && !p.pending.empty()) {
-          const ssize_t n = ::send(p.fd.get(), p.pending.data(),
-                                   p.pending.size(), MSG_NOSIGNAL);
+          const ssize_t n = ::send(p.fd.get(), p.pending.data(), p.pending.size(), MSG_NOSIGNAL);
           if (n > 0) {
             p.pending.erase(0, static_cast<size_t>(n));
           } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -249,8 +242,7 @@ TEST(LoadClientTest, CorruptedEchoIsReportedOncePerConnection) {
   EXPECT_EQ(report->verification_errors, 3u);
   EXPECT_EQ(report->connections_lost, 0u);
   ASSERT_FALSE(report->first_errors.empty());
-  EXPECT_TRUE(absl::StrContains(report->first_errors[0],
-                                "echo mismatch at stream offset 1000"))
+  EXPECT_TRUE(absl::StrContains(report->first_errors[0], "echo mismatch at stream offset 1000"))
       << report->first_errors[0];
   EXPECT_TRUE(absl::StrContains(FormatReportText(*report), "verification 3"));
 }
@@ -266,8 +258,7 @@ TEST(LoadClientTest, PeerCloseIsReportedAsLostConnection) {
   EXPECT_EQ(report->connections_lost, 2u);
   EXPECT_EQ(report->verification_errors, 0u);
   ASSERT_FALSE(report->first_errors.empty());
-  EXPECT_TRUE(absl::StrContains(report->first_errors[0], "lost"))
-      << report->first_errors[0];
+  EXPECT_TRUE(absl::StrContains(report->first_errors[0], "lost")) << report->first_errors[0];
 }
 
 TEST(LoadClientTest, RefusedTargetIsAnErrorNamingTheAddress) {
@@ -282,11 +273,9 @@ TEST(LoadClientTest, RefusedTargetIsAnErrorNamingTheAddress) {
   absl::StatusOr<LoadReport> report = RunLoad(options);
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_TRUE(
-      absl::StrContains(report.status().message(), options.target.ToString()))
+  EXPECT_TRUE(absl::StrContains(report.status().message(), options.target.ToString()))
       << report.status();
-  EXPECT_TRUE(absl::StrContains(report.status().message(), "refused"))
-      << report.status();
+  EXPECT_TRUE(absl::StrContains(report.status().message(), "refused")) << report.status();
 }
 
 TEST(LoadClientTest, InvalidOptionsAreRejectedBeforeConnecting) {
@@ -296,8 +285,7 @@ TEST(LoadClientTest, InvalidOptionsAreRejectedBeforeConnecting) {
     LoadOptions o = good;
     mutate(o);
     absl::StatusOr<LoadReport> report = RunLoad(o);
-    EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument)
-        << report.status();
+    EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument) << report.status();
   };
   expect_invalid([](LoadOptions& o) { o.message_size = 0; });
   expect_invalid([](LoadOptions& o) { o.connections = 0; });
@@ -331,8 +319,7 @@ bool LooksLikeOneJsonObject(const std::string& json) {
     if (c == '}' || c == ']') {
       if (stack.empty() || stack.back() != (c == '}' ? '{' : '[')) return false;
       stack.pop_back();
-      if (stack.empty() &&
-          json.find_first_not_of("\n", i + 1) != std::string::npos) {
+      if (stack.empty() && json.find_first_not_of("\n", i + 1) != std::string::npos) {
         return false;  // Something after the object.
       }
     }
@@ -350,9 +337,8 @@ TEST(LoadClientTest, JsonReportIsOneWellFormedObject) {
   EXPECT_TRUE(LooksLikeOneJsonObject(json)) << json;
   for (const char* key :
        {"\"target\":\"127.0.0.1:", "\"connections\":{\"requested\":4",
-        "\"messages\":", "\"messages_per_s\":", "\"mib_per_s\":",
-        "\"latency_us\":{\"p50\":", "\"p99_9\":", "\"errors\":{\"total\":0",
-        "\"ok\":true"}) {
+        "\"messages\":", "\"messages_per_s\":", "\"mib_per_s\":", "\"latency_us\":{\"p50\":",
+        "\"p99_9\":", "\"errors\":{\"total\":0", "\"ok\":true"}) {
     EXPECT_TRUE(absl::StrContains(json, key)) << key << " in " << json;
   }
 }
@@ -364,8 +350,7 @@ TEST(LoadClientTest, JsonEscapesErrorText) {
   report.first_errors = {"quote \" backslash \\ newline \n tab \t bell \a"};
   const std::string json = FormatReportJson(report);
   EXPECT_TRUE(LooksLikeOneJsonObject(json)) << json;
-  EXPECT_TRUE(absl::StrContains(
-      json, R"("quote \" backslash \\ newline \n tab \t bell \u0007")"))
+  EXPECT_TRUE(absl::StrContains(json, R"("quote \" backslash \\ newline \n tab \t bell \u0007")"))
       << json;
   EXPECT_TRUE(absl::StrContains(json, "\"ok\":false"));
 }
@@ -391,8 +376,7 @@ TEST(LoadClientTest, TextReportNamesTheUnits) {
 // "[n]" plus "a.b.0", "a.b.1", ...). Returns false on anything malformed.
 class FlatJson {
  public:
-  static bool Parse(const std::string& text,
-                    std::map<std::string, std::string>* out) {
+  static bool Parse(const std::string& text, std::map<std::string, std::string>* out) {
     FlatJson p(text, out);
     p.SkipSpace();
     if (!p.Value("")) return false;
@@ -433,23 +417,38 @@ class FlatJson {
       if (at_ >= text_.size()) return false;
       const char e = text_[at_++];
       switch (e) {
-        case '"': case '\\': case '/': s->push_back(e); break;
-        case 'n': s->push_back('\n'); break;
-        case 'r': s->push_back('\r'); break;
-        case 't': s->push_back('\t'); break;
-        case 'b': s->push_back('\b'); break;
-        case 'f': s->push_back('\f'); break;
+        case '"':
+        case '\\':
+        case '/':
+          s->push_back(e);
+          break;
+        case 'n':
+          s->push_back('\n');
+          break;
+        case 'r':
+          s->push_back('\r');
+          break;
+        case 't':
+          s->push_back('\t');
+          break;
+        case 'b':
+          s->push_back('\b');
+          break;
+        case 'f':
+          s->push_back('\f');
+          break;
         case 'u': {
           uint32_t code = 0;
-          if (at_ + 4 > text_.size() ||
-              !absl::SimpleHexAtoi(text_.substr(at_, 4), &code) || code > 0x7f) {
+          if (at_ + 4 > text_.size() || !absl::SimpleHexAtoi(text_.substr(at_, 4), &code) ||
+              code > 0x7f) {
             return false;  // The writer escapes only control characters.
           }
           s->push_back(static_cast<char>(code));
           at_ += 4;
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
     return false;
@@ -486,14 +485,12 @@ class FlatJson {
       return true;
     }
     const size_t start = at_;
-    while (at_ < text_.size() &&
-           std::strchr("{}[],: \t\r\n\"", text_[at_]) == nullptr) {
+    while (at_ < text_.size() && std::strchr("{}[],: \t\r\n\"", text_[at_]) == nullptr) {
       ++at_;
     }
     const std::string word = text_.substr(start, at_ - start);
     double number = 0;
-    if (word != "true" && word != "false" && word != "null" &&
-        !absl::SimpleAtod(word, &number)) {
+    if (word != "true" && word != "false" && word != "null" && !absl::SimpleAtod(word, &number)) {
       return false;
     }
     out_[path] = word;
@@ -506,8 +503,7 @@ class FlatJson {
 };
 
 // The value after `label` on the text report's line starting with `line`.
-std::string TextValue(const std::string& text, absl::string_view line,
-                      absl::string_view label) {
+std::string TextValue(const std::string& text, absl::string_view line, absl::string_view label) {
   for (absl::string_view l : absl::StrSplit(text, '\n')) {
     if (!absl::StartsWith(l, line)) continue;
     const size_t at = l.find(label);
@@ -548,8 +544,7 @@ TEST(LoadClientTest, JsonParsesAndMatchesTheTextReport) {
   double mib_json = 0;
   double mib_text = 0;
   ASSERT_TRUE(absl::SimpleAtod(v["mib_per_s"], &mib_json));
-  ASSERT_TRUE(absl::SimpleAtod(TextValue(text, "throughput", "throughput    "),
-                               &mib_text));
+  ASSERT_TRUE(absl::SimpleAtod(TextValue(text, "throughput", "throughput    "), &mib_text));
   EXPECT_NEAR(mib_json, mib_text, 0.006);
 }
 
@@ -563,8 +558,7 @@ TEST(LoadClientTest, CsvHasTheJsonFieldsFlattened) {
   report.first_errors = {"a, \"quoted\" error", "second"};
   std::map<std::string, std::string> v;
   ASSERT_TRUE(FlatJson::Parse(FormatReportJson(report), &v));
-  const std::vector<std::string> lines =
-      absl::StrSplit(FormatReportCsv(report), '\n');
+  const std::vector<std::string> lines = absl::StrSplit(FormatReportCsv(report), '\n');
   ASSERT_EQ(lines.size(), 3u);  // Header, values, and "" after the last \n.
   EXPECT_EQ(lines[2], "");
   const std::vector<std::string> names = absl::StrSplit(lines[0], ',');
@@ -654,8 +648,7 @@ TEST(LoadClientTest, ScriptModeSendsEachMessageOnceAndVerifiesIt) {
   EXPECT_EQ(report->bytes, 5u * (22 + 22 + 100 * 1024));
   EXPECT_EQ(report->script_messages, 3u);
   EXPECT_LT(report->measured, absl::Seconds(5));  // Ends when all are back.
-  EXPECT_TRUE(absl::StrContains(FormatReportJson(*report),
-                                "\"mode\":\"script\""));
+  EXPECT_TRUE(absl::StrContains(FormatReportJson(*report), "\"mode\":\"script\""));
 }
 
 TEST(LoadClientTest, ScriptModeCatchesACorruptedEcho) {
@@ -669,8 +662,7 @@ TEST(LoadClientTest, ScriptModeCatchesACorruptedEcho) {
   EXPECT_EQ(report->verification_errors, 2u);
   EXPECT_EQ(report->messages, 2u);  // The first message of each came back.
   ASSERT_FALSE(report->first_errors.empty());
-  EXPECT_TRUE(absl::StrContains(report->first_errors[0],
-                                "echo mismatch at stream offset 30"))
+  EXPECT_TRUE(absl::StrContains(report->first_errors[0], "echo mismatch at stream offset 30"))
       << report->first_errors[0];
 }
 
@@ -699,8 +691,7 @@ TEST(LoadClientTest, ScriptModeTimesOutOnASilentServer) {
 class SilentServer {
  public:
   SilentServer() {
-    absl::StatusOr<Fd> listener =
-        ListenTcp(*Address::FromHostPort("127.0.0.1", 0));
+    absl::StatusOr<Fd> listener = ListenTcp(*Address::FromHostPort("127.0.0.1", 0));
     TROUPE_CHECK(listener.ok(), "listen on 127.0.0.1:0");
     listener_ = *std::move(listener);
   }
@@ -740,17 +731,14 @@ TEST(LoadClientTest, SilentServerIsStalledAndMeasuresNothing) {
   // Every connection closed, so the run ends early rather than waiting.
   EXPECT_LT(report->measured, options.duration);
   const std::string text = FormatReportText(*report);
-  EXPECT_TRUE(absl::StrContains(text, "stalled 3, no messages completed"))
-      << text;
-  EXPECT_TRUE(absl::StrContains(
-      text, "no byte received in 200ms with 0 of 800 sent bytes echoed"))
+  EXPECT_TRUE(absl::StrContains(text, "stalled 3, no messages completed")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "no byte received in 200ms with 0 of 800 sent bytes echoed"))
       << text;
   EXPECT_TRUE(absl::StrContains(text, "no message completed")) << text;
 }
 
 TEST(LoadClientTest, WithoutAStallCheckLeftoversAreIncompleteAfterTheDrain) {
-  for (const absl::Duration off :
-       {absl::ZeroDuration(), absl::InfiniteDuration()}) {
+  for (const absl::Duration off : {absl::ZeroDuration(), absl::InfiniteDuration()}) {
     SilentServer silent;
     LoadOptions options = ShortRun(silent.address());
     options.connections = 2;
@@ -763,10 +751,9 @@ TEST(LoadClientTest, WithoutAStallCheckLeftoversAreIncompleteAfterTheDrain) {
     EXPECT_EQ(report->connections_incomplete, 2u) << off;
     EXPECT_TRUE(report->no_messages) << off;
     ASSERT_EQ(report->first_errors.size(), 3u) << FormatReportText(*report);
-    EXPECT_EQ(report->first_errors[0],
-              "no message completed in the measured window");
-    EXPECT_TRUE(absl::StrContains(report->first_errors[1],
-                                  "incomplete: 0 of 800 sent bytes echoed"))
+    EXPECT_EQ(report->first_errors[0], "no message completed in the measured window");
+    EXPECT_TRUE(
+        absl::StrContains(report->first_errors[1], "incomplete: 0 of 800 sent bytes echoed"))
         << report->first_errors[1];
   }
 }
@@ -794,8 +781,8 @@ TEST(LoadClientTest, PeerClosingDuringTheDrainWithEchoesOwedIsIncomplete) {
   EXPECT_EQ(report->connections_lost, 0u) << FormatReportText(*report);
   EXPECT_EQ(report->connections_incomplete, 2u) << FormatReportText(*report);
   ASSERT_GE(report->first_errors.size(), 2u);
-  EXPECT_TRUE(absl::StrContains(report->first_errors[1],
-                                "incomplete: 0 of 800 sent bytes echoed (recv: "))
+  EXPECT_TRUE(
+      absl::StrContains(report->first_errors[1], "incomplete: 0 of 800 sent bytes echoed (recv: "))
       << report->first_errors[1];
 }
 
@@ -814,8 +801,7 @@ TEST(LoadClientTest, BlockedSendCountsAsStalled) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->connections_stalled, 1u) << FormatReportText(*report);
   ASSERT_GE(report->first_errors.size(), 2u);
-  EXPECT_TRUE(absl::StrContains(report->first_errors[1],
-                                "more the kernel would not take"))
+  EXPECT_TRUE(absl::StrContains(report->first_errors[1], "more the kernel would not take"))
       << report->first_errors[1];
 }
 
@@ -870,10 +856,9 @@ TEST(LoadClientTest, NewErrorKindsAppearInEveryFormat) {
   EXPECT_EQ(report.error_count(), 7u);
 
   const std::string text = FormatReportText(report);
-  EXPECT_TRUE(absl::StrContains(
-      text,
-      "errors        7 (connect 0, verification 0, lost 1, incomplete 2, "
-      "stalled 3, no messages completed)\n"))
+  EXPECT_TRUE(absl::StrContains(text,
+                                "errors        7 (connect 0, verification 0, lost 1, incomplete 2, "
+                                "stalled 3, no messages completed)\n"))
       << text;
   EXPECT_EQ(FormatErrorKinds(report),
             "connect 0, verification 0, lost 1, incomplete 2, stalled 3, no "
@@ -881,8 +866,7 @@ TEST(LoadClientTest, NewErrorKindsAppearInEveryFormat) {
   // Kinds with nothing to report stay out of the line.
   LoadReport stalled_only;
   stalled_only.connections_stalled = 1;
-  EXPECT_EQ(FormatErrorKinds(stalled_only),
-            "connect 0, verification 0, lost 0, stalled 1");
+  EXPECT_EQ(FormatErrorKinds(stalled_only), "connect 0, verification 0, lost 0, stalled 1");
 
   std::map<std::string, std::string> v;
   const std::string json = FormatReportJson(report);
@@ -894,13 +878,12 @@ TEST(LoadClientTest, NewErrorKindsAppearInEveryFormat) {
   EXPECT_EQ(v["errors.timed_out"], "0");
   EXPECT_EQ(v["ok"], "false");
   // New keys go at the end of their object.
-  EXPECT_TRUE(absl::StrContains(
-      json, "\"timed_out\":0,\"incomplete\":2,\"stalled\":3,"
-            "\"no_messages\":1},\"ok\":false"))
+  EXPECT_TRUE(absl::StrContains(json,
+                                "\"timed_out\":0,\"incomplete\":2,\"stalled\":3,"
+                                "\"no_messages\":1},\"ok\":false"))
       << json;
 
-  const std::vector<std::string> lines =
-      absl::StrSplit(FormatReportCsv(report), '\n');
+  const std::vector<std::string> lines = absl::StrSplit(FormatReportCsv(report), '\n');
   ASSERT_GE(lines.size(), 2u);
   const std::vector<std::string> names = absl::StrSplit(lines[0], ',');
   const std::vector<std::string> values = absl::StrSplit(lines[1], ',');
@@ -933,8 +916,7 @@ TEST(LoadClientTest, SourceAddressesAreUsedRoundRobin) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->ok()) << FormatReportText(*report);
   EXPECT_EQ(report->source_addresses, 3);
-  EXPECT_EQ(server.peer_hosts(),
-            (std::set<std::string>{"127.0.0.1", "127.0.0.2", "127.0.0.3"}));
+  EXPECT_EQ(server.peer_hosts(), (std::set<std::string>{"127.0.0.1", "127.0.0.2", "127.0.0.3"}));
 }
 
 TEST(LoadClientTest, AutomaticSourceAddressesAreOneForFewConnections) {
@@ -950,8 +932,7 @@ TEST(LoadClientTest, SeveralSourceAddressesNeedALoopbackTarget) {
   LoadOptions options = ShortRun(*Address::FromHostPort("192.0.2.1", 9));
   options.source_addresses = 2;
   absl::StatusOr<LoadReport> report = RunLoad(options);
-  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument)
-      << report.status();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument) << report.status();
 }
 
 TEST(LoadClientTest, ProgressIsReportedOnTheCallingThread) {
@@ -998,16 +979,14 @@ TEST(LoadClientTest, ProgressLineNamesThePhase) {
   p.phase = LoadProgress::Phase::kConnecting;
   p.connections_requested = 15000;
   p.connections_established = 8123;
-  EXPECT_TRUE(absl::StrContains(FormatProgressLine(p), "8123/15000"))
-      << FormatProgressLine(p);
+  EXPECT_TRUE(absl::StrContains(FormatProgressLine(p), "8123/15000")) << FormatProgressLine(p);
   p.phase = LoadProgress::Phase::kMeasuring;
   p.elapsed = absl::Milliseconds(3500);
   p.total = absl::Seconds(10);
   p.interval = absl::Milliseconds(500);
   p.interval_messages = 1000;
   p.interval_p99_ns = 812'300;
-  EXPECT_EQ(FormatProgressLine(p),
-            "3.5s/10s  2000 msg/s  p99 812.3us  errors 0  conns 8123");
+  EXPECT_EQ(FormatProgressLine(p), "3.5s/10s  2000 msg/s  p99 812.3us  errors 0  conns 8123");
 }
 
 TEST(LoadClientTest, PercentileDistributionAgreesWithTheHistogram) {
@@ -1021,8 +1000,7 @@ TEST(LoadClientTest, PercentileDistributionAgreesWithTheHistogram) {
   for (uint64_t c : r.latency_buckets) total += c;
   EXPECT_EQ(total, r.latency_ns.count());  // Warmup left out of both.
   const std::string text = FormatPercentileDistribution(r);
-  const std::vector<std::string> lines =
-      absl::StrSplit(text, '\n', absl::SkipEmpty());
+  const std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
   ASSERT_GT(lines.size(), 5u);
   EXPECT_TRUE(absl::StrContains(lines[0], "Value     Percentile TotalCount 1/(1-Percentile)"));
   // Rows: value, percentile, count so far, 1/(1-p); all non-decreasing.
@@ -1031,8 +1009,7 @@ TEST(LoadClientTest, PercentileDistributionAgreesWithTheHistogram) {
   uint64_t last_count = 0;
   std::string last_row;
   for (size_t i = 1; i < lines.size() && lines[i][0] != '#'; ++i) {
-    const std::vector<std::string> cols =
-        absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
+    const std::vector<std::string> cols = absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
     ASSERT_EQ(cols.size(), 4u) << lines[i];
     double value = 0;
     double level = 0;
@@ -1059,8 +1036,7 @@ TEST(LoadClientTest, PercentileDistributionAgreesWithTheHistogram) {
   EXPECT_EQ(last_count, r.latency_ns.count());
   EXPECT_NEAR(last_value, static_cast<double>(r.latency_ns.max()) / 1000.0, 0.001);
   EXPECT_TRUE(absl::StrContains(
-      text, absl::StrCat("Total count    = ",
-                         std::string(12 - std::to_string(total).size(), ' '),
+      text, absl::StrCat("Total count    = ", std::string(12 - std::to_string(total).size(), ' '),
                          total)))
       << text;
 }
@@ -1084,11 +1060,9 @@ TEST(LoadClientTest, InvalidNewOptionsAreRejected) {
     o.script_timeout = absl::ZeroDuration();
   });
   expect_invalid([](LoadOptions& o) { o.source_addresses = -1; });
-  expect_invalid(
-      [](LoadOptions& o) { o.progress_interval = absl::Seconds(-1); });
+  expect_invalid([](LoadOptions& o) { o.progress_interval = absl::Seconds(-1); });
   expect_invalid([](LoadOptions& o) { o.stall_timeout = absl::Seconds(-1); });
-  expect_invalid(
-      [](LoadOptions& o) { o.stall_timeout = -absl::InfiniteDuration(); });
+  expect_invalid([](LoadOptions& o) { o.stall_timeout = -absl::InfiniteDuration(); });
   LoadOptions off = good;
   off.stall_timeout = absl::InfiniteDuration();
   EXPECT_TRUE(ValidateLoadOptions(off).ok());

@@ -17,26 +17,24 @@ namespace {
 
 // `n` bytes of connection `index`'s stream from `offset` on, as a server
 // that echoes correctly sends them back.
-std::vector<uint8_t> Echo(const Stream& stream, int index, uint64_t offset,
-                          size_t n) {
+std::vector<uint8_t> Echo(const Stream& stream, int index, uint64_t offset, size_t n) {
   const uint8_t* at = stream.At(SeedOf(index), offset);
   return std::vector<uint8_t>(at, at + n);
 }
 
-std::optional<std::string> Check(const Stream& stream, int index,
-                                 uint64_t received, uint64_t sent,
+std::optional<std::string> Check(const Stream& stream, int index, uint64_t received, uint64_t sent,
                                  const std::vector<uint8_t>& data) {
-  return CheckEcho(index, stream.At(SeedOf(index), received), received, sent,
-                   data.data(), data.size());
+  return CheckEcho(index, stream.At(SeedOf(index), received), received, sent, data.data(),
+                   data.size());
 }
 
 TEST(LoadClientPatternTest, ACorrectEchoPasses) {
   const Stream stream(64);
   for (int index : {0, 1, 7, 65520, 65521}) {
     for (uint64_t received : {uint64_t{0}, uint64_t{1000}, uint64_t{65500}}) {
-      EXPECT_EQ(Check(stream, index, received, received + 4096,
-                      Echo(stream, index, received, 4096)),
-                std::nullopt)
+      EXPECT_EQ(
+          Check(stream, index, received, received + 4096, Echo(stream, index, received, 4096)),
+          std::nullopt)
           << index << " at " << received;
     }
   }
@@ -67,9 +65,7 @@ TEST(LoadClientPatternTest, ReorderedBytesAreCaught) {
   std::swap(echo[k], echo[k + 1]);
   const std::optional<std::string> error = Check(stream, 5, 0, 256, echo);
   ASSERT_TRUE(error.has_value());
-  EXPECT_TRUE(
-      absl::StrContains(*error, absl::StrFormat("stream offset %d:", k)))
-      << *error;
+  EXPECT_TRUE(absl::StrContains(*error, absl::StrFormat("stream offset %d:", k))) << *error;
 }
 
 TEST(LoadClientPatternTest, ADroppedOrDuplicatedByteIsCaught) {
@@ -105,10 +101,7 @@ TEST(LoadClientPatternTest, APowerOfTwoBlockDoesNotRepeat) {
   // A server that replays a 4 KiB buffer must not pass by chance.
   const Stream stream(64);
   for (uint64_t block : {uint64_t{1024}, uint64_t{4096}, uint64_t{16384}}) {
-    EXPECT_NE(std::memcmp(stream.At(SeedOf(0), 0), stream.At(SeedOf(0), block),
-                          block),
-              0)
-        << block;
+    EXPECT_NE(std::memcmp(stream.At(SeedOf(0), 0), stream.At(SeedOf(0), block), block), 0) << block;
   }
 }
 
@@ -122,8 +115,7 @@ TEST(LoadClientPatternTest, TheStreamIsContiguousForAChunk) {
   for (size_t k = 0; k < kStreamChunk; k += 97) {
     EXPECT_EQ(range[k], *stream.At(seed, offset + k)) << k;
   }
-  EXPECT_EQ(range[kStreamChunk - 1],
-            *stream.At(seed, offset + kStreamChunk - 1));
+  EXPECT_EQ(range[kStreamChunk - 1], *stream.At(seed, offset + kStreamChunk - 1));
 }
 
 TEST(LoadClientPatternTest, AMessageCompletesOnlyWithItsLastByte) {

@@ -40,8 +40,7 @@ TEST(LoadClientScheduleTest, DueCountsAgreeWithDueTimes) {
     }
   }
   // The thread's count is the sum of its connections' at every instant.
-  for (int64_t now = kStart - 500'000; now < kStart + 30'000'000;
-       now += 250'000) {
+  for (int64_t now = kStart - 500'000; now < kStart + 30'000'000; now += 250'000) {
     uint64_t sum = 0;
     for (size_t c = 0; c < 4; ++c) sum += s.DueCount(c, now);
     EXPECT_EQ(s.SeqsDueBy(now), sum) << now - kStart;

@@ -25,8 +25,7 @@ namespace troupe::testing {
 class ClusterProcess {
  public:
   // `prefix` runs before the binary (e.g. {"prlimit", "--nofile=64:64", "--"}).
-  explicit ClusterProcess(std::vector<std::string> flags,
-                          std::vector<std::string> prefix = {}) {
+  explicit ClusterProcess(std::vector<std::string> flags, std::vector<std::string> prefix = {}) {
     std::vector<std::string> args = prefix;
     args.push_back(BinPath("echo-cluster"));
     args.push_back("--port=0");
@@ -62,8 +61,7 @@ class ClusterProcess {
     }
     const size_t end = line->find(after);
     const size_t colon = line->rfind(':', end);
-    if (!line->starts_with(before) || end == std::string::npos ||
-        colon == std::string::npos ||
+    if (!line->starts_with(before) || end == std::string::npos || colon == std::string::npos ||
         !absl::SimpleAtoi(line->substr(colon + 1, end - colon - 1), port)) {
       ADD_FAILURE() << "cannot read a port from: " << *line;
     }

@@ -17,8 +17,8 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "core/net/address.h"
 #include "core/base/fd.h"
+#include "core/net/address.h"
 #include "core/net/socket.h"
 
 namespace troupe::testing {

@@ -19,8 +19,7 @@
 extern char** environ;
 
 #ifndef TROUPE_BIN_DIR
-#error \
-    "compile with -DTROUPE_BIN_DIR=\"<build>/bin\" (tests/CMakeLists.txt does)"
+#error "compile with -DTROUPE_BIN_DIR=\"<build>/bin\" (tests/CMakeLists.txt does)"
 #endif
 
 namespace troupe::testing {
@@ -32,9 +31,8 @@ constexpr absl::Duration kReapPollInterval = absl::Milliseconds(10);
 
 int PollTimeoutMs(absl::Duration d) {
   if (d <= absl::ZeroDuration()) return 0;
-  return static_cast<int>(std::min<int64_t>(
-      absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1))),
-      1 << 30));
+  return static_cast<int>(
+      std::min<int64_t>(absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1))), 1 << 30));
 }
 
 }  // namespace
@@ -46,8 +44,8 @@ std::string BinPath(std::string_view name) {
   return path;
 }
 
-absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
-    const std::vector<std::string>& argv, Stderr stderr_mode) {
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
+                                                              Stderr stderr_mode) {
   if (argv.empty()) return absl::InvalidArgumentError("Subprocess: empty argv");
   // O_CLOEXEC: only the dup2()ed copies reach the child, and no other child
   // started meanwhile by another thread holds a write end open.
@@ -63,11 +61,10 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
 
   posix_spawn_file_actions_t actions;
   ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
-                                     O_RDONLY, 0);
+  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   ::posix_spawn_file_actions_adddup2(&actions, out_write.get(), STDOUT_FILENO);
-  ::posix_spawn_file_actions_adddup2(
-      &actions, merge ? out_write.get() : err_write.get(), STDERR_FILENO);
+  ::posix_spawn_file_actions_adddup2(&actions, merge ? out_write.get() : err_write.get(),
+                                     STDERR_FILENO);
 
   // The child starts with no blocked signals and default dispositions for
   // the ones tests send or a test runner may have ignored.
@@ -82,22 +79,18 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
     sigaddset(&defaults, sig);
   }
   ::posix_spawnattr_setsigdefault(&attr, &defaults);
-  ::posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
-  for (const std::string& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr,
-                               args.data(), environ);
+  const int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), environ);
   ::posix_spawn_file_actions_destroy(&actions);
   ::posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    return absl::ErrnoToStatus(rc, absl::StrCat("posix_spawn ", argv[0]));
+  if (rc != 0) return absl::ErrnoToStatus(rc, absl::StrCat("posix_spawn ", argv[0]));
 
   std::unique_ptr<Subprocess> p(new Subprocess());
   p->pid_ = pid;
@@ -190,15 +183,14 @@ absl::StatusOr<std::string> Subprocess::ReadLine(absl::Duration timeout) {
     }
     if (!stdout_.valid()) {
       if (stdout_buffer_.empty()) {
-        return absl::OutOfRangeError(
-            absl::StrCat("pid ", pid_, ": end of stdout before a line"));
+        return absl::OutOfRangeError(absl::StrCat("pid ", pid_, ": end of stdout before a line"));
       }
       return std::exchange(stdout_buffer_, std::string());
     }
     if (!PumpUntil(deadline)) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "pid ", pid_, ": no line on stdout within ",
-          absl::FormatDuration(timeout), "; partial: '", stdout_buffer_, "'"));
+      return absl::DeadlineExceededError(absl::StrCat("pid ", pid_, ": no line on stdout within ",
+                                                      absl::FormatDuration(timeout), "; partial: '",
+                                                      stdout_buffer_, "'"));
     }
   }
 }
@@ -208,8 +200,7 @@ absl::StatusOr<std::string> Subprocess::ReadAllStdout(absl::Duration timeout) {
   while (stdout_.valid()) {
     if (!PumpUntil(deadline)) {
       return absl::DeadlineExceededError(
-          absl::StrCat("pid ", pid_, ": stdout still open after ",
-                       absl::FormatDuration(timeout)));
+          absl::StrCat("pid ", pid_, ": stdout still open after ", absl::FormatDuration(timeout)));
     }
   }
   return std::exchange(stdout_buffer_, std::string());
@@ -220,8 +211,7 @@ absl::StatusOr<std::string> Subprocess::ReadAllStderr(absl::Duration timeout) {
   while (stderr_.valid()) {
     if (!PumpUntil(deadline)) {
       return absl::DeadlineExceededError(
-          absl::StrCat("pid ", pid_, ": stderr still open after ",
-                       absl::FormatDuration(timeout)));
+          absl::StrCat("pid ", pid_, ": stderr still open after ", absl::FormatDuration(timeout)));
     }
   }
   return std::exchange(stderr_buffer_, std::string());
@@ -234,16 +224,14 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
     if (reaped_) return exit_code_;
     if (!PumpUntil(deadline)) {
       return absl::DeadlineExceededError(
-          absl::StrCat("pid ", pid_, ": still running after ",
-                       absl::FormatDuration(timeout)));
+          absl::StrCat("pid ", pid_, ": still running after ", absl::FormatDuration(timeout)));
     }
   }
 }
 
 absl::Status Subprocess::Signal(int sig) {
   if (reaped_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("pid ", pid_, " has already been reaped"));
+    return absl::FailedPreconditionError(absl::StrCat("pid ", pid_, " has already been reaped"));
   }
   if (::kill(pid_, sig) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("kill ", pid_));

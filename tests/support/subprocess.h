@@ -48,9 +48,8 @@ class Subprocess {
 
   // Runs argv[0] (a path; no PATH search) with argv, the parent's
   // environment, and stdin from /dev/null.
-  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
-      const std::vector<std::string>& argv,
-      Stderr stderr_mode = Stderr::kSeparate);
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
+                                                           Stderr stderr_mode = Stderr::kSeparate);
 
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
