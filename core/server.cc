@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   Server* self = server.get();
   Listener::OpenCount open_count = [self] { return self->OpenConnections(); };
   if (reuse_port) {
-    for (int i = 0; i < workers; ++i) {
+    for (size_t i = 0; i < listeners.size(); ++i) {
       auto listener =
           std::make_unique<Listener>(listeners[i].get(), options.max_connections, open_count);
       server->reactors_[i]->AddListener(std::move(listeners[i]), std::move(listener));

@@ -94,7 +94,7 @@ class Server {
   // The bound address (with the real port when asked for port 0).
   const Address& address() const { return address_; }
   int workers() const { return static_cast<int>(reactors_.size()); }
-  Reactor& reactor(int i) { return *reactors_[i]; }
+  Reactor& reactor(int i) { return *reactors_[static_cast<size_t>(i)]; }
   // Any thread. False, counted, when `to` names no actor of this server
   // (counted on reactor 0 as invalid_ref) or its reactor's inbox is full
   // (see Reactor::SendMail).

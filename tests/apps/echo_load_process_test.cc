@@ -551,7 +551,9 @@ INSTANTIATE_TEST_SUITE_P(
       return absl::StrCat(std::get<0>(test.param).name, "In", std::get<1>(test.param).name);
     });
 
-// The control: the same fixture and flags, echoing correctly, pass.
+// The control: the same fixture and flags, echoing correctly, pass. Its
+// stall bound is longer: on a loaded 2-core CI machine (the sanitizer trees)
+// a correct echo was once 300 ms late, and the control must not flake.
 class EchoLoadCorrectEchoTest : public ::testing::TestWithParam<Traffic> {};
 
 TEST_P(EchoLoadCorrectEchoTest, ExitsZero) {
@@ -561,7 +563,7 @@ TEST_P(EchoLoadCorrectEchoTest, ExitsZero) {
                                    "--connections",   absl::StrCat(kLossConnections),
                                    "--duration",      "1s",
                                    "--warmup",        "0s",
-                                   "--stall-timeout", kShortStall,
+                                   "--stall-timeout", "3s",
                                    "--json"};
   args.insert(args.end(), GetParam().flags.begin(), GetParam().flags.end());
   const Result r = RunEchoLoad(args);

@@ -52,7 +52,8 @@ class ConnectionTest : public testing::Test {
     std::string out;
     char buf[65536];
     ssize_t n;
-    while ((n = ::recv(peer_.get(), buf, sizeof(buf), 0)) > 0) out.append(buf, n);
+    while ((n = ::recv(peer_.get(), buf, sizeof(buf), 0)) > 0)
+      out.append(buf, static_cast<size_t>(n));
     return out;
   }
   bool PeerSawEof() {
