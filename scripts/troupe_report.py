@@ -294,27 +294,24 @@ def svg(fig):
     return out.getvalue()
 
 
+def scaled(v, units, spec):
+    """`v` in the largest of `units` ((divisor, suffix), largest first) it
+    reaches, formatted with `spec`; the last unit must have divisor 1."""
+    for div, suffix in units:
+        if v >= div or div == 1:
+            return f"{v / div:{spec}}{suffix}"
+
+
 def short(v):
-    for div, suffix in ((1e6, "M"), (1e3, "k")):
-        if v >= div:
-            return f"{v / div:.1f}{suffix}"
-    return f"{v:.0f}"
+    return scaled(v, ((1e6, "M"), (1e3, "k"), (1, "")), ".1f") if v >= 1e3 else f"{v:.0f}"
 
 
 def fmt_num(v):
-    if v >= 1e6:
-        return f"{v / 1e6:g}M"
-    if v >= 1e3:
-        return f"{v / 1e3:g}k"
-    return f"{v:g}"
+    return scaled(v, ((1e6, "M"), (1e3, "k"), (1, "")), "g")
 
 
 def fmt_us(v):
-    if v >= 1e6:
-        return f"{v / 1e6:g} s"
-    if v >= 1e3:
-        return f"{v / 1e3:g} ms"
-    return f"{v:g} us"
+    return scaled(v, ((1e6, " s"), (1e3, " ms"), (1, " us")), "g")
 
 
 def servers_in(results):
