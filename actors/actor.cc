@@ -66,9 +66,9 @@ class ActorHost final : public ConnectionHandler {
         [&](std::string_view message) {
           Dispatch(conn, [&](Context& ctx) { actor_->OnMessage(ctx, message); });
           // Once closing (CloseAfterFlush, even while replies are owed) no
-          // further request is taken; at max_pending_work the rest waits
-          // unconsumed until some work has replied.
-          return !conn.closing() && !conn.work_full();
+          // further request is taken; at max_pending_work (or while the
+          // actor paused reading) the rest waits unconsumed.
+          return !conn.closing() && !conn.work_full() && !conn.reading_paused();
         },
         &scanned_);
     if (!used.ok()) {
@@ -112,6 +112,10 @@ class ActorHost final : public ConnectionHandler {
 
   void OnPeerClosed(Connection& conn) override {
     Dispatch(conn, [&](Context& ctx) { actor_->OnPeerClosed(ctx); });
+  }
+
+  void OnOutputDrained(Connection& conn) override {
+    Dispatch(conn, [&](Context& ctx) { actor_->OnOutputDrained(ctx); });
   }
 
   void OnClose(Connection& conn, CloseReason reason) override {

@@ -132,6 +132,13 @@ class Context {
   // True while the peer is not keeping up: output queued above the high
   // watermark. Output beyond max_output_bytes would close the connection.
   bool peer_behind() const { return conn_.behind(); }
+  // Stops reading from the peer until ResumeReading() (what the peer sends
+  // then waits in the kernel and, once that fills, blocks the peer): for an
+  // actor whose output goes somewhere slower (a proxy's other side, a disk).
+  // Frames already read but not yet handed over wait too.
+  void PauseReading() { conn_.PauseReading(); }
+  void ResumeReading() { conn_.ResumeReading(); }
+  bool reading_paused() const { return conn_.reading_paused(); }
   // True once the connection is closing (CloseAfterFlush, the server's
   // drain): a periodic timer should stop re-arming itself.
   bool closing() const { return conn_.closing(); }
@@ -210,6 +217,9 @@ class Actor {
   // The peer finished sending (half-close). The default flushes and closes;
   // override to keep the connection until pending work (Offload) replies.
   virtual void OnPeerClosed(Context& ctx) { ctx.CloseAfterFlush(); }
+  // The peer caught up: output queued above the high watermark (peer_behind())
+  // drained to the low watermark. An actor that held back output may go on.
+  virtual void OnOutputDrained(Context& /*ctx*/) {}
   virtual void OnClose(Context& /*ctx*/, CloseReason /*reason*/) {}
 };
 

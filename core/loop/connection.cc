@@ -108,7 +108,7 @@ void Connection::ScheduleReadInLoop() {
 bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
   char* const scratch = host_.scratch();
   constexpr size_t kScratch = ConnectionHost::kScratchBytes;
-  if (redeliver_input_) {
+  if (redeliver_input_ && !user_paused_) {
     // Requests that waited at max_pending_work, already read: offer them
     // again before reading more.
     redeliver_input_ = false;
@@ -121,6 +121,7 @@ bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
     // Closing, waiting for owed replies: nothing new is read (the drain
     // flushes what was read, not what is yet to come).
     if (close_requested_ && state_ == State::kOpen) return false;
+    if (state_ == State::kOpen && user_paused_) return false;  // ResumeReading reads again
     if (state_ == State::kOpen && work_full()) {
       paused_for_work_ = true;  // FinishPendingWork resumes
       return false;
@@ -228,6 +229,7 @@ void Connection::Send(std::string_view bytes) {
   }
   if (!QueueOutput(bytes.size())) return;
   output_.Append(bytes);
+  if (output_.size() > options_.high_watermark) was_behind_ = true;
   // After a partial write, try once more: EPOLLOUT is only promised after
   // the kernel has said EAGAIN.
   if (!write_blocked_) WriteInLoop();
@@ -291,6 +293,7 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
     output_.Append(piece.substr(skip));
     skip = 0;
   }
+  if (output_.size() > options_.high_watermark) was_behind_ = true;
   if (!write_blocked_) WriteInLoop();
 }
 
@@ -317,6 +320,11 @@ void Connection::WriteInLoop() {
     // edge to come: go back for them on the next turn.
     read_paused_ = false;
     ScheduleReadInLoop();
+  }
+  if (was_behind_ && output_.size() <= options_.low_watermark && state_ == State::kOpen) {
+    was_behind_ = false;
+    handler_->OnOutputDrained(*this);
+    if (closed()) return;
   }
   if (!output_.empty()) return;
   if (output_.capacity() > options_.retained_buffer_bytes) output_.Release();
@@ -349,6 +357,17 @@ void Connection::CloseAfterFlush() {
   ScheduleDeadlineInLoop();
   if (pending_work_ > 0) return;  // FinishPendingWork() flushes
   StartFlushInLoop();
+}
+
+void Connection::ResumeReading() {
+  host_.AssertInLoopThread();
+  if (!user_paused_) return;
+  user_paused_ = false;
+  if (closed()) return;
+  // Bytes may wait in the socket with their edge already consumed, and
+  // input left unconsumed: go back for both next turn.
+  redeliver_input_ = !input_.empty();
+  ScheduleReadInLoop();
 }
 
 void Connection::AddPendingWork() {

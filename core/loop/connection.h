@@ -129,6 +129,10 @@ class ConnectionHandler {
   // with replies still to come (offloaded work) may keep the connection open
   // and call CloseAfterFlush() later.
   virtual void OnPeerClosed(Connection& conn);
+  // Queued output fell to the low watermark after the peer had been behind
+  // (behind() was true): a handler holding back output (a proxy, a file
+  // sender) may write again.
+  virtual void OnOutputDrained(Connection& /*conn*/) {}
   // The last call; the connection is gone when it returns.
   virtual void OnClose(Connection& /*conn*/, CloseReason /*reason*/) {}
   // The most unconsumed input this handler may legitimately leave waiting
@@ -181,6 +185,14 @@ class Connection {
   // Sends several pieces as one write (sendmsg with an iovec per piece), e.g.
   // a frame header and its payload, without first copying them together.
   void Send(std::initializer_list<std::string_view> pieces);
+  // The handler's own read pause (a proxy whose other side is behind, a
+  // receiver whose disk writes lag): no bytes are read or handed over until
+  // ResumeReading(); what the peer sends waits in the kernel, which then
+  // blocks the peer (TCP flow control). Independent of the watermark pause.
+  void PauseReading() { user_paused_ = true; }
+  void ResumeReading();
+  bool reading_paused() const { return user_paused_; }
+
   // Closes now; queued output is dropped.
   void Close(CloseReason reason = CloseReason::kLocalClose);
   // Once no work is pending, sends what is queued, then shuts down writing
@@ -243,6 +255,8 @@ class Connection {
   bool close_requested_ = false;  // CloseAfterFlush() waits for pending work
   bool paused_for_work_ = false;  // at max_pending_work: input waits
   bool redeliver_input_ = false;  // hand input_ over again before reading
+  bool user_paused_ = false;      // PauseReading(): the handler's own pause
+  bool was_behind_ = false;       // output passed the high watermark: OnOutputDrained due
   uint32_t pending_work_ = 0;     // replies owed by asynchronous work
   // Last time bytes moved either way (the host's per-turn clock); checked
   // when this connection's deadline comes due.

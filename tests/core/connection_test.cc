@@ -30,7 +30,13 @@ class LineEcho final : public ConnectionHandler {
     peer_closed = true;
     conn.CloseAfterFlush();
   }
+  void OnOutputDrained(Connection& conn) override {
+    ++drained;
+    drained_at = conn.pending_output();
+  }
   bool peer_closed = false;
+  int drained = 0;
+  size_t drained_at = 0;
 };
 
 class ConnectionTest : public testing::Test {
@@ -145,6 +151,55 @@ TEST_F(ConnectionTest, OutputAboveTheHighWatermarkPausesReadingUntilItDrains) {
   }
   EXPECT_TRUE(rest.size() >= 5 && rest.compare(rest.size() - 5, 5, "more\n") == 0)
       << rest.size() << " bytes, not ending in the reply";
+}
+
+TEST_F(ConnectionTest, PauseReadingLeavesInputInTheSocketUntilResume) {
+  conn_->PauseReading();
+  PeerWrites("held\n");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(PeerReads(), "");  // not read, so not echoed
+  EXPECT_EQ(counters_.bytes_in.load(), 0u);
+  // Resume asks the loop to read again: the edge was consumed while paused.
+  conn_->ResumeReading();
+  ASSERT_EQ(host_.read_backlog().size(), 1u);
+  conn_->ReadAgainInLoop();
+  EXPECT_EQ(PeerReads(), "held\n");
+}
+
+TEST_F(ConnectionTest, PausingMidReadKeepsTheRestOfTheInputForResume) {
+  // A handler that pauses after the first line: the second waits in input_.
+  class PauseAfterOne final : public ConnectionHandler {
+   public:
+    size_t OnData(Connection& conn, std::string_view data) override {
+      const size_t end = data.find('\n');
+      if (end == std::string_view::npos || conn.reading_paused()) return 0;
+      conn.Send(data.substr(0, end + 1));
+      conn.PauseReading();
+      return end + 1;
+    }
+  };
+  conn_->set_handler(std::make_unique<PauseAfterOne>());
+  PeerWrites("a\nb\n");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(PeerReads(), "a\n");
+  conn_->ResumeReading();
+  conn_->ReadAgainInLoop();  // hands the kept "b\n" over again
+  EXPECT_EQ(PeerReads(), "b\n");
+}
+
+TEST_F(ConnectionTest, OnOutputDrainedFiresOnceWhenAPeerThatWasBehindCatchesUp) {
+  conn_->Send("small\n");  // never behind: no call
+  PeerReads();
+  conn_->HandleEventsInLoop(EPOLLOUT);
+  EXPECT_EQ(handler_->drained, 0);
+  const std::string chunk(256 * 1024, 'x');
+  while (!conn_->behind()) conn_->Send(chunk);
+  for (int i = 0; i < 1000 && conn_->pending_output() > 0; ++i) {
+    PeerReads();
+    conn_->HandleEventsInLoop(EPOLLOUT);
+  }
+  EXPECT_EQ(handler_->drained, 1);
+  EXPECT_LE(handler_->drained_at, options_.low_watermark);
 }
 
 TEST_F(ConnectionTest, AWritePastMaxOutputOnAConnectionBehindClosesItAsASlowConsumer) {
