@@ -2,69 +2,45 @@
 
 #include <exception>
 #include <utility>
-#include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
-#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "actors/cell.h"
+#include "core/base/check.h"
 #include "core/base/log.h"
 
 namespace troupe {
+namespace internal {
 namespace {
 
-struct RefHash {
-  size_t operator()(const ActorRef& r) const {
-    return absl::HashOf(r.reactor, r.slot, r.generation);
-  }
+struct ActorShared {  // per factory: what every connection actor of it shares
+  Codec codec;
+  OffloadPool* offload;
 };
 
-// This reactor's members of each group (Reactor::Local storage): the
-// directory is sharded by reactor, so joins and leaves never leave the
-// actor's own thread, and a broadcast is one posted task per reactor.
-struct GroupShard {
-  absl::flat_hash_map<std::string, absl::flat_hash_set<ActorRef, RefHash>> members;
-};
-
-// Hands `message` to every member of its group on `reactor` (the caller's
-// reactor thread), except `skip`; one shared payload, no copies.
-void FanOutInLoop(Reactor& reactor, const std::shared_ptr<const GroupMessage>& message,
-                  ActorRef skip) {
-  GroupShard& shard = reactor.Local<GroupShard>();
-  auto it = shard.members.find(message->group);
-  if (it == shard.members.end()) return;
-  for (const ActorRef& member : it->second) {
-    if (member == skip) continue;
-    // Queued, not delivered: no member's OnMail runs (or changes the set)
-    // while the set is walked.
-    reactor.DeliverMailInLoop(member, Mail::Share(message));
-  }
-}
-
-}  // namespace
-
-namespace internal {
-
-// The ConnectionHandler that runs one Actor: the single place where actor
-// callbacks are dispatched and where escaped exceptions are caught.
-class ActorHost final : public ConnectionHandler {
+// The ConnectionHandler that runs one connection Actor: the single place
+// where its callbacks are dispatched and where escaped exceptions are caught.
+class ConnectionActorHost final : public ConnectionHandler, public ActorCell {
  public:
-  ActorHost(std::unique_ptr<Actor> actor, std::shared_ptr<const ActorShared> shared)
-      : actor_(std::move(actor)), shared_(std::move(shared)) {}
+  ConnectionActorHost(Connection& conn, std::unique_ptr<Actor> actor,
+                      std::shared_ptr<const ActorShared> shared)
+      : ActorCell(shared->offload), actor_(std::move(actor)), shared_(std::move(shared)) {
+    Bind(conn.reactor(), conn.id(), &conn, &shared_->codec);
+  }
 
-  void OnOpen(Connection& conn) override {
-    Dispatch(conn, [&](Context& ctx) { actor_->OnOpen(ctx); });
+  void OnOpen(Connection& /*conn*/) override {
+    Dispatch([&](Context& ctx) { actor_->OnOpen(ctx); });
   }
 
   size_t OnData(Connection& conn, std::string_view data) override {
     const Codec& codec = shared_->codec;
     if (codec.options().kind == CodecKind::kRaw) {
-      Dispatch(conn, [&](Context& ctx) { actor_->OnMessage(ctx, data); });
+      Dispatch([&](Context& ctx) { actor_->OnMessage(ctx, data); });
       return data.size();
     }
     absl::StatusOr<size_t> used = codec.Parse(
         data,
         [&](std::string_view message) {
-          Dispatch(conn, [&](Context& ctx) { actor_->OnMessage(ctx, message); });
+          Dispatch([&](Context& ctx) { actor_->OnMessage(ctx, message); });
           // Once closing (CloseAfterFlush, even while replies are owed) no
           // further request is taken; at max_pending_work (or while the
           // actor paused reading) the rest waits unconsumed.
@@ -80,48 +56,25 @@ class ActorHost final : public ConnectionHandler {
     return *used;
   }
 
-  void OnMail(Connection& conn, Mail mail) override {
-    auto* continuation = mail.As<Continuation>();
-    if (continuation == nullptr) {
-      Dispatch(conn, [&](Context& ctx) { actor_->OnMail(ctx, std::move(mail)); });
-      return;
-    }
-    if (continuation->offload_seq == 0) {
-      Run(conn, std::move(*continuation));
-      return;
-    }
-    // Offload results run in submission order: one that finished early
-    // waits here for those before it. Bounded by the work this actor asked
-    // for.
-    if (continuation->offload_seq != next_result_) {
-      if (early_results_ == nullptr) early_results_ = std::make_unique<EarlyResults>();
-      early_results_->emplace(continuation->offload_seq, std::move(*continuation));
-      return;
-    }
-    Run(conn, std::move(*continuation));
-    ++next_result_;
-    while (early_results_ != nullptr && !early_results_->empty()) {
-      auto it = early_results_->find(next_result_);
-      if (it == early_results_->end()) break;
-      Continuation next = std::move(it->second);
-      early_results_->erase(it);
-      ++next_result_;
-      if (!conn.closed()) Run(conn, std::move(next));
-    }
+  void OnMail(Connection& /*conn*/, Mail mail) override {
+    if (TakeSystemMail(mail)) return;
+    set_current_request(mail.return_address());
+    Dispatch([&](Context& ctx) { actor_->OnMail(ctx, std::move(mail)); });
+    set_current_request({});
   }
 
-  void OnPeerClosed(Connection& conn) override {
-    Dispatch(conn, [&](Context& ctx) { actor_->OnPeerClosed(ctx); });
+  void OnPeerClosed(Connection& /*conn*/) override {
+    Dispatch([&](Context& ctx) { actor_->OnPeerClosed(ctx); });
   }
 
-  void OnOutputDrained(Connection& conn) override {
-    Dispatch(conn, [&](Context& ctx) { actor_->OnOutputDrained(ctx); });
+  void OnOutputDrained(Connection& /*conn*/) override {
+    Dispatch([&](Context& ctx) { actor_->OnOutputDrained(ctx); });
   }
 
   void OnClose(Connection& conn, CloseReason reason) override {
-    early_results_.reset();
-    LeaveAllGroups(conn);
-    Context ctx(conn, *this);
+    NotifyWatchers(reason);
+    LeaveAllGroups();
+    Context ctx(*this);
     try {
       actor_->OnClose(ctx, reason);
     } catch (...) {
@@ -131,74 +84,73 @@ class ActorHost final : public ConnectionHandler {
 
   size_t input_limit() const override { return shared_->codec.MaxPartialBytes(); }
 
-  const ActorShared& shared() const { return *shared_; }
-  std::vector<std::string>& groups() { return groups_; }
-  uint64_t NextOffloadSeq() { return next_offload_++; }
+  void AddWork() override { connection()->AddPendingWork(); }
+  void FinishWork() override { connection()->FinishPendingWork(); }
+  bool closing() const override { return connection()->closing(); }
+  bool ended() const override { return connection()->closed(); }
+  void Stop() override { connection()->Close(CloseReason::kLocalClose); }
+  void Fail() override { Failed("asynchronous work threw"); }
 
- private:
-  void Run(Connection& conn, Continuation continuation) {
-    Dispatch(conn, [&](Context& ctx) { std::move(continuation.run)(ctx); });
-    // After the reply is written: the last owed reply lets a waiting
-    // CloseAfterFlush go ahead.
-    if (continuation.holds_work) conn.FinishPendingWork();
-  }
-
-  template <typename Fn>
-  void Dispatch(Connection& conn, Fn&& fn) {
-    Context ctx(conn, *this);
+ protected:
+  void Dispatch(absl::FunctionRef<void(Context&)> fn) override {
+    Context ctx(*this);
     try {
       fn(ctx);
     } catch (const std::exception& e) {
-      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw: %s", conn.peer().ToString(),
-                              e.what());
-      conn.Close(CloseReason::kHandlerError);
+      Failed(e.what());
     } catch (...) {
-      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw", conn.peer().ToString());
-      conn.Close(CloseReason::kHandlerError);
+      Failed("unknown exception");
     }
   }
 
-  void LeaveAllGroups(Connection& conn) {
-    if (groups_.empty()) return;
-    GroupShard& shard = conn.reactor().Local<GroupShard>();
-    for (const std::string& group : groups_) {
-      auto it = shard.members.find(group);
-      if (it == shard.members.end()) continue;
-      it->second.erase(conn.id());
-      if (it->second.empty()) shard.members.erase(it);
+ private:
+  // The connection pays for its handler's failure, nobody else.
+  void Failed(std::string_view what) {
+    Connection& conn = *connection();
+    TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw: %s", conn.peer().ToString(),
+                            std::string(what));
+    if (current_request().valid()) {
+      SendReply(current_request(),
+                absl::InternalError(absl::StrCat("the asked actor threw: ", std::string(what))));
     }
-    groups_.clear();
+    conn.Close(CloseReason::kHandlerError);
   }
 
   std::unique_ptr<Actor> actor_;
   std::shared_ptr<const ActorShared> shared_;
-  std::vector<std::string> groups_;  // joined groups, left on close
-  size_t scanned_ = 0;               // lines codec: the partial line searched so far
-  uint64_t next_offload_ = 1;        // the next Offload's place in the order
-  uint64_t next_result_ = 1;         // the next result to run
-  // Results that finished before an earlier one, by place; created when one
-  // first does, so an actor that never offloads pays a pointer.
-  using EarlyResults = absl::flat_hash_map<uint64_t, Continuation>;
-  std::unique_ptr<EarlyResults> early_results_;
+  size_t scanned_ = 0;  // lines codec: the partial line searched so far
 };
 
+}  // namespace
 }  // namespace internal
 
-Context::Context(Connection& conn, internal::ActorHost& host) : conn_(conn), host_(host) {}
+Connection& Context::Conn() const {
+  Connection* conn = cell_.connection();
+  TROUPE_CHECK(conn != nullptr, "a connection-only Context call on a service actor");
+  return *conn;
+}
 
-void Context::WriteFrame(Bytes payload) { host_.shared().codec.Write(conn_, payload); }
+void Context::WriteFrame(Bytes payload) { cell_.codec()->Write(Conn(), payload); }
 
 bool Context::TryWriteFrame(Bytes payload) {
-  if (conn_.behind()) {
-    conn_.reactor().CountShedInLoop();
+  if (Conn().behind()) {
+    cell_.reactor().CountShedInLoop();
     return false;
   }
   WriteFrame(payload);
   return true;
 }
 
+void Context::Close() { cell_.Stop(); }
+ActorRef Context::Self() const { return cell_.self(); }
+bool Context::is_service() const { return cell_.connection() == nullptr; }
+uint32_t Context::reactor_count() const {
+  return static_cast<uint32_t>(cell_.reactor().peer_count());
+}
+bool Context::closing() const { return cell_.closing(); }
+
 bool Context::Send(ActorRef to, Mail mail) {
-  Reactor& here = conn_.reactor();
+  Reactor& here = cell_.reactor();
   // Same reactor: straight into the target's mailbox, so the answer is the
   // real one (taken, gone, or mailbox full); it is handed over in the
   // mailbox phase, never inside this callback.
@@ -210,6 +162,52 @@ bool Context::Send(ActorRef to, Mail mail) {
   return here.peer(to.reactor).SendMail(to, std::move(mail));
 }
 
+void Context::AskMail(ActorRef to, Mail request, absl::Duration timeout,
+                      absl::AnyInvocable<void(Context&, absl::StatusOr<Mail>) &&> on_reply) {
+  const uint64_t tag = cell_.StartAsk(timeout, std::move(on_reply));
+  if (request.empty()) {
+    cell_.FailAskSoon(tag, absl::InvalidArgumentError("Ask with empty mail"));
+    return;
+  }
+  request.set_return_address(ReturnAddress{Self(), tag});
+  Reactor& here = cell_.reactor();
+  if (to.valid() && to.reactor == here.index()) {
+    // A refusal here bounces (Reactor::DeliverMailInLoop): the answer comes.
+    here.DeliverMailInLoop(to, std::move(request));
+    return;
+  }
+  if (!to.valid() || to.reactor >= here.peer_count()) {
+    here.CountInvalidRefInLoop();
+    cell_.FailAskSoon(tag, internal::StatusForDrop(to, MailDrop::kInvalidRef));
+    return;
+  }
+  if (!here.peer(to.reactor).SendMail(to, std::move(request))) {
+    cell_.FailAskSoon(tag, internal::StatusForDrop(to, MailDrop::kInboxFull));
+  }
+}
+
+bool Context::ReplyMail(ReturnAddress to, Mail reply) {
+  return cell_.SendReply(to, std::move(reply));
+}
+
+bool Context::ReplyError(ReturnAddress to, absl::Status error) {
+  if (error.ok()) error = absl::InternalError("ReplyError with an OK status");
+  return cell_.SendReply(to, std::move(error));
+}
+
+void Context::InOrder(absl::AnyInvocable<void(Context&) &&> fn) {
+  internal::Continuation next;
+  next.seq = BeginOffload();
+  next.holds_work = true;
+  next.incarnation = cell_.incarnation();
+  next.run = std::move(fn);
+  // Through the mailbox: never run inside the caller's own callback.
+  cell_.reactor().DeliverMailInLoop(Self(), Mail::Of(std::move(next)), MailClass::kSystem);
+}
+
+void Context::Watch(ActorRef ref) { cell_.Watch(ref); }
+void Context::Unwatch(ActorRef ref) { cell_.Unwatch(ref); }
+
 void Context::After(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn) {
   Schedule(delay, std::move(fn), /*owed=*/false);
 }
@@ -219,61 +217,43 @@ void Context::ReplyAfter(absl::Duration delay, absl::AnyInvocable<void(Context&)
 }
 
 void Context::Schedule(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn, bool owed) {
-  Reactor& reactor = conn_.reactor();
+  Reactor& reactor = cell_.reactor();
   const ActorRef self = Self();
-  if (owed) conn_.AddPendingWork();
+  const uint32_t incarnation = cell_.incarnation();
+  if (owed) cell_.AddWork();
   // Through the mailbox, so a timer and mail keep one order of delivery and
   // a gone actor's timer is dropped like its mail.
-  reactor.RunAfter(delay, [&reactor, self, owed, fn = std::move(fn)]() mutable {
+  reactor.RunAfter(delay, [&reactor, self, owed, incarnation, fn = std::move(fn)]() mutable {
     internal::Continuation next;
     next.run = std::move(fn);
     next.holds_work = owed;
+    next.incarnation = incarnation;
     reactor.DeliverMailInLoop(self, Mail::Of(std::move(next)), MailClass::kSystem);
   });
 }
 
 uint64_t Context::BeginOffload() {
-  conn_.AddPendingWork();
-  return host_.NextOffloadSeq();
+  cell_.AddWork();
+  return cell_.NextSeq();
 }
 
-void Context::SubmitOffload(OffloadPool::Job job) {
-  OffloadPool* pool = host_.shared().offload;
-  if (pool == nullptr) pool = &OffloadPool::Default();
-  pool->Submit(std::move(job));
-}
-
-void Context::Join(std::string_view group) {
-  for (const std::string& g : host_.groups()) {
-    if (g == group) return;
-  }
-  host_.groups().emplace_back(group);
-  conn_.reactor().Local<GroupShard>().members[std::string(group)].insert(Self());
-}
-
-void Context::Leave(std::string_view group) {
-  auto& groups = host_.groups();
-  for (size_t i = 0; i < groups.size(); ++i) {
-    if (groups[i] != group) continue;
-    groups.erase(groups.begin() + static_cast<ptrdiff_t>(i));
-    GroupShard& shard = conn_.reactor().Local<GroupShard>();
-    auto it = shard.members.find(std::string(group));
-    if (it != shard.members.end()) {
-      it->second.erase(Self());
-      if (it->second.empty()) shard.members.erase(it);
-    }
-    return;
-  }
-}
+uint32_t Context::Incarnation() const { return cell_.incarnation(); }
+void Context::SubmitOffload(OffloadPool::Job job) { cell_.offload().Submit(std::move(job)); }
+std::weak_ptr<Inbox> Context::HomeInbox() const { return cell_.reactor().inbox(); }
+void Context::Fail() { cell_.Fail(); }
+void Context::AddPendingWork() { cell_.AddWork(); }
+void Context::FinishPendingWork() { cell_.FinishWork(); }
+void Context::Join(std::string_view group) { cell_.Join(group); }
+void Context::Leave(std::string_view group) { cell_.Leave(group); }
 
 void Context::Broadcast(std::string_view group, std::string text, bool include_self) {
   auto message = std::make_shared<const GroupMessage>(
       GroupMessage{std::string(group), Self(), std::move(text)});
   const ActorRef skip = include_self ? ActorRef{} : Self();
-  Reactor& here = conn_.reactor();
+  Reactor& here = cell_.reactor();
   // Into every local member's mailbox now, as a Send to it would go, so a
   // broadcast and this actor's sends keep their order.
-  FanOutInLoop(here, message, skip);
+  internal::FanOutInLoop(here, message, skip);
   for (uint32_t i = 0; i < here.peer_count(); ++i) {
     if (i == here.index()) continue;
     Reactor& target = here.peer(i);
@@ -281,7 +261,7 @@ void Context::Broadcast(std::string_view group, std::string text, bool include_s
     // Posting from this thread keeps this sender's broadcasts (and its mail
     // to that reactor) in order. The task counts as user mail at the inbox:
     // a full inbox refuses it (counted there, inbox_full).
-    target.TryPost([&target, message, skip] { FanOutInLoop(target, message, skip); });
+    target.TryPost([&target, message, skip] { internal::FanOutInLoop(target, message, skip); });
   }
 }
 
@@ -289,8 +269,8 @@ HandlerFactory ActorFactory(std::function<std::unique_ptr<Actor>()> make,
                             const ActorOptions& options) {
   auto shared = std::make_shared<const internal::ActorShared>(
       internal::ActorShared{Codec(options.codec), options.offload});
-  return [make = std::move(make), shared](Connection&) -> std::unique_ptr<ConnectionHandler> {
-    return std::make_unique<internal::ActorHost>(make(), shared);
+  return [make = std::move(make), shared](Connection& conn) -> std::unique_ptr<ConnectionHandler> {
+    return std::make_unique<internal::ConnectionActorHost>(conn, make(), shared);
   };
 }
 

@@ -1,6 +1,9 @@
 // Actor: the user's per-connection handler. Each connection gets its own
 // actor, which runs on the connection's reactor one event at a time, so its
-// members need no lock.
+// members need no lock. Actors with no socket (state that lives on a
+// reactor, sharded or not) are service actors: actors/service.h. Both kinds
+// get the same Context and the same kind of ActorRef, so Send, Ask and
+// Watch work alike to either.
 //
 //   class CounterActor final : public troupe::Actor {
 //    public:
@@ -37,9 +40,10 @@
 //            actor (kMailboxOverflow). Send() says whether mail was taken.
 //   inbox    a reactor takes at most inbox_mail_capacity user mails from
 //            other threads at a time; Send() to it is refused beyond that.
-//   order    Offload results reach the actor in submission order, so
-//            replies to pipelined requests keep request order.
-//   drain    Offload and ReplyAfter count as work owed to the peer: the
+//   order    Offload results and Ask replies reach the actor in the order
+//            it asked for them, so replies to pipelined requests keep
+//            request order.
+//   drain    Offload, Ask and ReplyAfter count as work owed to the peer: the
 //            server's drain, and CloseAfterFlush(), wait for it (bounded by
 //            flush_timeout and the drain deadline). Replies awaited by
 //            mail: AddPendingWork() / FinishPendingWork(). At
@@ -51,18 +55,37 @@
 // other connections go on. An input that breaks the codec's rules closes it
 // with kProtocolError, likewise.
 //
+// Ask / reply (Erlang's gen_server:call, Akka's ask):
+//
+//   ctx.Ask<Count>(counter, Increment{}, absl::Seconds(1),
+//                  [](Context& c, absl::StatusOr<Count> n) { ... });
+//   // the asked actor, in OnMail:
+//   if (mail.Is<Increment>()) ctx.Reply(mail.return_address(), Count{++n_});
+//
+// on_reply runs on the asker's reactor, exactly once: with the reply; with
+// DeadlineExceeded at the timeout; NotFound when the target is gone;
+// ResourceExhausted when its mailbox or inbox refused the request; Internal
+// when its handler threw before answering. A reply after the timeout is
+// dropped and counted (troupe_ask_replies_late_total).
+//
+// Watches (Erlang monitors): ctx.Watch(ref) and, when that actor ends, this
+// one gets Terminated{ref, reason} as mail (at once, reason empty, if it had
+// already ended).
+//
 // Thread safety: loop-affine (owning reactor), except where marked.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "actors/codec.h"
 #include "actors/offload_pool.h"
@@ -72,8 +95,8 @@
 
 namespace troupe {
 
-// ActorRef: the address of an actor. It is the ConnectionId of the table
-// entry that runs the actor (reactor, slot, generation; core/loop/
+// ActorRef: the address of an actor, of either kind. It is the id of the
+// table entry that runs the actor (reactor, slot, generation; core/loop/
 // connection_id.h): a small value any thread may copy and keep after the
 // actor is gone. Mail to a gone actor is dropped and counted; it never
 // reaches a newer actor that reuses the slot.
@@ -90,60 +113,79 @@ struct GroupMessage {
   std::string text;
 };
 
+// What a watcher receives (as Mail) when an actor it watches ends.
+struct Terminated {
+  ActorRef ref;
+  // Why it ended; empty when it had already ended (or never was) by the time
+  // the watch reached it.
+  std::optional<CloseReason> reason;
+};
+
 class Context;
+class ServiceActor;
+struct ServiceActorOptions;
 
 namespace internal {
-// Work to run on the actor's reactor with its Context: how timers and offload
-// results come home. Delivered as system mail (never refused by a capacity),
-// so it keeps the mailbox order and is dropped (and counted) if the actor is
-// gone.
+// Work to run on the actor's reactor with its Context: how timers, offload
+// results and Ask replies come home. Delivered as system mail (never refused
+// by a capacity), so it keeps the mailbox order and is dropped (and counted)
+// if the actor is gone.
 struct Continuation {
   absl::AnyInvocable<void(Context&) &&> run;
-  uint64_t offload_seq = 0;  // > 0: an Offload result, run in this order
+  uint64_t seq = 0;          // > 0: an ordered result (Offload, Ask), run in this order
   bool holds_work = false;   // counted as pending work until it has run
+  uint32_t incarnation = 0;  // of a restarted service: older ones are dropped
 };
-struct ActorShared;  // per-factory state: codec, offload pool
-class ActorHost;     // the ConnectionHandler that runs one Actor (actor.cc)
+class ActorCell;  // actors/cell.h
 }  // namespace internal
 
 // What an actor can do. Valid only inside a callback.
 class Context {
  public:
-  Context(Connection& conn, internal::ActorHost& host);
+  explicit Context(internal::ActorCell& cell) : cell_(cell) {}
+
+  // --- Connection actors only. A service actor has no peer: calling these
+  // on one is a programming error (CHECK). ---
 
   // Sends raw bytes to the peer (what the kernel does not take is queued).
-  void Write(Bytes bytes) { conn_.Send(bytes); }
+  void Write(Bytes bytes) { Conn().Send(bytes); }
   // Sends one message framed by the server's codec (raw: same as Write).
   void WriteFrame(Bytes payload);
   // Like WriteFrame, unless the peer is behind (peer_behind()): then the
   // frame is dropped, counted (troupe_frames_shed_total), and false returned.
   // For output that may be shed, such as chat lines to a member not reading.
   bool TryWriteFrame(Bytes payload);
-  // Closes at once; unsent output is dropped.
-  void Close() { conn_.Close(CloseReason::kLocalClose); }
   // Once the work this actor owes has replied, sends what is queued, then
   // closes (docs/architecture.md, "Closing"). No further messages arrive.
-  void CloseAfterFlush() { conn_.CloseAfterFlush(); }
-
-  ActorRef Self() const { return conn_.id(); }
-  const Address& peer() const { return conn_.peer(); }
-  uint32_t reactor_index() const { return conn_.id().reactor; }
-  size_t pending_output() const { return conn_.pending_output(); }
+  void CloseAfterFlush() { Conn().CloseAfterFlush(); }
+  const Address& peer() const { return Conn().peer(); }
+  size_t pending_output() const { return Conn().pending_output(); }
   // True while the peer is not keeping up: output queued above the high
   // watermark. Output beyond max_output_bytes would close the connection.
-  bool peer_behind() const { return conn_.behind(); }
+  bool peer_behind() const { return Conn().behind(); }
   // Stops reading from the peer until ResumeReading() (what the peer sends
   // then waits in the kernel and, once that fills, blocks the peer): for an
   // actor whose output goes somewhere slower (a proxy's other side, a disk).
   // Frames already read but not yet handed over wait too.
-  void PauseReading() { conn_.PauseReading(); }
-  void ResumeReading() { conn_.ResumeReading(); }
-  bool reading_paused() const { return conn_.reading_paused(); }
-  // True once the connection is closing (CloseAfterFlush, the server's
-  // drain): a periodic timer should stop re-arming itself.
-  bool closing() const { return conn_.closing(); }
-  // Reactors of this server; shards of AtShard are numbered 0..reactor_count()-1.
-  uint32_t reactor_count() const { return static_cast<uint32_t>(conn_.reactor().peer_count()); }
+  void PauseReading() { Conn().PauseReading(); }
+  void ResumeReading() { Conn().ResumeReading(); }
+  bool reading_paused() const { return Conn().reading_paused(); }
+
+  // --- Every actor. ---
+
+  // Ends this actor: a connection closes at once (unsent output is
+  // dropped); a service stops (OnStop runs at the end of the turn). Either
+  // way watchers get Terminated.
+  void Close();
+  ActorRef Self() const;
+  bool is_service() const;
+  uint32_t reactor_index() const { return Self().reactor; }
+  // Reactors of this server, numbered 0..reactor_count()-1 (Sharded).
+  uint32_t reactor_count() const;
+  // True once the actor is ending (a connection closing by CloseAfterFlush
+  // or the drain, a service stopped): a periodic timer should stop
+  // re-arming itself.
+  bool closing() const;
 
   // Mail to any actor on any reactor of this server. True when the mail was
   // taken: queued in the target's mailbox (same reactor) or in its reactor's
@@ -151,6 +193,45 @@ class Context {
   // target is gone or its mailbox is full). False, counted, for a ref that
   // names no actor, a gone actor on this reactor, or a full mailbox/inbox.
   bool Send(ActorRef to, Mail mail);
+
+  // Asks `to` (see the header comment): sends `request` with this actor's
+  // return address; `on_reply(ctx, absl::StatusOr<Reply>)` runs here once,
+  // in ask order with this actor's other asks and offloads. Counted as
+  // pending work (the drain waits for the answer). An infinite timeout
+  // waits as long as the target lives.
+  template <typename Reply, typename Request, typename OnReply>
+  void Ask(ActorRef to, Request request, absl::Duration timeout, OnReply on_reply);
+  // Ask with the request and reply as Mail (any type; the reply unchecked).
+  void AskMail(ActorRef to, Mail request, absl::Duration timeout,
+               absl::AnyInvocable<void(Context&, absl::StatusOr<Mail>) &&> on_reply);
+  // Runs `fn` on this actor in the result order: after the replies of every
+  // Ask and Offload made before it (in this turn's mailbox phase if none is
+  // waiting). For a pipelined protocol's answer that needs no asynchronous
+  // work (a parse error) but must not overtake earlier answers.
+  void InOrder(absl::AnyInvocable<void(Context&) &&> fn);
+
+  // Answers the request whose return address is `to` (mail.return_address(),
+  // kept to answer later if need be). False if there is nobody to answer (no
+  // return address, the asker gone on this reactor). Each request is
+  // answered once; a second answer arrives late and is dropped.
+  template <typename T>
+  bool Reply(ReturnAddress to, T value) {
+    return ReplyMail(to, Mail::Of(std::move(value)));
+  }
+  bool ReplyMail(ReturnAddress to, Mail reply);
+  // Answers with an error: the asker's on_reply gets `error`.
+  bool ReplyError(ReturnAddress to, absl::Status error);
+
+  // Watches `ref`: when it ends, this actor gets Terminated{ref, reason} as
+  // mail, once. Unwatch stops that (a Terminated already sent is dropped).
+  void Watch(ActorRef ref);
+  void Unwatch(ActorRef ref);
+
+  // Spawns a service actor on this reactor (actors/service.h) and returns
+  // its ref; its OnStart runs in this turn's mailbox phase.
+  ActorRef Spawn(std::function<std::unique_ptr<ServiceActor>()> make,
+                 const ServiceActorOptions& options);
+  ActorRef Spawn(std::function<std::unique_ptr<ServiceActor>()> make);
 
   // Runs `fn` on this actor after `delay`, unless the actor is gone by then.
   // A plain timer (a heartbeat, a retry): closing does not wait for it.
@@ -164,31 +245,20 @@ class Context {
   // actor's reactor (dropped if the actor has closed meanwhile). Results run
   // in the order the work was submitted, whichever finishes first, and a
   // closing connection waits for them. `work` must not touch the actor: it
-  // runs on another thread. An exception from `work` closes the connection
-  // with kHandlerError.
+  // runs on another thread. An exception from `work` fails the actor (a
+  // connection closes with kHandlerError; a service meets its restart policy).
   template <typename Work, typename Done>
   void Offload(Work work, Done on_done);
-
-  // Sharded state without locks: runs `fn(shard)` on reactor `reactor`,
-  // where `shard` is that reactor's one instance of Shard (default-
-  // constructed on first use, touched only by that reactor's thread), then
-  // `on_done(ctx, result)` runs back on this actor. Counted as pending work
-  // until on_done has run (so the drain waits for the answer); dropped,
-  // counted, if this actor has gone meanwhile. An exception from `fn`
-  // closes this actor's connection with kHandlerError. A key-value store puts each
-  // key on reactor hash(key) % reactor_count().
-  template <typename Shard, typename Fn, typename Done>
-  void AtShard(uint32_t reactor, Fn fn, Done on_done);
 
   // Work owed to the peer that the library cannot see (a reply awaited by
   // mail): while any is pending, CloseAfterFlush() and the drain wait. Every
   // Add needs one Finish; the drain deadline bounds a Finish that never comes.
-  void AddPendingWork() { conn_.AddPendingWork(); }
-  void FinishPendingWork() { conn_.FinishPendingWork(); }
+  void AddPendingWork();
+  void FinishPendingWork();
 
   // Groups: membership is kept per reactor and broadcasts fan out to every
   // reactor, so no lock is shared across reactors. An actor leaves every
-  // group when it closes.
+  // group when it ends.
   void Join(std::string_view group);
   void Leave(std::string_view group);
   // Delivers GroupMessage{group, Self(), text} as mail to every member of
@@ -197,15 +267,17 @@ class Context {
   void Broadcast(std::string_view group, std::string text, bool include_self = false);
 
  private:
+  Connection& Conn() const;
   // Counts the work as pending and returns its place in the result order.
   uint64_t BeginOffload();
+  uint32_t Incarnation() const;
   void Schedule(absl::Duration delay, absl::AnyInvocable<void(Context&) &&> fn, bool owed);
   void SubmitOffload(OffloadPool::Job job);
-  // An exception escaped asynchronous work: the connection pays.
-  void FailWithHandlerError() { conn_.Close(CloseReason::kHandlerError); }
+  std::weak_ptr<Inbox> HomeInbox() const;
+  // An exception escaped asynchronous work: the actor pays.
+  void Fail();
 
-  Connection& conn_;
-  internal::ActorHost& host_;
+  internal::ActorCell& cell_;
 };
 
 class Actor {
@@ -236,26 +308,36 @@ HandlerFactory ActorFactory(std::function<std::unique_ptr<Actor>()> make,
 
 // From a thread outside any actor, send with Server::SendMail(ref, mail).
 
-namespace internal {
-struct ActorShared {
-  Codec codec;
-  OffloadPool* offload;
-};
-}  // namespace internal
+template <typename Reply, typename Request, typename OnReply>
+void Context::Ask(ActorRef to, Request request, absl::Duration timeout, OnReply on_reply) {
+  AskMail(to, Mail::Of(std::move(request)), timeout,
+          [on_reply = std::move(on_reply)](Context& ctx, absl::StatusOr<Mail> reply) mutable {
+            if (!reply.ok()) {
+              on_reply(ctx, absl::StatusOr<Reply>(reply.status()));
+            } else if (Reply* value = reply->As<Reply>()) {
+              on_reply(ctx, absl::StatusOr<Reply>(std::move(*value)));
+            } else {
+              on_reply(ctx, absl::StatusOr<Reply>(absl::InternalError(
+                                "the reply is not of the type the asker expects")));
+            }
+          });
+}
 
 template <typename Work, typename Done>
 void Context::Offload(Work work, Done on_done) {
   using Result = std::invoke_result_t<Work&>;
   // A weak handle: the server (and this reactor) may be gone by the time
   // the work finishes; then the result is dropped.
-  std::weak_ptr<Inbox> home = conn_.reactor().inbox();
+  std::weak_ptr<Inbox> home = HomeInbox();
   const ActorRef self = Self();
+  const uint32_t incarnation = Incarnation();
   const uint64_t seq = BeginOffload();
   SubmitOffload([work = std::move(work), on_done = std::move(on_done), home = std::move(home), self,
-                 seq]() mutable {
+                 seq, incarnation]() mutable {
     internal::Continuation next;
-    next.offload_seq = seq;
+    next.seq = seq;
     next.holds_work = true;
+    next.incarnation = incarnation;
     try {
       if constexpr (std::is_void_v<Result>) {
         work();
@@ -266,35 +348,12 @@ void Context::Offload(Work work, Done on_done) {
         };
       }
     } catch (...) {
-      next.run = [](Context& ctx) { ctx.FailWithHandlerError(); };
+      next.run = [](Context& ctx) { ctx.Fail(); };
     }
     if (std::shared_ptr<Inbox> inbox = home.lock()) {
       inbox->SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
     }
   });
-}
-
-template <typename Shard, typename Fn, typename Done>
-void Context::AtShard(uint32_t reactor, Fn fn, Done on_done) {
-  Reactor& here = conn_.reactor();
-  Reactor& home = here.peer(reactor);  // std::out_of_range past reactor_count()
-  conn_.AddPendingWork();
-  // Both reactors outlive every task they run: the server joins them all.
-  home.Post(
-      [&home, &here, self = Self(), fn = std::move(fn), on_done = std::move(on_done)]() mutable {
-        internal::Continuation next;
-        next.holds_work = true;
-        try {
-          next.run = [on_done = std::move(on_done), result = fn(home.Local<Shard>())](
-                         Context& ctx) mutable { on_done(ctx, std::move(result)); };
-        } catch (...) {
-          // As with Offload: the asking connection pays, not the home reactor.
-          next.run = [](Context& ctx) { ctx.FailWithHandlerError(); };
-        }
-        // System mail: an answer this actor asked for is never refused by a
-        // full mailbox or inbox.
-        here.SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
-      });
 }
 
 }  // namespace troupe

@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     reactor_options.connection = options.connection;
     reactor_options.read_budget_bytes = options.read_budget_bytes;
     reactor_options.idle_timeout = options.idle_timeout;
+    reactor_options.stall_threshold = options.stall_threshold;
     reactor_options.inbox_mail_capacity = options.inbox_mail_capacity;
     absl::StatusOr<std::unique_ptr<Reactor>> reactor = Reactor::Create(reactor_options, factory);
     if (!reactor.ok()) return reactor.status();

@@ -61,6 +61,9 @@ struct ServerOptions {
   // Stop(): how long connections get to flush (and to receive the replies
   // their actors still owe) before they are cut. Infinite: no limit.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // A reactor turn longer than this is counted and logged as a stall
+  // (ReactorOptions::stall_threshold). Zero or infinite: never.
+  absl::Duration stall_threshold = ReactorOptions{}.stall_threshold;
 };
 
 struct ServerStats {

@@ -337,14 +337,10 @@ void Connection::Close(CloseReason reason) {
   state_ = State::kClosed;
   // Closing the only descriptor also removes it from the epoll set.
   fd_.Reset();
-  // Mail still waiting dies with the actor, counted.
-  if (const size_t waiting = mailbox_.size(); waiting > 0) {
-    mailbox_.Clear();
-    host_.MailboxDepthChanged(-static_cast<int64_t>(waiting), 0);
-    host_.counters().CountMailDrop(
-        reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed : MailDrop::kGone,
-        waiting);
-  }
+  // Mail still waiting dies with the actor, counted (and bounced).
+  host_.DropWaiting(
+      mailbox_, id_,
+      reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed : MailDrop::kGone);
   host_.Closed(id_, reason);
 }
 
@@ -454,22 +450,15 @@ void Connection::OnPeerEofInLoop() {
 }
 
 std::optional<MailDrop> Connection::EnqueueMailInLoop(Mail mail, MailClass mail_class) {
-  switch (mailbox_.Push(std::move(mail), mail_class, options_.mailbox_capacity,
-                        options_.mailbox_overflow)) {
-    case Mailbox::PushResult::kQueued:
-      host_.MailboxDepthChanged(1, mailbox_.size());
-      break;
-    case Mailbox::PushResult::kEvictedOldest:
-      host_.counters().CountMailDrop(MailDrop::kEvicted);  // the new one took its place
-      break;
-    case Mailbox::PushResult::kDroppedNewest:
-      return MailDrop::kMailboxFull;
-    case Mailbox::PushResult::kOverflow:
-      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: mailbox full (%d mails waiting)",
-                              peer_.ToString(), mailbox_.size());
-      Close(CloseReason::kMailboxOverflow);
-      return MailDrop::kActorClosed;
+  const std::optional<MailDrop> dropped =
+      host_.Offer(mailbox_, id_, std::move(mail), mail_class, options_.mailbox_capacity,
+                  options_.mailbox_overflow);
+  if (dropped == MailDrop::kActorClosed) {
+    TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: mailbox full (%d mails waiting)",
+                            peer_.ToString(), mailbox_.size());
+    Close(CloseReason::kMailboxOverflow);
   }
+  if (dropped) return dropped;
   ScheduleMailInLoop();
   return std::nullopt;
 }

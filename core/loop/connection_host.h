@@ -11,7 +11,10 @@
 // deadline on the reactor's Timers, the counters, and three requests the
 // reactor serves in later phases of the same turn (read again, hand over
 // mail, reap). A connection never sees the Reactor's internals, and the
-// Reactor never writes a connection's fields.
+// Reactor never writes a connection's fields. Services (core/loop/
+// service.h), the socketless entries, reach the reactor through it too.
+// Mail either kind drops (evicted, or waiting when it closes) is handed to
+// Bounce(), so a request's asker hears of it (core/loop/mail.h).
 //
 //   host.ReadAgain(id);               // budget ran out: phase 3 reads again
 //   host.timers().SetDeadline(id, t);
@@ -25,12 +28,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "core/base/check.h"
 #include "core/loop/close_reason.h"
 #include "core/loop/connection_id.h"
+#include "core/loop/mail.h"
+#include "core/loop/mailbox.h"
 #include "core/loop/reactor_stats.h"
 #include "core/loop/timers.h"
 
@@ -66,6 +73,9 @@ class ConnectionHost {
   bool IsInLoopThread() const {  // Any thread.
     return loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
   }
+  // False until Run() binds the loop thread: setup code (spawning services
+  // before the server starts) may then act for it.
+  bool bound() const { return loop_thread_.load(std::memory_order_relaxed) != std::thread::id{}; }
   void AssertInLoopThread() const {
     TROUPE_CHECK(IsInLoopThread(), "called a loop-affine method off its loop thread");
   }
@@ -94,6 +104,29 @@ class ConnectionHost {
     counters_.CountClose(reason);
     closing_.push_back(Closing{id, reason});
   }
+  // Service `id` stopped: queued for the reap (its OnStop runs there). Not a
+  // connection close, so not counted as one.
+  void ServiceStopped(ConnectionId id, CloseReason reason) {
+    closing_.push_back(Closing{id, reason});
+  }
+  // `mail`, meant for `to`, was dropped for `reason`: if it is a request,
+  // its asker is told (Bounced). Set by the reactor; a test's host has none.
+  using BounceFn = absl::AnyInvocable<void(ReturnAddress, ConnectionId, MailDrop)>;
+  void set_bounce(BounceFn bounce) { bounce_ = std::move(bounce); }
+  void Bounce(const Mail& mail, ConnectionId to, MailDrop reason) {
+    const ReturnAddress address = mail.return_address();
+    if (address.valid() && bounce_) bounce_(address, to, reason);
+  }
+  // The intake every entry's mailbox shares (Connection and Service): queues
+  // `mail` for `to` under the policy, counting and bouncing what is
+  // dropped. nullopt: queued (the caller schedules the hand-over); else why
+  // it was dropped. kActorClosed: the policy is kCloseActor and the caller
+  // must close the entry.
+  std::optional<MailDrop> Offer(Mailbox& box, ConnectionId to, Mail mail, MailClass mail_class,
+                                size_t capacity, MailboxOverflow policy);
+  // Drops every mail waiting in `box` (its entry closed), counted as
+  // `reason` and bounced.
+  void DropWaiting(Mailbox& box, ConnectionId to, MailDrop reason);
   // A mailbox grew or shrank by `delta`; `one_mailbox` is its size now.
   void MailboxDepthChanged(int64_t delta, size_t one_mailbox) {
     mailbox_depth_ += delta;
@@ -119,6 +152,7 @@ class ConnectionHost {
   std::atomic<std::thread::id> loop_thread_{};
   Clock::time_point now_ = Clock::now();
   int64_t mailbox_depth_ = 0;
+  BounceFn bounce_;
   std::vector<ConnectionId> read_backlog_;
   std::vector<ConnectionId> mail_ready_;
   std::vector<Closing> closing_;

@@ -10,8 +10,9 @@
 // (the warmest memory).
 //
 // The table is a template over what it holds so that it can hold entries
-// with no socket too (an actor spawned on a reactor): it needs only that T
-// can be destroyed.
+// with no socket too (the services, core/loop/service.h): it needs only that
+// T can be destroyed. `first_slot` offsets every slot number it hands out, so
+// two tables of one reactor never issue the same id (kServiceSlot).
 //
 //   SlotTable<Connection> table(/*reactor=*/0);
 //   ConnectionId id = table.Reserve();
@@ -35,7 +36,8 @@ namespace troupe {
 template <typename T>
 class SlotTable {
  public:
-  explicit SlotTable(uint32_t reactor) : reactor_(reactor) {}
+  explicit SlotTable(uint32_t reactor, uint32_t first_slot = 0)
+      : reactor_(reactor), first_slot_(first_slot) {}
 
   // A slot for a new entry, with the id it will have. Put() fills it, or
   // Unreserve() gives it back (setup failed).
@@ -48,27 +50,29 @@ class SlotTable {
       slot = static_cast<uint32_t>(slots_.size());
       slots_.emplace_back();
     }
-    return ConnectionId{reactor_, slot, slots_[slot].generation};
+    return ConnectionId{reactor_, slot + first_slot_, slots_[slot].generation};
   }
-  void Unreserve(ConnectionId id) { free_.push_back(id.slot); }
+  void Unreserve(ConnectionId id) { free_.push_back(id.slot - first_slot_); }
   void Put(ConnectionId id, std::unique_ptr<T> entry) {
-    slots_[id.slot].entry = std::move(entry);
+    slots_[id.slot - first_slot_].entry = std::move(entry);
     ++size_;
   }
 
   // The entry `id` names, or nullptr if it is gone (or never was).
   T* Find(ConnectionId id) const {
-    if (id.reactor != reactor_ || id.slot >= slots_.size()) return nullptr;
-    const Slot& slot = slots_[id.slot];
+    if (id.reactor != reactor_ || id.slot < first_slot_) return nullptr;
+    const uint32_t index = id.slot - first_slot_;
+    if (index >= slots_.size()) return nullptr;
+    const Slot& slot = slots_[index];
     return slot.generation == id.generation ? slot.entry.get() : nullptr;
   }
   // Removes `id`'s entry and retires its id (the slot's next entry gets a
   // new generation).
   std::unique_ptr<T> Take(ConnectionId id) {
-    Slot& slot = slots_[id.slot];
+    Slot& slot = slots_[id.slot - first_slot_];
     std::unique_ptr<T> entry = std::move(slot.entry);
     if (++slot.generation == 0) slot.generation = 1;  // 0 means "none"
-    free_.push_back(id.slot);
+    free_.push_back(id.slot - first_slot_);
     --size_;
     return entry;
   }
@@ -91,6 +95,7 @@ class SlotTable {
   };
 
   const uint32_t reactor_;
+  const uint32_t first_slot_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;  // reusable slots, last freed on top
   size_t size_ = 0;

@@ -12,15 +12,31 @@
 //   Mail a = Mail::Share(shared), b = Mail::Share(shared);   // no copies
 //   if (const Note* note = a.Get<Note>()) Read(*note);
 //
+// A request (the actor layer's Ask) carries a return address: where the
+// answer goes, and the asker's tag for it. If the request is dropped on its
+// way (the target is gone, its mailbox is full), the reactor that drops it
+// sends Bounced{...} (core/loop/mailbox.h) back there, so the asker hears at
+// once instead of at its timeout.
+//
 // Thread safety: thread-compatible (moved between threads, never shared; a
 // shared value is immutable).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <typeinfo>
 #include <utility>
 
+#include "core/loop/connection_id.h"
+
 namespace troupe {
+
+// Where the answer to a request goes: the asker, and its tag for the request.
+struct ReturnAddress {
+  ConnectionId to;   // invalid: no answer is expected
+  uint64_t tag = 0;  // the asker's; opaque to the receiver
+  bool valid() const { return to.valid(); }
+};
 
 class Mail {
  public:
@@ -44,6 +60,14 @@ class Mail {
   }
 
   bool empty() const { return box_ == nullptr; }
+  // The return address, kept in the box (so a Mail stays one pointer); an
+  // empty Mail has none.
+  void set_return_address(ReturnAddress address) {
+    if (box_ != nullptr) box_->return_address = address;
+  }
+  ReturnAddress return_address() const {
+    return box_ != nullptr ? box_->return_address : ReturnAddress{};
+  }
   // True if the box holds (or shares) a T.
   template <typename T>
   bool Is() const {
@@ -67,6 +91,7 @@ class Mail {
     virtual const std::type_info& type() const = 0;
     virtual const void* get() const = 0;
     virtual bool shared() const = 0;
+    ReturnAddress return_address;
   };
   template <typename T>
   struct Owned final : Base {

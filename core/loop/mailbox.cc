@@ -49,7 +49,7 @@ const char* MailDropName(MailDrop reason) {
 }
 
 Mailbox::PushResult Mailbox::Push(Mail mail, MailClass mail_class, size_t capacity,
-                                  MailboxOverflow policy) {
+                                  MailboxOverflow policy, Mail* evicted) {
   PushResult result = PushResult::kQueued;
   if (mail_class == MailClass::kUser && user_ >= capacity) {
     switch (policy) {
@@ -63,6 +63,7 @@ Mailbox::PushResult Mailbox::Push(Mail mail, MailClass mail_class, size_t capaci
         // overflow, and n is bounded by the capacity plus owed replies.
         for (auto it = queue_->begin(); it != queue_->end(); ++it) {
           if (it->mail_class != MailClass::kUser) continue;
+          if (evicted != nullptr) *evicted = std::move(it->mail);
           queue_->erase(it);
           --user_;
           break;
@@ -86,8 +87,11 @@ Mail Mailbox::Pop() {
   return std::move(entry.mail);
 }
 
-size_t Mailbox::Clear() {
+size_t Mailbox::Clear(absl::FunctionRef<void(Mail&)> dropped_mail) {
   const size_t dropped = user_;
+  if (queue_ != nullptr) {
+    for (Entry& entry : *queue_) dropped_mail(entry.mail);
+  }
   queue_.reset();
   user_ = 0;
   return dropped;

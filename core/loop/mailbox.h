@@ -34,6 +34,7 @@
 #include <memory>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "core/loop/mail.h"
 
@@ -61,17 +62,29 @@ enum class MailDrop : uint8_t {
 };
 const char* MailDropName(MailDrop reason);
 
+// What a request that was dropped becomes: system mail to its return
+// address (core/loop/mail.h), naming where it was going, the asker's tag and
+// why it did not arrive.
+struct Bounced {
+  ConnectionId to;
+  uint64_t tag = 0;
+  MailDrop reason = MailDrop::kGone;
+};
+
 class Mailbox {
  public:
   enum class PushResult { kQueued, kDroppedNewest, kEvictedOldest, kOverflow };
 
   // Queues `mail` unless user mail is at `capacity`; then applies `policy`.
   // kOverflow (kCloseActor): nothing was queued; the caller closes the actor.
-  PushResult Push(Mail mail, MailClass mail_class, size_t capacity, MailboxOverflow policy);
+  // kEvictedOldest: the mail that made room is moved to `*evicted` if given.
+  PushResult Push(Mail mail, MailClass mail_class, size_t capacity, MailboxOverflow policy,
+                  Mail* evicted = nullptr);
   // The oldest mail. Requires !empty().
   Mail Pop();
-  // Drops everything; returns how many user mails were dropped.
-  size_t Clear();
+  // Drops everything, handing each dropped mail to `dropped` first (to
+  // bounce requests); returns how many user mails were dropped.
+  size_t Clear(absl::FunctionRef<void(Mail&)> dropped = [](Mail&) {});
 
   bool empty() const { return queue_ == nullptr || queue_->empty(); }
   size_t size() const { return queue_ == nullptr ? 0 : queue_->size(); }

@@ -88,7 +88,13 @@ Reactor::Reactor(const ReactorOptions& options, HandlerFactory factory, Fd epoll
               Clock::now()),
       host_(options_.connection, IdleTimeout(options.idle_timeout), options.read_budget_bytes,
             timers_, counters_),
-      table_(options.index) {}
+      table_(options.index),
+      services_(options.index, kServiceSlot),
+      stall_threshold_(IdleTimeout(options.stall_threshold)) {
+  host_.set_bounce([this](ReturnAddress address, ConnectionId to, MailDrop reason) {
+    BounceInLoop(address, to, reason);
+  });
+}
 
 void Reactor::AddListener(Fd listen_fd, std::unique_ptr<Listener> listener,
                           ListenerOptions options) {
@@ -213,13 +219,30 @@ void Reactor::Run() {
     RunTimersInLoop();
     RunMailboxesInLoop();
     ReapInLoop();
-    counters_.RecordTurn(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+    RecordTurnInLoop(start);
   }
   listen_fd_.Reset();  // a listener of our own: refuse new connects at once
   listening_ = false;
   CloseAllInLoop(CloseReason::kShutdown);
   ReapInLoop();
+  // Services last: every connection of the server is done by now (a drain
+  // waits for all reactors), so none still waits for a service's answer.
+  services_.ForEach([](Service& service) { service.Stop(CloseReason::kShutdown); });
+  ReapInLoop();
+}
+
+void Reactor::RecordTurnInLoop(Clock::time_point start) {
+  const Clock::duration took = Clock::now() - start;
+  counters_.RecordTurn(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
+  if (stall_threshold_ > Clock::duration::zero() && took > stall_threshold_) {
+    ReactorCounters::Bump(counters_.stalls);
+    TROUPE_LOG_EVERY_SECOND(
+        kWarning,
+        "reactor stalled: one loop turn took %d ms (threshold %d ms); an actor blocked "
+        "or computed on the loop",
+        std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(stall_threshold_).count());
+  }
 }
 
 void Reactor::HandleEventsInLoop(const epoll_event* events, int count) {
@@ -360,17 +383,51 @@ void Reactor::RunInboxInLoop() {
 
 bool Reactor::DeliverMailInLoop(ConnectionId to, Mail mail, MailClass mail_class) {
   AssertInLoopThread();
-  Connection* conn = Find(to);
-  if (conn == nullptr) {
-    counters_.CountMailDrop(to.valid() && to.reactor == options_.index ? MailDrop::kGone
-                                                                       : MailDrop::kInvalidRef);
+  Connection* conn = to.is_service() ? nullptr : Find(to);
+  Service* service = to.is_service() ? FindService(to) : nullptr;
+  if (conn == nullptr && service == nullptr) {
+    const MailDrop reason =
+        to.valid() && to.reactor == options_.index ? MailDrop::kGone : MailDrop::kInvalidRef;
+    counters_.CountMailDrop(reason);
+    host_.Bounce(mail, to, reason);
     return false;
   }
-  if (std::optional<MailDrop> dropped = conn->EnqueueMailInLoop(std::move(mail), mail_class)) {
+  // Drops at the mailbox are bounced there (ConnectionHost::Offer).
+  std::optional<MailDrop> dropped = conn != nullptr
+                                        ? conn->EnqueueMailInLoop(std::move(mail), mail_class)
+                                        : service->EnqueueMailInLoop(std::move(mail), mail_class);
+  if (dropped) {
     counters_.CountMailDrop(*dropped);
     return false;
   }
   return true;
+}
+
+void Reactor::BounceInLoop(ReturnAddress address, ConnectionId to, MailDrop reason) {
+  ReactorCounters::Bump(counters_.mail_bounced);
+  Mail bounced = Mail::Of(Bounced{to, address.tag, reason});
+  // System mail: an asker is never refused its answer by a capacity. A
+  // bounce carries no return address, so it never bounces itself.
+  if (address.to.reactor == options_.index) {
+    DeliverMailInLoop(address.to, std::move(bounced), MailClass::kSystem);
+  } else if (address.to.reactor < peers_.size()) {
+    peers_[address.to.reactor]->SendMail(address.to, std::move(bounced), MailClass::kSystem);
+  }
+}
+
+Service* Reactor::FindService(ConnectionId id) {
+  Service* service = services_.Find(id);
+  return service != nullptr && !service->stopped() ? service : nullptr;
+}
+
+ConnectionId Reactor::SpawnService(std::unique_ptr<ServiceHandler> handler,
+                                   const ServiceOptions& options) {
+  // Before Run() nobody else touches the reactor: setup may act for it.
+  if (host_.bound()) AssertInLoopThread();
+  const ConnectionId id = services_.Reserve();
+  services_.Put(id, std::make_unique<Service>(host_, this, id, options, std::move(handler)));
+  ReactorCounters::Bump(counters_.services_started);
+  return id;
 }
 
 void Reactor::RunMailboxesInLoop() {
@@ -379,7 +436,11 @@ void Reactor::RunMailboxesInLoop() {
   // the next pass, so two actors mailing each other cannot hold the loop;
   // ComputeTimeoutMs sees the host's mail_ready() and does not sleep meanwhile.
   ServeRequests(host_.mail_ready(), mail_ready_next_, [this](ConnectionId id) {
-    if (Connection* conn = Find(id)) conn->HandOverMailInLoop(kMailPerActorPerPass);
+    if (id.is_service()) {
+      if (Service* service = FindService(id)) service->HandOverMailInLoop(kMailPerActorPerPass);
+    } else if (Connection* conn = Find(id)) {
+      conn->HandOverMailInLoop(kMailPerActorPerPass);
+    }
   });
 }
 
@@ -415,6 +476,12 @@ void Reactor::ReapInLoop() {
   while (!closing.empty()) {
     reaping_.swap(closing);
     for (const ConnectionHost::Closing& c : reaping_) {
+      if (c.id.is_service()) {
+        std::unique_ptr<Service> service = services_.Take(c.id);
+        ReactorCounters::Bump(counters_.services_stopped);
+        service->handler()->OnStop(*service, c.reason);
+        continue;
+      }
       std::unique_ptr<Connection> conn = table_.Take(c.id);
       if (conn->handler() != nullptr) conn->handler()->OnClose(*conn, c.reason);
     }
@@ -452,6 +519,8 @@ ReactorStats Reactor::Stats() const {
   ReactorStats s = counters_.Snapshot();
   // The Derived rows of the table (core/loop/reactor_stats.h).
   s.open = s.accepted >= s.closed ? s.accepted - s.closed : 0;
+  s.services =
+      s.services_started >= s.services_stopped ? s.services_started - s.services_stopped : 0;
   // Refusals at the inbox are counted there (their senders are other threads).
   s.mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInboxFull)] += inbox_->refused_full();
   s.mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInvalidRef)] += inbox_->invalid_refs();

@@ -11,7 +11,11 @@
 //   6. timers       due RunAfter tasks run, then due deadlines (idle, flush,
 //                   linger: one per connection that has one) are checked
 //   7. mailboxes    mail sent during this turn by actors of this reactor
-//   8. reap         closed connections get OnClose, then are destroyed
+//   8. reap         closed connections get OnClose (stopped services
+//                   OnStop), then are destroyed
+//
+// A turn longer than `stall_threshold` is a stall: counted and logged (an
+// actor that blocks or computes on the loop delays every other actor here).
 //
 // Everything a connection touches happens on this thread; other threads reach
 // a reactor only through its Inbox (core/loop/inbox.h): Adopt(), Post(),
@@ -19,6 +23,7 @@
 //
 // What the reactor is made of, each in its own file:
 //   SlotTable        core/loop/connection_table.h  the connections: slots, generations
+//   Service          core/loop/service.h           socketless entries (a second table)
 //   ConnectionHost   core/loop/connection_host.h   the connections' one way back
 //   Timers           core/loop/timers.h            RunAfter and per-entry deadlines
 //   Inbox            core/loop/inbox.h             the cross-thread door
@@ -61,6 +66,7 @@
 #include "core/loop/mail.h"
 #include "core/loop/mailbox.h"
 #include "core/loop/reactor_stats.h"
+#include "core/loop/service.h"
 #include "core/loop/timers.h"
 
 struct epoll_event;  // <sys/epoll.h>
@@ -87,6 +93,10 @@ struct ReactorOptions {
   // Log lines from this thread say "reactor=<index>". Off for loops that
   // serve no connections of the server (the acceptor thread).
   bool tag_log_lines = true;
+  // A turn longer than this is counted (stalls) and logged. 100 ms: far
+  // beyond any healthy turn (microseconds), short enough to catch an actor
+  // that blocks. Zero or infinite: never reported.
+  absl::Duration stall_threshold = absl::Milliseconds(100);
 };
 
 // A listening socket a reactor accepts from itself (AddListener).
@@ -153,6 +163,19 @@ class Reactor {
 
   // The live connection with this id, or nullptr.
   Connection* Find(ConnectionId id);
+  // The live service with this id, or nullptr.
+  Service* FindService(ConnectionId id);
+  // Creates a service (an entry with no socket, core/loop/service.h) and
+  // returns its id at once; its OnStart runs in this reactor's next mailbox
+  // phase. On the loop thread, or before Run() from the thread setting the
+  // reactor up (the server's, before Start()).
+  ConnectionId SpawnService(std::unique_ptr<ServiceHandler> handler,
+                            const ServiceOptions& options = {});
+  // Counts one event in a counter of this reactor's table (the layers above
+  // core: service restarts, Ask timeouts).
+  void CountInLoop(std::atomic<uint64_t> ReactorCounters::*counter, uint64_t n = 1) {
+    ReactorCounters::Bump(counters_.*counter, n);
+  }
   // Puts `mail` in connection `to`'s mailbox (from a task or an actor on
   // this reactor); it is handed over in the mailbox phase, never inline.
   // False, counted, if `to` is gone or its mailbox refused the mail.
@@ -229,6 +252,9 @@ class Reactor {
   void UpdateListeningInLoop();
   void BeginDrainInLoop(absl::Time deadline);
   void CloseAllInLoop(CloseReason reason);
+  // Tells the asker of a dropped request (Bounced, core/loop/mailbox.h).
+  void BounceInLoop(ReturnAddress address, ConnectionId to, MailDrop reason);
+  void RecordTurnInLoop(Clock::time_point start);
   bool ShouldExitInLoop();
   void LeaveDrainInLoop();
 
@@ -252,9 +278,11 @@ class Reactor {
 
   // Loop-thread state. Connections (table_) are destroyed before the host
   // and timers they point into.
-  Timers timers_;                // RunAfter tasks and connection deadlines
-  ConnectionHost host_;          // what connections may ask of us
-  SlotTable<Connection> table_;  // the connections, by slot
+  Timers timers_;                          // RunAfter tasks and connection deadlines
+  ConnectionHost host_;                    // what connections may ask of us
+  SlotTable<Connection> table_;            // the connections, by slot
+  SlotTable<Service> services_;            // the services, by slot | kServiceSlot
+  const Clock::duration stall_threshold_;  // zero: not reported
   // Each phase swaps the host's request list with its spare and walks that,
   // so requests made while it runs wait for the next pass.
   std::vector<ConnectionId> read_backlog_next_;

@@ -67,7 +67,21 @@ namespace troupe {
   /* Per reactor only: the server's totals are ServerStats::refused/rejected. */            \
   X(refused, None, Derived, nullptr, "", "")  /* reuse-port: shed, descriptors ran out */   \
   X(rejected, None, Derived, nullptr, "", "") /* reuse-port: closed, max_connections */     \
-  X(turn_sum_ns, Sum, Own, nullptr, "", "")   /* see turn_buckets */
+  X(turn_sum_ns, Sum, Own, nullptr, "", "")   /* see turn_buckets */                        \
+  X(stalls, Sum, Own, "troupe_reactor_stalls_total", "counter",                             \
+    "Loop turns longer than the stall threshold (logged too).")                             \
+  X(services, Sum, Derived, "troupe_services", "gauge", "Service actors running now.")      \
+  X(services_started, Sum, Own, "troupe_services_started_total", "counter",                 \
+    "Service actors spawned on the reactor.")                                               \
+  X(services_stopped, Sum, Own, nullptr, "", "")                                            \
+  X(service_restarts, Sum, Own, "troupe_service_restarts_total", "counter",                 \
+    "Service actors restarted by their policy after a failure.")                            \
+  X(mail_bounced, Sum, Own, "troupe_mail_bounced_total", "counter",                         \
+    "Requests dropped on their way and returned to their asker.")                           \
+  X(asks_timed_out, Sum, Own, "troupe_asks_timed_out_total", "counter",                     \
+    "Asks answered by their timeout.")                                                      \
+  X(ask_replies_late, Sum, Own, "troupe_ask_replies_late_total", "counter",                 \
+    "Replies that came after their Ask had timed out, dropped.")
 
 // A point-in-time copy of a reactor's counters.
 struct ReactorStats {

@@ -44,7 +44,7 @@ int WaitForStopSignalFor(int timeout_ms) {
 }
 
 int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
-                         HandlerFactory factory) {
+                         HandlerFactory factory, const std::function<void(Server&)>& before_start) {
   const std::string program(name);
   BlockStopSignals();
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(options, std::move(factory));
@@ -53,6 +53,7 @@ int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
                  std::string(server.status().message()).c_str());
     return 1;
   }
+  if (before_start) before_start(**server);
   (*server)->Start();
   std::printf("%s listening on %s\n", program.c_str(), (*server)->address().ToString().c_str());
   std::fflush(stdout);

@@ -47,12 +47,14 @@ struct StopSignalHooks {
 int DrainOnStopSignal(Server& server, const StopSignalHooks& hooks = {});
 
 // The whole life of a small server program, for main(): blocks the stop
-// signals, creates and starts the server, prints "<name> listening on
+// signals, creates the server, runs `before_start` on it (to spawn service
+// actors, actors/service.h), starts it, prints "<name> listening on
 // <address>" on stdout, then DrainOnStopSignal, and returns the
 // exit status (0, or 1 after printing "<name>: <what failed>" on stderr).
 //
 //   int main() { return troupe::ServeUntilStopSignal("my-server", options, factory); }
 int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,
-                         HandlerFactory factory);
+                         HandlerFactory factory,
+                         const std::function<void(Server&)>& before_start = {});
 
 }  // namespace troupe

@@ -3,6 +3,7 @@
 // order, the drain waiting for owed replies, and codec limits past 16 MiB.
 // In-process servers on 127.0.0.1, real sockets.
 #include <atomic>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "actors/actor.h"
 #include "actors/builtin.h"
+#include "actors/service.h"
 #include "core/base/string_view_compat.h"
 #include "core/server.h"
 #include "gtest/gtest.h"
@@ -35,11 +37,13 @@ struct ReleaseOnExit {
   }
 };
 
-std::unique_ptr<Server> Start(ServerOptions options, HandlerFactory factory) {
+std::unique_ptr<Server> Start(ServerOptions options, HandlerFactory factory,
+                              const std::function<void(Server&)>& before_start = {}) {
   options.address = *Address::Parse("127.0.0.1:0");
   auto server = Server::Create(options, std::move(factory));
   EXPECT_TRUE(server.ok()) << server.status();
   if (!server.ok()) return nullptr;
+  if (before_start) before_start(**server);
   (*server)->Start();
   return std::move(*server);
 }
@@ -377,9 +381,17 @@ struct Question {
   testing::Notification started;
   testing::Notification release;
 };
+// Answers every request with "answer".
+class AnswerService final : public ServiceActor {
+ public:
+  void OnMail(Context& ctx, Mail mail) override {
+    ctx.Reply(mail.return_address(), std::string("answer"));
+  }
+};
+
 class AskOtherReactorActor final : public Actor {
  public:
-  explicit AskOtherReactorActor(Question& q) : q_(q) {}
+  AskOtherReactorActor(Question& q, Sharded shards) : q_(q), shards_(std::move(shards)) {}
   void OnMessage(Context& ctx, Bytes) override {
     ctx.Offload(
         [&q = q_] {
@@ -387,17 +399,19 @@ class AskOtherReactorActor final : public Actor {
           q.release.WaitForNotification();
           return 0;
         },
-        [](Context& c, int) {
-          // Asks the other reactor (the one with no connection left).
-          struct Nothing {};
-          c.AtShard<Nothing>(
-              1 - c.reactor_index(), [](Nothing&) { return std::string("answer"); },
-              [](Context& back, std::string text) { back.WriteFrame(text); });
+        [shards = shards_](Context& c, int) {
+          // Asks the other reactor's service (the reactor with no
+          // connection left).
+          c.Ask<std::string>(shards.shard(1 - c.reactor_index()), 0, absl::Seconds(30),
+                             [](Context& back, absl::StatusOr<std::string> text) {
+                               back.WriteFrame(text.ok() ? *text : text.status().ToString());
+                             });
         });
   }
 
  private:
   Question& q_;
+  Sharded shards_;
 };
 
 TEST(DrainTest, AReactorWithNoConnectionsLeftStillAnswersTheOthers) {
@@ -411,9 +425,14 @@ TEST(DrainTest, AReactorWithNoConnectionsLeftStillAnswersTheOthers) {
   ServerOptions options;
   options.workers = 2;
   options.drain_timeout = absl::Seconds(30);
+  Sharded shards;
   auto server =
       Start(options,
-            ActorFactory([&] { return std::make_unique<AskOtherReactorActor>(q); }, actor_options));
+            ActorFactory([&] { return std::make_unique<AskOtherReactorActor>(q, shards); },
+                         actor_options),
+            [&](Server& s) {
+              shards.Spawn(s, [](uint32_t) { return std::make_unique<AnswerService>(); });
+            });
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());  // the first connection: reactor 0
   ASSERT_TRUE(client.Send("ask\n"));
@@ -530,51 +549,6 @@ TEST(PendingWorkTest, PlainTimersDoNotHoldACloseButReplyTimersDo) {
   asking.ShutdownWrite();
   EXPECT_EQ(asking.ReadLine(), "here");
   EXPECT_TRUE(asking.WaitForEof());
-}
-
-}  // namespace
-}  // namespace troupe
-
-namespace troupe {
-namespace {
-
-// "get KEY" answers from the key's shard; "boom" makes the shard's work throw.
-class ShardActor final : public Actor {
- public:
-  void OnMessage(Context& ctx, Bytes line) override {
-    struct Count {
-      int n = 0;
-    };
-    const bool boom = line == "boom";
-    ctx.AtShard<Count>(
-        ctx.reactor_count() - 1,
-        [boom](Count& count) {
-          if (boom) throw std::runtime_error("shard work failed");
-          return ++count.n;
-        },
-        [](Context& back, int n) { back.WriteFrame(std::to_string(n)); });
-  }
-};
-
-TEST(AtShardTest, AnswersComeBackAndAThrowClosesOnlyTheAskingConnection) {
-  ServerOptions options;
-  options.workers = 2;
-  auto server =
-      Start(options, ActorFactory([] { return std::make_unique<ShardActor>(); }, Lines()));
-  ASSERT_NE(server, nullptr);
-  LineClient good(server->address());
-  ASSERT_TRUE(good.Send("get\n"));
-  EXPECT_EQ(good.ReadLine(), "1");
-  LineClient bad(server->address());
-  ASSERT_TRUE(bad.Send("boom\n"));
-  EXPECT_TRUE(bad.WaitForEof());
-  EXPECT_TRUE(WaitFor([&] { return Closed(*server, CloseReason::kHandlerError) == 1; }));
-  // The shard and the other connection are unharmed.
-  ASSERT_TRUE(good.Send("get\n"));
-  EXPECT_EQ(good.ReadLine(), "2");
-  good.Close();
-  bad.Close();
-  server->Stop();
 }
 
 }  // namespace
