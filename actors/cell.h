@@ -152,11 +152,11 @@ class ActorCell {
     OnReply on_reply;
     Clock::time_point deadline;
   };
-  absl::btree_map<uint64_t, PendingAsk> asks_;                    // by tag (= place)
+  absl::btree_map<uint64_t, PendingAsk> asks_;                   // by tag (= place)
   absl::btree_set<std::pair<Clock::time_point, uint64_t>> due_;  // finite deadlines
   Clock::time_point timer_at_ = Clock::time_point::max();        // the armed sweep
 
-  std::vector<ActorRef> watchers_;                 // who gets Terminated
+  std::vector<ActorRef> watchers_;                   // who gets Terminated
   absl::flat_hash_set<ActorRef, RefHash> watching_;  // whose Terminated we want
   ReturnAddress current_request_;
   std::vector<std::string> groups_;

@@ -127,9 +127,9 @@ class ServiceActorHost final : public ServiceHandler, public ActorCell {
     absl::Duration backoff = policy_.backoff;
     for (size_t i = 1; i < failures_.size() && backoff < policy_.max_backoff; ++i) backoff *= 2;
     backoff = std::min(backoff, policy_.max_backoff);
-    TROUPE_LOG_EVERY_SECOND(kWarning, "service %s threw: %s; restart %d of %d in %s",
-                            Name(self()), std::string(what), failures_.size(),
-                            policy_.max_restarts, absl::FormatDuration(backoff));
+    TROUPE_LOG_EVERY_SECOND(kWarning, "service %s threw: %s; restart %d of %d in %s", Name(self()),
+                            std::string(what), failures_.size(), policy_.max_restarts,
+                            absl::FormatDuration(backoff));
     reactor().CountInLoop(&ReactorCounters::service_restarts);
     // After the throw has unwound: nothing of the old object is on the stack.
     actor_.reset();
@@ -168,8 +168,7 @@ ActorRef Context::Spawn(ServiceFactory make) { return Spawn(std::move(make), {})
 
 ActorRef SpawnService(Server& server, uint32_t reactor, ServiceFactory make,
                       const ServiceActorOptions& options) {
-  TROUPE_CHECK(reactor < static_cast<uint32_t>(server.workers()),
-               "SpawnService: no such reactor");
+  TROUPE_CHECK(reactor < static_cast<uint32_t>(server.workers()), "SpawnService: no such reactor");
   return server.reactor(static_cast<int>(reactor))
       .SpawnService(std::make_unique<internal::ServiceActorHost>(std::move(make), options),
                     options.mailbox);
@@ -180,7 +179,8 @@ void Sharded::Spawn(Server& server,
                     const ServiceActorOptions& options) {
   TROUPE_CHECK(refs_->empty(), "Sharded::Spawn called twice");
   for (uint32_t i = 0; i < static_cast<uint32_t>(server.workers()); ++i) {
-    refs_->push_back(SpawnService(server, i, [make, i] { return make(i); }, options));
+    refs_->push_back(SpawnService(
+        server, i, [make, i] { return make(i); }, options));
   }
 }
 

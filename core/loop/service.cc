@@ -23,9 +23,9 @@ Reactor& Service::reactor() const {
 void Service::Stop(CloseReason reason) {
   if (stopped_) return;
   stopped_ = true;
-  host_.DropWaiting(mailbox_, id_,
-                    reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed
-                                                            : MailDrop::kGone);
+  host_.DropWaiting(
+      mailbox_, id_,
+      reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed : MailDrop::kGone);
   host_.ServiceStopped(id_, reason);
 }
 
@@ -35,9 +35,9 @@ void Service::ResumeMail() {
 }
 
 std::optional<MailDrop> Service::EnqueueMailInLoop(Mail mail, MailClass mail_class) {
-  const std::optional<MailDrop> dropped = host_.Offer(
-      mailbox_, id_, std::move(mail), mail_class, options_.mailbox_capacity,
-      options_.mailbox_overflow);
+  const std::optional<MailDrop> dropped =
+      host_.Offer(mailbox_, id_, std::move(mail), mail_class, options_.mailbox_capacity,
+                  options_.mailbox_overflow);
   if (dropped == MailDrop::kActorClosed) {
     TROUPE_LOG_EVERY_SECOND(kWarning, "stopping service %d/%d: mailbox full (%d mails waiting)",
                             id_.reactor, id_.slot & ~kServiceSlot, mailbox_.size());
