@@ -17,49 +17,7 @@
 #include "core/net/socket.h"
 #include "core/server.h"
 #include "gtest/gtest.h"
-
-namespace {
-
-std::atomic<bool> g_counting{false};
-std::atomic<uint64_t> g_allocations{0};
-
-void* CountedAlloc(size_t n, size_t align = 0) {
-  if (g_counting.load(std::memory_order_relaxed)) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (n == 0) n = 1;
-  void* p = align > alignof(std::max_align_t)
-                ? std::aligned_alloc(align, (n + align - 1) / align * align)
-                : std::malloc(n);
-  return p;
-}
-
-}  // namespace
-
-// GCC sees malloc/free behind new/delete once these are inlined and warns
-// about a mismatch that is exactly the point of the replacement.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
-void* operator new(size_t n) {
-  if (void* p = CountedAlloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) { return operator new(n); }
-void* operator new(size_t n, const std::nothrow_t&) noexcept { return CountedAlloc(n); }
-void* operator new[](size_t n, const std::nothrow_t&) noexcept { return CountedAlloc(n); }
-void* operator new(size_t n, std::align_val_t a) {
-  if (void* p = CountedAlloc(n, static_cast<size_t>(a))) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n, std::align_val_t a) { return operator new(n, a); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p); }
+#include "tests/support/counting_new.h"  // replaces operator new/delete
 
 namespace troupe {
 namespace {
@@ -103,12 +61,12 @@ std::string Frame(const std::string& payload) {
 // The counter itself works, on any thread: otherwise a 0 below proves nothing.
 TEST(CountingAllocatorTest, SeesAllocationsOnOtherThreads) {
   std::thread other;  // created before counting: starting it allocates
-  g_allocations.store(0);
-  g_counting.store(true);
+  testing::g_allocations.store(0);
+  testing::g_counting.store(true);
   other = std::thread([] { delete new int(7); });
   other.join();
-  g_counting.store(false);
-  EXPECT_GE(g_allocations.load(), 1u);
+  testing::g_counting.store(false);
+  EXPECT_GE(testing::g_allocations.load(), 1u);
 }
 
 class EchoAllocTest : public ::testing::TestWithParam<Case> {};
@@ -132,14 +90,14 @@ TEST_P(EchoAllocTest, WarmEchoAllocatesNothing) {
   for (int i = 0; i < kWarmupRoundTrips; ++i) {
     ASSERT_TRUE(RoundTrip(client->get(), c.request, reply)) << "warmup " << i;
   }
-  g_allocations.store(0);
-  g_counting.store(true);
+  testing::g_allocations.store(0);
+  testing::g_counting.store(true);
   bool ok = true;
   for (int i = 0; i < kMeasuredRoundTrips && ok; ++i) {
     ok = RoundTrip(client->get(), c.request, reply);
   }
-  g_counting.store(false);
-  const uint64_t allocations = g_allocations.load();
+  testing::g_counting.store(false);
+  const uint64_t allocations = testing::g_allocations.load();
   ASSERT_TRUE(ok);
   EXPECT_EQ(allocations, 0u) << allocations << " allocations over " << kMeasuredRoundTrips
                              << " round trips (" << c.name << ")";

@@ -2,6 +2,8 @@
 // actors/actor.h), through a real server on loopback: a connection actor
 // turns each line a test sends into the call under test and writes what
 // came back, so every answer is observed where a user would see it.
+#include "actors/service.h"
+
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -15,7 +17,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "actors/actor.h"
-#include "actors/service.h"
 #include "core/base/string_view_compat.h"
 #include "core/server.h"
 #include "gtest/gtest.h"
@@ -53,10 +54,10 @@ std::string Text(const absl::StatusOr<std::string>& answer) {
 struct Echo {
   std::string text;
 };
-struct Count {};               // replies with the number of Counts seen (state)
-struct Boom {};                // throws
-struct Silent {};              // never answered
-struct LateBy {                // answered after `ms` milliseconds
+struct Count {};   // replies with the number of Counts seen (state)
+struct Boom {};    // throws
+struct Silent {};  // never answered
+struct LateBy {    // answered after `ms` milliseconds
   int ms;
 };
 struct StopNow {};  // the service stops itself (ctx.Close())
@@ -131,18 +132,17 @@ class Prober final : public Actor {
 
   void OnMail(Context& ctx, Mail mail) override {
     if (const Terminated* t = mail.Get<Terminated>()) {
-      ctx.WriteFrame(absl::StrCat("terminated ",
-                                  t->reason ? CloseReasonName(*t->reason) : "already-gone"));
+      ctx.WriteFrame(
+          absl::StrCat("terminated ", t->reason ? CloseReasonName(*t->reason) : "already-gone"));
     }
   }
 
  private:
   template <typename Request>
   void Ask(Context& ctx, ActorRef to, Request request) {
-    ctx.Ask<std::string>(to, std::move(request), timeout_,
-                         [](Context& c, absl::StatusOr<std::string> answer) {
-                           c.WriteFrame(Text(answer));
-                         });
+    ctx.Ask<std::string>(
+        to, std::move(request), timeout_,
+        [](Context& c, absl::StatusOr<std::string> answer) { c.WriteFrame(Text(answer)); });
   }
 
   Sharded shards_;
@@ -154,15 +154,15 @@ struct Fixture {
                    ServiceActorOptions service_options = {}, std::atomic<int>* starts = nullptr) {
     ServerOptions options;
     options.workers = workers;
-    server = Start(
-        options,
-        ActorFactory([this, timeout] { return std::make_unique<Prober>(shards, timeout); },
-                     Lines()),
-        [&](Server& s) {
-          shards.Spawn(
-              s, [starts](uint32_t) { return std::make_unique<TestService>(starts); },
-              service_options);
-        });
+    server =
+        Start(options,
+              ActorFactory([this, timeout] { return std::make_unique<Prober>(shards, timeout); },
+                           Lines()),
+              [&](Server& s) {
+                shards.Spawn(
+                    s, [starts](uint32_t) { return std::make_unique<TestService>(starts); },
+                    service_options);
+              });
   }
   ReactorStats Total() const { return server->Stats().Total(); }
   Sharded shards;
@@ -393,9 +393,9 @@ TEST(ServiceTest, AnActorSpawnsAServiceAtRunTimeAndServerSendMailReachesIt) {
   };
   ServerOptions options;
   options.workers = 2;
-  auto server = Start(
-      options,
-      ActorFactory([&] { return std::make_unique<Spawner>(got, spawned, ready); }, Lines()));
+  auto server =
+      Start(options,
+            ActorFactory([&] { return std::make_unique<Spawner>(got, spawned, ready); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("go\n"));
