@@ -124,5 +124,38 @@ TEST(ExamplesTest, KvStoreSharesKeysAcrossReactors) {
   StopAndExpectZero(*server);
 }
 
+TEST(ExamplesTest, KvStoreRestartsAPoisonedShardEmptyAndStopsItPastItsLimit) {
+  Address address;
+  auto server = StartExample("kv-store", &address);
+  ASSERT_NE(server, nullptr);
+  LineClient client(address);
+  // Two keys; "victim" and "bystander" may share a shard or not, so the
+  // test reads each key's own shard through its own requests.
+  ASSERT_TRUE(client.Send("set victim 1\nget victim\n"));
+  EXPECT_EQ(client.ReadLine(), "ok");
+  EXPECT_EQ(client.ReadLine(), "victim=1");
+  // The poisoned shard answers with an error, restarts empty, and serves on.
+  ASSERT_TRUE(client.Send("poison victim\nget victim\nset victim 2\nget victim\n"));
+  std::optional<std::string> error = client.ReadLine();
+  ASSERT_TRUE(error.has_value());
+  EXPECT_TRUE(absl::StartsWith(*error, "error: INTERNAL")) << *error;
+  EXPECT_EQ(client.ReadLine(), "victim=");  // its state went with the failed object
+  EXPECT_EQ(client.ReadLine(), "ok");
+  EXPECT_EQ(client.ReadLine(), "victim=2");
+  // Three restarts in 10 s are allowed; the fourth failure stops the shard
+  // for good, and its keys answer "no such actor" from then on.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client.Send("poison victim\n"));
+    error = client.ReadLine();
+    ASSERT_TRUE(error.has_value());
+    EXPECT_TRUE(absl::StartsWith(*error, "error: INTERNAL")) << i << ": " << *error;
+  }
+  ASSERT_TRUE(client.Send("get victim\n"));
+  error = client.ReadLine();
+  ASSERT_TRUE(error.has_value());
+  EXPECT_TRUE(absl::StartsWith(*error, "error: NOT_FOUND")) << *error;
+  StopAndExpectZero(*server);
+}
+
 }  // namespace
 }  // namespace troupe

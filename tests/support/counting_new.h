@@ -49,8 +49,12 @@ void* operator new(size_t n) {
   throw std::bad_alloc();
 }
 void* operator new[](size_t n) { return operator new(n); }
-void* operator new(size_t n, const std::nothrow_t&) noexcept { return troupe::testing::CountedAlloc(n); }
-void* operator new[](size_t n, const std::nothrow_t&) noexcept { return troupe::testing::CountedAlloc(n); }
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  return troupe::testing::CountedAlloc(n);
+}
+void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  return troupe::testing::CountedAlloc(n);
+}
 void* operator new(size_t n, std::align_val_t a) {
   if (void* p = troupe::testing::CountedAlloc(n, static_cast<size_t>(a))) return p;
   throw std::bad_alloc();
@@ -64,4 +68,3 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p); }
-
