@@ -303,7 +303,7 @@ class FileActor final : public troupe::Actor {
     int error = 0;          // the first disk error; the rest of the body is dropped
     size_t writes_in_flight = 0;
     std::string chunk;               // body bytes not yet handed to a write
-    std::deque<QueuedChunk> queued;  // full chunks waiting for the open
+    std::deque<QueuedChunk> queued;  // chunks cut, waiting for the open
   };
   struct GetState {
     std::shared_ptr<troupe::Fd> fd;
