@@ -581,6 +581,9 @@ class FileActor final : public troupe::Actor {
   void PumpGet(troupe::Context& ctx) {
     if (get_.reading) return;
     if (get_.offset == get_.size) {
+      // The close goes to the pool like the open did (the reply does not
+      // wait for it; counted as owed work, the drain does).
+      ctx.Offload([fd = std::move(get_.fd)]() mutable { fd.reset(); }, [](troupe::Context&) {});
       get_ = GetState{};
       EndRequest(ctx);
       return;
