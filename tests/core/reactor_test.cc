@@ -836,8 +836,8 @@ TEST(ReactorConnectTest, StopNowCancelsAConnectStillInProgress) {
 
 TEST(ReactorConnectTest, AResultCallbackThatRedialsAtOnceCannotHoldTheLoop) {
   // Each attempt fails inside Connect() (an address of no family) and its
-  // result dials again: the reap must still yield, so the task posted
-  // meanwhile gets to run and stop the chain.
+  // result, delivered in the reap, dials again. The first result posts a
+  // task that stops the chain: the reap must yield for it to run.
   constexpr int kCap = 100000;  // where the chain stops if nothing else does
   std::atomic<int> attempts{0};
   std::atomic<bool> stop{false};
@@ -847,6 +847,7 @@ TEST(ReactorConnectTest, AResultCallbackThatRedialsAtOnceCannotHoldTheLoop) {
     ++attempts;
     r.reactor().Connect(Address(), absl::Seconds(1), std::make_unique<RecordingHandlerStub>(),
                         [&](absl::StatusOr<ConnectionId>) {
+                          if (attempts.load() == 1) r.reactor().Post([&] { stop = true; });
                           if (stop.load() || attempts.load() >= kCap) {
                             done.Notify();
                           } else {
@@ -854,10 +855,7 @@ TEST(ReactorConnectTest, AResultCallbackThatRedialsAtOnceCannotHoldTheLoop) {
                           }
                         });
   };
-  r.reactor().Post([&] {
-    dial();
-    r.reactor().Post([&] { stop = true; });  // runs in the next turn's inbox phase
-  });
+  r.reactor().Post([&] { dial(); });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_TRUE(stop.load());
   EXPECT_LT(attempts.load(), 1000);
