@@ -1,5 +1,8 @@
 // CloseReason: why a connection ended. Each close is counted by reason per
-// reactor (troupe_connections_closed_total{reason=...}).
+// reactor (troupe_connections_closed_total{reason=...}), accepted and outbound
+// (Reactor::Connect) connections alike; an outbound attempt that never opened
+// ends with one of these too (kConnectFailed, kConnectTimeout, or whatever
+// closed it while it was connecting).
 //
 //   if (reason == CloseReason::kSlowConsumer) ...   // in OnClose
 //
@@ -27,6 +30,8 @@ enum class CloseReason : uint8_t {
   kSlowConsumer,     // queued output would pass ConnectionOptions::max_output_bytes
   kFlushTimeout,     // CloseAfterFlush(): the output did not drain in flush_timeout
   kMailboxOverflow,  // mail at a full mailbox under MailboxOverflow::kCloseActor
+  kConnectFailed,    // Reactor::Connect: connect() failed (refused, unreachable, no socket)
+  kConnectTimeout,   // Reactor::Connect: the connection did not open within its timeout
   kCount,
 };
 const char* CloseReasonName(CloseReason reason);

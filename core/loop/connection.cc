@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "core/base/check.h"
 #include "core/base/deadline.h"
 #include "core/base/log.h"
@@ -43,6 +45,10 @@ const char* CloseReasonName(CloseReason reason) {
       return "flush_timeout";
     case CloseReason::kMailboxOverflow:
       return "mailbox_overflow";
+    case CloseReason::kConnectFailed:
+      return "connect_failed";
+    case CloseReason::kConnectTimeout:
+      return "connect_timeout";
     case CloseReason::kCount:
       break;
   }
@@ -69,10 +75,97 @@ Reactor& Connection::reactor() const {
 
 void Connection::OpenInLoop() {
   ScheduleDeadlineInLoop();
+  opened_ = true;
   handler_->OnOpen(*this);
 }
 
+void Connection::ConnectInLoop(absl::Duration timeout, ConnectCallback on_result) {
+  host_.AssertInLoopThread();
+  state_ = State::kConnecting;
+  outbound_ = true;
+  // EPOLLOUT says the connect completed: until then every Send() queues.
+  write_blocked_ = true;
+  dial_ = std::make_unique<Dial>(Dial{timeout, std::move(on_result), absl::OkStatus()});
+  if (IsFiniteTimeout(timeout)) {
+    close_deadline_ = DeadlineAfter(host_.now(), timeout);
+    ScheduleDeadlineInLoop();
+  }
+}
+
+void Connection::FailConnectInLoop(absl::Status error, CloseReason reason) {
+  if (closed()) return;
+  if (dial_ != nullptr) dial_->error = std::move(error);
+  Close(reason);
+}
+
+bool Connection::FinishConnectInLoop(uint32_t events) {
+  // Nothing else is reported for a socket whose connect is in progress.
+  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return false;
+  int error = 0;
+  socklen_t len = sizeof(error);
+  if (::getsockopt(fd(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
+  if (error == 0 && (events & EPOLLOUT) == 0) error = ENOTCONN;  // hung up, no reason given
+  if (error != 0) {
+    FailConnectInLoop(absl::ErrnoToStatus(error, absl::StrCat("connect ", peer_.ToString())),
+                      CloseReason::kConnectFailed);
+    return false;
+  }
+  state_ = State::kOpen;
+  ReactorCounters::Bump(host_.counters().connected);
+  close_deadline_ = SteadyClock::time_point::max();  // the connect's; idle from now on
+  last_active_ = host_.now();
+  ConnectCallback on_result;
+  if (dial_ != nullptr) on_result = std::move(dial_->on_result);
+  dial_.reset();
+  // The result first, so that whoever asked knows the id before the handler
+  // can act on it (OnOpen may send mail naming it, or close it).
+  if (on_result) std::move(on_result)(id_);
+  if (closed()) return false;  // the asker closed it: the handler hears nothing
+  OpenInLoop();
+  if (closed()) return false;
+  if (!mailbox_.empty()) ScheduleMailInLoop();  // mail that waited for the open
+  if (flush_at_open_) {
+    flush_at_open_ = false;
+    CloseAfterFlush();
+  }
+  return !closed();
+}
+
+void Connection::FinishInLoop(CloseReason reason) {
+  if (opened_) {
+    if (handler_ != nullptr) handler_->OnClose(*this, reason);
+    return;
+  }
+  if (dial_ == nullptr || !dial_->on_result) return;
+  absl::Status error = std::move(dial_->error);
+  if (error.ok()) {
+    // Closed while connecting by something other than the connect itself.
+    const std::string what = absl::StrCat("connect ", peer_.ToString());
+    switch (reason) {
+      case CloseReason::kLocalClose:
+        error = absl::CancelledError(absl::StrCat(what, ": closed before it opened"));
+        break;
+      case CloseReason::kShutdown:
+        error = absl::CancelledError(absl::StrCat(what, ": the reactor is stopping"));
+        break;
+      default:
+        error = absl::AbortedError(
+            absl::StrCat(what, ": closed before it opened (", CloseReasonName(reason), ")"));
+        break;
+    }
+  }
+  ConnectCallback on_result = std::move(dial_->on_result);
+  dial_.reset();
+  std::move(on_result)(std::move(error));
+}
+
 void Connection::HandleEventsInLoop(uint32_t events) {
+  if (state_ == State::kConnecting) {
+    if (!FinishConnectInLoop(events)) return;
+    // Bytes may have come with the handshake (a server that speaks first):
+    // read them now rather than trust this event to say so.
+    events |= EPOLLIN;
+  }
   if (events & EPOLLERR) {
     int error = 0;
     socklen_t len = sizeof(error);
@@ -106,6 +199,8 @@ void Connection::ScheduleReadInLoop() {
 }
 
 bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
+  // Not connected yet: recv would fail (ENOTCONN); the open reads.
+  if (state_ == State::kConnecting) return false;
   char* const scratch = host_.scratch();
   constexpr size_t kScratch = ConnectionHost::kScratchBytes;
   if (redeliver_input_ && !user_paused_) {
@@ -207,7 +302,7 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
 
 void Connection::Send(std::string_view bytes) {
   host_.AssertInLoopThread();
-  if (state_ != State::kOpen || bytes.empty()) return;
+  if ((state_ != State::kOpen && state_ != State::kConnecting) || bytes.empty()) return;
   if (output_.empty() && !write_blocked_) {
     // Write-through: most small replies leave in this one syscall, without
     // touching the output buffer or waiting for EPOLLOUT.
@@ -252,7 +347,7 @@ bool Connection::QueueOutput(size_t bytes) {
 
 void Connection::Send(std::initializer_list<std::string_view> pieces) {
   host_.AssertInLoopThread();
-  if (state_ != State::kOpen) return;
+  if (state_ != State::kOpen && state_ != State::kConnecting) return;
   if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
     for (std::string_view piece : pieces) Send(piece);
     return;
@@ -341,11 +436,15 @@ void Connection::Close(CloseReason reason) {
   host_.DropWaiting(
       mailbox_, id_,
       reason == CloseReason::kMailboxOverflow ? MailDrop::kActorClosed : MailDrop::kGone);
-  host_.Closed(id_, reason);
+  host_.Closed(id_, reason, outbound_);
 }
 
 void Connection::CloseAfterFlush() {
   host_.AssertInLoopThread();
+  if (state_ == State::kConnecting) {
+    flush_at_open_ = true;  // the open flushes what was queued meanwhile
+    return;
+  }
   if (state_ != State::kOpen || close_requested_) return;
   close_requested_ = true;
   // From the call: owed work and the flush share one bound.
@@ -359,7 +458,7 @@ void Connection::ResumeReading() {
   host_.AssertInLoopThread();
   if (!user_paused_) return;
   user_paused_ = false;
-  if (closed()) return;
+  if (closed() || connecting()) return;  // the open reads anyway
   // Bytes may wait in the socket with their edge already consumed, and
   // input left unconsumed: go back for both next turn.
   redeliver_input_ = !input_.empty();
@@ -399,7 +498,8 @@ void Connection::StartFlushInLoop() {
 
 void Connection::ScheduleDeadlineInLoop() {
   SteadyClock::time_point deadline = close_deadline_;
-  if (host_.idle_timeout() > SteadyClock::duration::zero()) {
+  // Connecting, the connect timeout alone applies: no bytes can move yet.
+  if (host_.idle_timeout() > SteadyClock::duration::zero() && state_ != State::kConnecting) {
     deadline = std::min(deadline, last_active_ + host_.idle_timeout());
   }
   host_.timers().SetDeadline(id_, deadline);  // max(): none
@@ -407,6 +507,18 @@ void Connection::ScheduleDeadlineInLoop() {
 
 void Connection::DeadlineDueInLoop(SteadyClock::time_point now) {
   if (closed()) return;
+  if (state_ == State::kConnecting) {
+    if (now < close_deadline_) {
+      ScheduleDeadlineInLoop();
+      return;
+    }
+    FailConnectInLoop(
+        absl::DeadlineExceededError(absl::StrCat(
+            "connect ", peer_.ToString(), ": not open after ",
+            absl::FormatDuration(dial_ != nullptr ? dial_->timeout : absl::ZeroDuration()))),
+        CloseReason::kConnectTimeout);
+    return;
+  }
   const SteadyClock::duration idle = host_.idle_timeout();
   if (now >= close_deadline_) {
     Close(state_ == State::kLingering ? CloseReason::kLingerTimeout : CloseReason::kFlushTimeout);
@@ -436,6 +548,8 @@ void Connection::FinishFlushInLoop() {
 void Connection::OnPeerEofInLoop() {
   peer_eof_ = true;
   switch (state_) {
+    case State::kConnecting:  // never read from (ReadInLoop)
+      break;
     case State::kOpen:
       handler_->OnPeerClosed(*this);
       break;
@@ -471,6 +585,7 @@ void Connection::ScheduleMailInLoop() {
 
 void Connection::HandOverMailInLoop(size_t max) {
   in_mail_ready_ = false;
+  if (state_ == State::kConnecting) return;  // it waits for OnOpen; the open asks again
   // What is waiting now, not what arrives meanwhile (an actor mailing
   // itself waits for the next pass).
   const size_t n = std::min(max, mailbox_.size());

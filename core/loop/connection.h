@@ -1,5 +1,7 @@
-// Connection: one accepted TCP socket, its buffers and its handler, owned by
-// exactly one reactor.
+// Connection: one TCP socket, its buffers and its handler, owned by exactly
+// one reactor. The socket was accepted (Reactor::AdoptInLoop) or dialed out
+// by an actor of the reactor (Reactor::Connect); once open, the two are
+// served alike (buffers, watermarks, limits, mailbox).
 //
 // The life of a connection's bytes, all on the owning reactor's thread:
 //
@@ -14,6 +16,14 @@
 //             output_ Buffer ──on EPOLLOUT──► socket
 //
 // States (CloseAfterFlush follows invariant 7, docs/architecture.md):
+//
+//   kConnecting (outbound only: connect() in progress; Send() queues, mail
+//     │         waits, nothing is read; the connect timeout is its deadline)
+//     ├──SO_ERROR 0──► result callback(id), then OnOpen ──► kOpen
+//     └──SO_ERROR set / timeout / Close()──► closed (kConnectFailed,
+//                    kConnectTimeout, the Close reason); at the reap the
+//                    result callback gets the error, and the handler hears
+//                    nothing: no OnOpen, OnPeerClosed or OnClose
 //
 //   kOpen ──peer EOF──► kFlushing (peer_eof) ──output empty──► closed
 //     │
@@ -65,6 +75,9 @@
 #include <optional>
 #include <string_view>
 
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/base/fd.h"
 #include "core/loop/close_reason.h"
@@ -79,6 +92,10 @@ namespace troupe {
 
 class Reactor;
 class Connection;
+
+// How an outbound connection's attempt ended (Reactor::Connect): its id once
+// it is open, else why it never opened. Called once, on the reactor thread.
+using ConnectCallback = absl::AnyInvocable<void(absl::StatusOr<ConnectionId>) &&>;
 
 struct ConnectionOptions {
   // Unconsumed input above this closes the connection (kInputTooLarge): a
@@ -118,6 +135,8 @@ struct ConnectionOptions {
 class ConnectionHandler {
  public:
   virtual ~ConnectionHandler() = default;
+  // The first call. An outbound connection that never opens gets no call at
+  // all; only its Reactor::Connect result callback hears of it.
   virtual void OnOpen(Connection& /*conn*/) {}
   // `data` is every unconsumed byte received so far. Returns how many bytes
   // were consumed; the rest is offered again, with more, on the next read.
@@ -133,7 +152,8 @@ class ConnectionHandler {
   // (behind() was true): a handler holding back output (a proxy, a file
   // sender) may write again.
   virtual void OnOutputDrained(Connection& /*conn*/) {}
-  // The last call; the connection is gone when it returns.
+  // The last call, made only if OnOpen was; the connection is gone when it
+  // returns.
   virtual void OnClose(Connection& /*conn*/, CloseReason /*reason*/) {}
   // The most unconsumed input this handler may legitimately leave waiting
   // (a framing codec's largest partial frame); the connection's limit is the
@@ -143,7 +163,7 @@ class ConnectionHandler {
 
 class Connection {
  public:
-  enum class State : uint8_t { kOpen, kFlushing, kLingering, kClosed };
+  enum class State : uint8_t { kConnecting, kOpen, kFlushing, kLingering, kClosed };
 
   // The connection reaches its loop through `host` alone; `owner` is only
   // handed back to handlers (reactor()), and may be null where there is no
@@ -161,6 +181,10 @@ class Connection {
   Reactor& reactor() const;
   State state() const { return state_; }
   bool closed() const { return state_ == State::kClosed; }
+  // An outbound connection whose connect() has not completed yet.
+  bool connecting() const { return state_ == State::kConnecting; }
+  // Dialed out by Reactor::Connect (counted apart from accepted ones).
+  bool outbound() const { return outbound_; }
   size_t pending_output() const { return output_.size(); }
   // True while queued output is above the high watermark: the peer is not
   // keeping up, and a handler that can shed (drop a chat line, skip an
@@ -177,10 +201,15 @@ class Connection {
   // handed over again once work replies).
   bool work_full() const { return pending_work_ >= options_.max_pending_work; }
   // True once CloseAfterFlush() was asked for (it may still wait for work).
-  bool closing() const { return close_requested_ || state_ != State::kOpen; }
+  bool closing() const {
+    return close_requested_ || flush_at_open_ ||
+           (state_ != State::kOpen && state_ != State::kConnecting);
+  }
 
   // Sends at once what the kernel takes; queues the rest. Partial writes are
-  // normal. Ignored once the connection is flushing or closed.
+  // normal. While connecting, queues it all (under max_output_bytes): a
+  // client's greeting goes out as soon as the connection opens. Ignored once
+  // the connection is flushing or closed.
   void Send(std::string_view bytes);
   // Sends several pieces as one write (sendmsg with an iovec per piece), e.g.
   // a frame header and its payload, without first copying them together.
@@ -193,11 +222,14 @@ class Connection {
   void ResumeReading();
   bool reading_paused() const { return user_paused_; }
 
-  // Closes now; queued output is dropped.
+  // Closes now; queued output is dropped. While connecting, it cancels the
+  // attempt: the result callback gets a Cancelled status at the reap.
   void Close(CloseReason reason = CloseReason::kLocalClose);
   // Once no work is pending, sends what is queued, then shuts down writing
   // and waits (bounded) for the peer to close. No new input is handed to the
   // handler from the call on; input arriving after the FIN is discarded.
+  // While connecting, it takes effect at open, right after OnOpen (so a
+  // queued greeting still goes out); the connect timeout still applies.
   void CloseAfterFlush();
 
   void set_handler(std::unique_ptr<ConnectionHandler> handler) { handler_ = std::move(handler); }
@@ -206,6 +238,18 @@ class Connection {
   // Loop entry points, called by the owning reactor only (…InLoop: loop-only,
   // after muduo).
   void OpenInLoop();
+  // For an outbound socket whose connect() is in progress (or has already
+  // completed): kConnecting until the first EPOLLOUT/EPOLLERR/EPOLLHUP, at
+  // most `timeout` (zero, negative or infinite: only the kernel's own SYN
+  // retries bound it). `on_result` is called once, on open or at the reap.
+  void ConnectInLoop(absl::Duration timeout, ConnectCallback on_result);
+  // A connect that failed before there was anything to wait for (no socket,
+  // connect() refused at once, the reactor stopping): closes the connection
+  // with `reason`; the reap hands `error` to the result callback.
+  void FailConnectInLoop(absl::Status error, CloseReason reason);
+  // The reap, at the end of the turn that closed it: OnClose if the handler
+  // had OnOpen, else the result callback of an attempt that never opened.
+  void FinishInLoop(CloseReason reason);
   void HandleEventsInLoop(uint32_t events);
   // The read the connection asked for with ConnectionHost::ReadAgain.
   void ReadAgainInLoop();
@@ -239,6 +283,17 @@ class Connection {
   void FinishFlushInLoop();
   // Handles a failed recv/send (errno), closing with the matching reason.
   void FailInLoop(int error);
+  // kConnecting: an event came. Returns true once the connection is open
+  // (and still open after the result callback and OnOpen).
+  bool FinishConnectInLoop(uint32_t events);
+
+  // An attempt's own state, from Reactor::Connect until it opens or is
+  // reaped; held apart so that accepted connections pay one pointer for it.
+  struct Dial {
+    absl::Duration timeout;
+    ConnectCallback on_result;
+    absl::Status error;  // why it failed, where more is known than the close reason
+  };
 
   ConnectionHost& host_;
   Reactor* const owner_;  // for handlers only; may be null
@@ -257,17 +312,22 @@ class Connection {
   bool redeliver_input_ = false;  // hand input_ over again before reading
   bool user_paused_ = false;      // PauseReading(): the handler's own pause
   bool was_behind_ = false;       // output passed the high watermark: OnOutputDrained due
+  bool outbound_ = false;         // from Reactor::Connect
+  bool opened_ = false;           // the handler had OnOpen, so it gets OnClose
+  bool flush_at_open_ = false;    // CloseAfterFlush() while connecting
   uint32_t pending_work_ = 0;     // replies owed by asynchronous work
   // Last time bytes moved either way (the host's per-turn clock); checked
   // when this connection's deadline comes due.
   std::chrono::steady_clock::time_point last_active_;
-  // Flushing: when the flush gives up; lingering: when the linger does.
+  // Connecting: when the connect times out; flushing: when the flush gives
+  // up; lingering: when the linger does.
   std::chrono::steady_clock::time_point close_deadline_ =
       std::chrono::steady_clock::time_point::max();
   Buffer input_;     // unconsumed input (a partial frame)
   Buffer output_;    // bytes the kernel has not taken yet
   Mailbox mailbox_;  // mail not yet handed to the handler
   std::unique_ptr<ConnectionHandler> handler_;
+  std::unique_ptr<Dial> dial_;  // outbound, until open or reaped
 };
 
 }  // namespace troupe

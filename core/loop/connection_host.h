@@ -18,7 +18,7 @@
 //
 //   host.ReadAgain(id);               // budget ran out: phase 3 reads again
 //   host.timers().SetDeadline(id, t);
-//   host.Closed(id, reason);          // counted; reaped at the end of the turn
+//   host.Closed(id, reason, false);   // counted; reaped at the end of the turn
 //
 // Thread safety: loop-affine (owning reactor).
 #pragma once
@@ -97,11 +97,12 @@ class ConnectionHost {
   void ReadAgain(ConnectionId id) { read_backlog_.push_back(id); }
   // `id` has mail waiting: hand it over in the mailbox phase. The caller dedupes.
   void MailReady(ConnectionId id) { mail_ready_.push_back(id); }
-  // `id` is closed: clears its deadline, counts the reason, and queues it
-  // for the reap at the end of the turn (OnClose runs there).
-  void Closed(ConnectionId id, CloseReason reason) {
+  // `id` is closed: clears its deadline, counts the reason (`outbound`: it
+  // came from Reactor::Connect, counted apart), and queues it for the reap at
+  // the end of the turn (OnClose, or a failed connect's result, runs there).
+  void Closed(ConnectionId id, CloseReason reason, bool outbound) {
     timers_.ClearDeadline(id);
-    counters_.CountClose(reason);
+    counters_.CountClose(reason, outbound);
     closing_.push_back(Closing{id, reason});
   }
   // Service `id` stopped: queued for the reap (its OnStop runs there). Not a

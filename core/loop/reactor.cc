@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "core/base/check.h"
 #include "core/base/deadline.h"
 #include "core/base/log.h"
 #include "core/loop/acceptor.h"
+#include "core/net/socket.h"
 
 namespace troupe {
 namespace {
@@ -131,7 +133,7 @@ void Reactor::AcceptInLoop() {
         } else {
           AdoptInLoop(std::move(handoff));
         }
-        if (pause_at > 0 && table_.size() >= pause_at) {
+        if (pause_at > 0 && InboundEntries() >= pause_at) {
           accept_full_ = true;  // ReapInLoop resumes
           UpdateListeningInLoop();
         }
@@ -224,11 +226,17 @@ void Reactor::Run() {
   listen_fd_.Reset();  // a listener of our own: refuse new connects at once
   listening_ = false;
   CloseAllInLoop(CloseReason::kShutdown);
-  ReapInLoop();
+  // Every entry is reaped before the table goes (a round may close more,
+  // and a Connect() from a callback now fails at once, with Cancelled).
+  do {
+    ReapInLoop();
+  } while (!host_.closing().empty());
   // Services last: every connection of the server is done by now (a drain
   // waits for all reactors), so none still waits for a service's answer.
   services_.ForEach([](Service& service) { service.Stop(CloseReason::kShutdown); });
-  ReapInLoop();
+  do {
+    ReapInLoop();
+  } while (!host_.closing().empty());
 }
 
 void Reactor::RecordTurnInLoop(Clock::time_point start) {
@@ -348,6 +356,48 @@ void Reactor::AdoptInLoop(Handoff handoff) {
   TROUPE_CHECK(ref.handler() != nullptr, "HandlerFactory returned null");
   ref.OpenInLoop();
   if (draining_ && !ref.closed()) ref.CloseAfterFlush();
+}
+
+ConnectionId Reactor::Connect(const Address& to, absl::Duration timeout,
+                              std::unique_ptr<ConnectionHandler> handler,
+                              ConnectCallback on_result) {
+  AssertInLoopThread();
+  TROUPE_CHECK(handler != nullptr, "Reactor::Connect needs a handler");
+  ReactorCounters::Bump(counters_.connects);
+  // Every attempt becomes a table entry, a failed one too: its result then
+  // reaches the caller from the reap like any other failure, never inside
+  // this call, and even when the loop is on its way out.
+  absl::Status failed;
+  CloseReason reason = CloseReason::kConnectFailed;
+  Fd fd;
+  const ConnectionId id = table_.Reserve();
+  if (stopping_ || draining_) {
+    failed =
+        absl::CancelledError(absl::StrCat("connect ", to.ToString(), ": the reactor is stopping"));
+    reason = CloseReason::kShutdown;
+  } else if (absl::StatusOr<Fd> started = ConnectTcpNonBlocking(to); !started.ok()) {
+    failed = std::move(started).status();
+  } else {
+    fd = std::move(*started);
+    // The token scheme of accepted sockets: the completion is the first
+    // EPOLLOUT (or EPOLLERR/EPOLLHUP) edge.
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    event.data.u64 = PackToken(id.slot, id.generation);
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd.get(), &event) != 0) {
+      failed =
+          absl::ErrnoToStatus(errno, absl::StrCat("epoll_ctl add for connect ", to.ToString()));
+      fd.Reset();
+    }
+  }
+  auto conn = std::make_unique<Connection>(host_, this, id, std::move(fd), to);
+  Connection& ref = *conn;
+  table_.Put(id, std::move(conn));
+  ++outbound_entries_;
+  ref.set_handler(std::move(handler));
+  ref.ConnectInLoop(timeout, std::move(on_result));
+  if (!failed.ok()) ref.FailConnectInLoop(std::move(failed), reason);
+  return id;
 }
 
 void Reactor::RunInboxInLoop() {
@@ -470,10 +520,14 @@ void Reactor::ReapInLoop() {
   // OnClose runs here, outside any other callback of the same handler, so a
   // handler never sees OnClose re-entered from inside its own Send().
   // An OnClose may close further connections (e.g. a group broadcast), so
-  // loop until nothing is left.
+  // go round again for those, a bounded number of times: a failed connect's
+  // result callback that dials again at once (and fails at once again, say
+  // out of descriptors) would otherwise hold the loop here for good. What
+  // is left waits for the next turn (ComputeTimeoutMs sees it).
+  constexpr int kMaxReapRounds = 64;
   std::vector<ConnectionHost::Closing>& closing = host_.closing();
   if (closing.empty()) return;
-  while (!closing.empty()) {
+  for (int round = 0; round < kMaxReapRounds && !closing.empty(); ++round) {
     reaping_.swap(closing);
     for (const ConnectionHost::Closing& c : reaping_) {
       if (c.id.is_service()) {
@@ -483,11 +537,12 @@ void Reactor::ReapInLoop() {
         continue;
       }
       std::unique_ptr<Connection> conn = table_.Take(c.id);
-      if (conn->handler() != nullptr) conn->handler()->OnClose(*conn, c.reason);
+      if (conn->outbound()) --outbound_entries_;
+      conn->FinishInLoop(c.reason);
     }
     reaping_.clear();
   }
-  if (accept_full_ && table_.size() < listener_options_.pause_at_open) {
+  if (accept_full_ && InboundEntries() < listener_options_.pause_at_open) {
     accept_full_ = false;
     UpdateListeningInLoop();
   }
@@ -504,8 +559,14 @@ void Reactor::BeginDrainInLoop(absl::Time deadline) {
   drain_deadline_ = DeadlineAfter(Clock::now(), deadline - absl::Now());
   // Sockets already handed over are connections of this server too.
   AdoptHandoffsInLoop();
+  // An outbound connection still connecting has nothing to flush, and may
+  // never open: it is cancelled (its result callback learns at the reap).
   table_.ForEach([](Connection& conn) {
-    if (!conn.closed()) conn.CloseAfterFlush();
+    if (conn.connecting()) {
+      conn.Close(CloseReason::kShutdown);
+    } else if (!conn.closed()) {
+      conn.CloseAfterFlush();
+    }
   });
 }
 
@@ -521,6 +582,7 @@ ReactorStats Reactor::Stats() const {
   s.open = s.accepted >= s.closed ? s.accepted - s.closed : 0;
   s.services =
       s.services_started >= s.services_stopped ? s.services_started - s.services_stopped : 0;
+  s.outbound_open = s.connects >= s.outbound_closed ? s.connects - s.outbound_closed : 0;
   // Refusals at the inbox are counted there (their senders are other threads).
   s.mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInboxFull)] += inbox_->refused_full();
   s.mail_dropped_by_reason[static_cast<size_t>(MailDrop::kInvalidRef)] += inbox_->invalid_refs();

@@ -3,15 +3,18 @@
 // Each turn of the loop runs these phases in a fixed order (after libuv):
 //
 //   1. epoll_wait   sleeps only if the Waker says no work was published
-//   2. I/O events   read (up to a per-connection budget), write, close
+//   2. I/O events   read (up to a per-connection budget), write, close;
+//                   an outbound connect completes (result callback, OnOpen)
 //   3. read backlog connections whose budget ran out last turn read again
 //   4. handoffs     new sockets from the acceptor, taken in bulk
 //   5. inbox        posted tasks and mail from any thread, taken in bulk;
 //                   after each batch, mailboxes with mail hand it over
 //   6. timers       due RunAfter tasks run, then due deadlines (idle, flush,
-//                   linger: one per connection that has one) are checked
+//                   linger, connect: one per connection that has one) are
+//                   checked
 //   7. mailboxes    mail sent during this turn by actors of this reactor
-//   8. reap         closed connections get OnClose (stopped services
+//   8. reap         closed connections get OnClose (an outbound attempt that
+//                   never opened: its result callback; a stopped service:
 //                   OnStop), then are destroyed
 //
 // A turn longer than `stall_threshold` is a stall: counted and logged (an
@@ -20,6 +23,12 @@
 // Everything a connection touches happens on this thread; other threads reach
 // a reactor only through its Inbox (core/loop/inbox.h): Adopt(), Post(),
 // SendMail(), Drain() and StopNow() enqueue there and wake the loop.
+//
+// Connections come from two places and live in the one table: sockets the
+// acceptor (or the reactor's own listener) hands over, and sockets an actor
+// of this reactor dials out with Connect(). Both are served alike once open
+// and both are closed by Drain() and StopNow(); they are counted apart
+// (core/loop/reactor_stats.h), so dial-outs never use up max_connections.
 //
 // What the reactor is made of, each in its own file:
 //   SlotTable        core/loop/connection_table.h  the connections: slots, generations
@@ -161,7 +170,28 @@ class Reactor {
   // Any thread (the acceptor). Takes ownership of `handoff.fd`.
   void Adopt(HandoffToken& token, Handoff handoff);
 
-  // The live connection with this id, or nullptr.
+  // Dials `to` from this reactor (from a handler or a task running here):
+  // a non-blocking connect() on a new socket (TCP_NODELAY, like accepted
+  // ones) served, once open, by a Connection like any accepted one, with
+  // `handler`. Never blocks; returns the id the connection has (valid even
+  // when the attempt already failed: it then names nothing by the time the
+  // result comes, and never another connection).
+  //
+  // `on_result` is called exactly once, on this thread, never inside this
+  // call: with the id when the connection opens (before the handler's
+  // OnOpen; in the I/O phase), or at the reap with why it never opened: the
+  // errno text of socket() or connect(), naming `to` (kConnectFailed);
+  // DeadlineExceeded after `timeout` (kConnectTimeout; zero, negative or
+  // infinite: no timeout of ours); Cancelled for Close() while connecting,
+  // and for an attempt while the reactor drains or stops (kShutdown: do not
+  // dial again from that result). A connection that never opened gets no
+  // handler call at all. The timeout is the connection's one TimerWheel
+  // deadline, so it fires up to a wheel tick late. Send() before the open
+  // queues; mail waits for it.
+  ConnectionId Connect(const Address& to, absl::Duration timeout,
+                       std::unique_ptr<ConnectionHandler> handler, ConnectCallback on_result);
+
+  // The live connection with this id (connecting ones included), or nullptr.
   Connection* Find(ConnectionId id);
   // The live service with this id, or nullptr.
   Service* FindService(ConnectionId id);
@@ -210,11 +240,13 @@ class Reactor {
   uint32_t index() const { return options_.index; }
   // Any thread.
   ReactorStats Stats() const;
-  // Any thread. Connections this reactor has adopted so far.
+  // Any thread. Connections this reactor has adopted so far (accepted ones;
+  // Connect()'s are counted apart, in Stats().connects).
   uint64_t AcceptedCount() const { return counters_.accepted.load(std::memory_order_relaxed); }
-  // Any thread. Connections this reactor has closed so far, plus sockets
-  // handed to it that it had to close before adopting them (so that
-  // "admitted - closed" is the number open, which max_connections gates).
+  // Any thread. Accepted connections this reactor has closed so far, plus
+  // sockets handed to it that it had to close before adopting them (so that
+  // "admitted - closed" is the number open, which max_connections gates;
+  // outbound connections are in neither).
   uint64_t ClosedCount() const {
     return counters_.closed.load(std::memory_order_relaxed) +
            counters_.handoffs_dropped.load(std::memory_order_relaxed);
@@ -247,6 +279,8 @@ class Reactor {
 
   void DropHandoff();
   void AdoptInLoop(Handoff handoff);
+  // Entries of the table that were accepted (pause_at_open counts these).
+  size_t InboundEntries() const { return table_.size() - outbound_entries_; }
   void AcceptInLoop();
   // Puts the listener in the epoll set, or takes it out, as the pauses say.
   void UpdateListeningInLoop();
@@ -283,6 +317,7 @@ class Reactor {
   SlotTable<Connection> table_;            // the connections, by slot
   SlotTable<Service> services_;            // the services, by slot | kServiceSlot
   const Clock::duration stall_threshold_;  // zero: not reported
+  size_t outbound_entries_ = 0;            // of table_, those from Connect()
   // Each phase swaps the host's request list with its spare and walks that,
   // so requests made while it runs wait for the next pass.
   std::vector<ConnectionId> read_backlog_next_;

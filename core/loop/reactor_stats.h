@@ -32,11 +32,29 @@ namespace troupe {
 //   metric   the Prometheus family with a reactor label, or nullptr: not
 //            exported on its own
 // Rows are rendered in this order, before the labelled families below.
+//
+// Accepted and outbound connections are counted apart, so that `open`
+// (accepted - closed) stays the number of accepted connections open, which
+// the max_connections gate and the acceptor's balancing are built on: an
+// actor's own dial-outs must not use up the server's connection limit.
+//   accepted - closed              = open           (inbound)
+//   connects - outbound_closed     = outbound_open  (connecting or open)
+//   connected <= connects; every attempt, one that failed inside Connect()
+//   included, is closed once, with a reason.
+// closed_by_reason counts both kinds, so on /metrics
+//   accepted + connects = open + outbound_open + sum(closed_by_reason).
 #define TROUPE_REACTOR_COUNTERS(X)                                                          \
   X(accepted, Sum, Own, "troupe_connections_accepted_total", "counter",                     \
     "Connections handed to the reactor.")                                                   \
-  X(open, Sum, Derived, "troupe_connections_open", "gauge", "Connections open now.")        \
-  X(closed, Sum, Own, nullptr, "", "")                                                      \
+  X(open, Sum, Derived, "troupe_connections_open", "gauge", "Inbound connections open.")    \
+  X(closed, Sum, Own, nullptr, "", "") /* accepted connections only */                      \
+  X(connects, Sum, Own, "troupe_outbound_connects_total", "counter",                        \
+    "Outbound connections attempted (Reactor::Connect).")                                   \
+  X(connected, Sum, Own, "troupe_outbound_connected_total", "counter",                      \
+    "Outbound connections that opened.")                                                    \
+  X(outbound_open, Sum, Derived, "troupe_outbound_open", "gauge",                           \
+    "Outbound connections connecting or open now.")                                         \
+  X(outbound_closed, Sum, Own, nullptr, "", "") /* every attempt ends here once */          \
   X(bytes_in, Sum, Own, "troupe_bytes_received_total", "counter", "Bytes read from peers.") \
   X(bytes_out, Sum, Own, "troupe_bytes_sent_total", "counter", "Bytes written to peers.")   \
   X(mail_delivered, Sum, Own, "troupe_mail_delivered_total", "counter",                     \
@@ -60,7 +78,7 @@ namespace troupe {
     "Handoffs and inbox items waiting for the reactor (approximate).")                      \
   X(wake_writes, Sum, Derived, "troupe_wakeups_total", "counter",                           \
     "Eventfd writes needed to wake the reactor from epoll_wait.")                           \
-  X(deadline_entries, Sum, Own, nullptr, "", "") /* idle/flush/linger deadlines */          \
+  X(deadline_entries, Sum, Own, nullptr, "", "") /* idle/flush/linger/connect */            \
   X(timers, Sum, Own, nullptr, "", "")           /* RunAfter timers pending */              \
   X(tasks_run, Sum, Own, nullptr, "", "")                                                   \
   X(loop_turns, Sum, Own, nullptr, "", "")                                                  \
@@ -137,8 +155,9 @@ struct ReactorCounters {
   void CountMailDrop(MailDrop reason, uint64_t n = 1) {
     Bump(mail_dropped_by_reason[static_cast<size_t>(reason)], n);
   }
-  void CountClose(CloseReason reason) {
-    Bump(closed);
+  // `outbound`: the connection came from Reactor::Connect (see the table).
+  void CountClose(CloseReason reason, bool outbound) {
+    Bump(outbound ? outbound_closed : closed);
     Bump(closed_by_reason[static_cast<size_t>(reason)]);
   }
   // Records one loop turn of `ns` nanoseconds in the histogram.

@@ -1,5 +1,6 @@
 // Reactor tests over socketpair() connections: tasks, mail, timers and the
-// connection table's generations.
+// connection table's generations; and outbound connections (Connect) over
+// real TCP sockets on 127.0.0.1 that the test owns.
 #include "core/loop/reactor.h"
 
 #include <poll.h>
@@ -11,10 +12,16 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/net/socket.h"
+#include "core/ops/metrics_server.h"
+#include "core/server.h"
 #include "gtest/gtest.h"
 #include "tests/support/sync.h"
 #include "tests/support/wait.h"
@@ -437,6 +444,421 @@ TEST(ReactorLimitsTest, OutputThatDoesNotComeFromReadingIsCapped) {
   for (int i = 0; i < 200; ++i) r.reactor().SendMail(id, Mail::Of(i));  // 50 MiB if uncapped
   ASSERT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kSlowConsumer) == 1; }));
   EXPECT_GT(behind_seen.load(), 0);  // the handler could have seen it coming
+}
+
+// --- Outbound connections (Reactor::Connect) --------------------------------
+
+// What one dial-out saw, in order: "result", "open", "close:<reason>".
+struct DialJournal {
+  testing::Mutex mu;
+  std::vector<std::string> events ABSL_GUARDED_BY(mu);
+  std::optional<absl::StatusOr<ConnectionId>> result ABSL_GUARDED_BY(mu);
+  std::string received ABSL_GUARDED_BY(mu);
+  bool result_inline ABSL_GUARDED_BY(mu) = false;  // came inside Connect()
+  testing::Notification result_ready;
+
+  std::vector<std::string> Events() {
+    testing::MutexLock lock(&mu);
+    return events;
+  }
+  absl::StatusOr<ConnectionId> Result() {
+    testing::MutexLock lock(&mu);
+    return result.value_or(absl::InternalError("no result"));
+  }
+  std::string Received() {
+    testing::MutexLock lock(&mu);
+    return received;
+  }
+};
+
+// The client side: sends `greeting` on open, keeps what it receives.
+class DialHandler final : public ConnectionHandler {
+ public:
+  DialHandler(DialJournal& journal, std::string greeting)
+      : journal_(journal), greeting_(std::move(greeting)) {}
+  void OnOpen(Connection& conn) override {
+    Record("open");
+    if (!greeting_.empty()) conn.Send(greeting_);
+  }
+  size_t OnData(Connection&, std::string_view data) override {
+    testing::MutexLock lock(&journal_.mu);
+    journal_.received.append(data);
+    return data.size();
+  }
+  void OnClose(Connection&, CloseReason reason) override {
+    Record(absl::StrCat("close:", CloseReasonName(reason)));
+  }
+
+ private:
+  void Record(std::string event) {
+    testing::MutexLock lock(&journal_.mu);
+    journal_.events.push_back(std::move(event));
+  }
+  DialJournal& journal_;
+  const std::string greeting_;
+};
+
+// A running reactor that dials out; it accepts nothing itself. Declared
+// after what its handlers and tasks write to (journals), so that it stops first.
+class DialingReactor {
+ public:
+  explicit DialingReactor(const ReactorOptions& options = {})
+      : reactor_(Reactor::Create(
+                     options, [](Connection&) { return std::make_unique<RecordingHandlerStub>(); })
+                     .value()),
+        thread_([this] { reactor_->Run(); }) {}
+  ~DialingReactor() { Stop(); }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    reactor_->StopNow();
+    thread_.join();
+  }
+  // Returns once Run() has ended by itself (a drain), within 20 s.
+  bool Joined() {
+    testing::Notification ended;
+    std::thread waiter([&] {
+      thread_.join();
+      ended.Notify();
+    });
+    const bool ok = ended.WaitForNotificationWithTimeout(absl::Seconds(20));
+    if (!ok) reactor_->StopNow();  // let the waiter finish
+    waiter.join();
+    return ok;
+  }
+  Reactor& reactor() { return *reactor_; }
+  // Connect() from a task on the loop, then `after` in the same task.
+  ConnectionId Dial(const Address& to, absl::Duration timeout, DialJournal& journal,
+                    std::string greeting = "",
+                    std::function<void(Reactor&, ConnectionId)> after = nullptr) {
+    testing::Notification dialed;
+    ConnectionId id;
+    reactor_->Post([&] {
+      id = reactor_->Connect(to, timeout, std::make_unique<DialHandler>(journal, greeting),
+                             [&journal](absl::StatusOr<ConnectionId> result) {
+                               {
+                                 testing::MutexLock lock(&journal.mu);
+                                 journal.events.push_back("result");
+                                 journal.result = std::move(result);
+                               }
+                               journal.result_ready.Notify();
+                             });
+      {
+        testing::MutexLock lock(&journal.mu);
+        journal.result_inline = journal.result.has_value();
+      }
+      if (after) after(*reactor_, id);
+      dialed.Notify();
+    });
+    EXPECT_TRUE(dialed.WaitForNotificationWithTimeout(absl::Seconds(20)));
+    return id;
+  }
+  uint64_t Closed(CloseReason reason) {
+    return reactor_->Stats().closed_by_reason[static_cast<size_t>(reason)];
+  }
+
+ private:
+  std::unique_ptr<Reactor> reactor_;
+  std::thread thread_;
+};
+
+// A listening socket on 127.0.0.1 that the test accepts from itself.
+struct LoopbackListener {
+  Fd fd;
+  Address address;
+};
+LoopbackListener Listen(int backlog = SOMAXCONN) {
+  LoopbackListener l;
+  l.fd = ListenTcp(Address::Parse("127.0.0.1:0").value(), {.backlog = backlog}).value();
+  l.address = LocalAddress(l.fd.get()).value();
+  return l;
+}
+
+// The next connection on `listener`, within 20 s (invalid if none came).
+Fd AcceptOne(const LoopbackListener& listener) {
+  pollfd p{listener.fd.get(), POLLIN, 0};
+  if (::poll(&p, 1, 20000) != 1) return Fd();
+  return Fd(::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+}
+
+// Reads from a blocking socket until `n` bytes came, EOF, or 20 s passed.
+std::string ReadUpTo(int fd, size_t n) {
+  std::string out;
+  char buf[4096];
+  while (out.size() < n) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 20000) != 1) break;
+    const ssize_t got = ::recv(fd, buf, std::min(sizeof(buf), n - out.size()), 0);
+    if (got <= 0) break;
+    out.append(buf, static_cast<size_t>(got));
+  }
+  return out;
+}
+
+// True if the peer's next event, within 20 s, is its FIN.
+bool ReadsEof(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  char byte;
+  return ::poll(&p, 1, 20000) == 1 && ::recv(fd, &byte, 1, 0) == 0;
+}
+
+// A listener whose accept queue is full and stays full (backlog 0, connects
+// never accepted, until one of them hangs): the kernel drops the SYNs of any
+// further connect, so that connect cannot complete.
+struct FullListener {
+  LoopbackListener listener;
+  std::vector<Fd> queued;
+};
+FullListener FullBacklog() {
+  FullListener full{Listen(/*backlog=*/0), {}};
+  for (int i = 0; i < 16; ++i) {
+    Fd fd = ConnectTcpNonBlocking(full.listener.address).value();
+    pollfd p{fd.get(), POLLOUT, 0};
+    const bool hung = ::poll(&p, 1, 200) == 0;
+    full.queued.push_back(std::move(fd));
+    if (hung) return full;
+  }
+  ADD_FAILURE() << "the accept queue of a backlog-0 listener never filled";
+  return full;
+}
+
+TEST(ReactorConnectTest, DialsOutAndEchoesThroughTheConnection) {
+  DialJournal journal;
+  DialingReactor r;
+  LoopbackListener listener = Listen();
+  const ConnectionId id = r.Dial(listener.address, absl::Seconds(20), journal, "ping\n");
+  EXPECT_TRUE(id.valid());
+  Fd peer = AcceptOne(listener);
+  ASSERT_TRUE(peer.valid());
+  // The peer echoes what the client's OnOpen sent.
+  ASSERT_EQ(ReadUpTo(peer.get(), 5), "ping\n");
+  ASSERT_EQ(::send(peer.get(), "ping\n", 5, 0), 5);
+  ASSERT_TRUE(WaitFor([&] { return journal.Received() == "ping\n"; }));
+  ASSERT_TRUE(journal.result_ready.HasBeenNotified());
+  absl::StatusOr<ConnectionId> result = journal.Result();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, id);
+  // The result comes first, then the handler's OnOpen.
+  EXPECT_EQ(journal.Events(), (std::vector<std::string>{"result", "open"}));
+  peer.Reset();  // EOF: the default OnPeerClosed flushes and closes
+  ASSERT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kPeerClosed) == 1; }));
+  EXPECT_TRUE(WaitFor([&] { return journal.Events().size() == 3; }));
+  EXPECT_EQ(journal.Events().back(), "close:peer_closed");
+}
+
+TEST(ReactorConnectTest, AClosedPortFailsNamingTheAddressWithNoHandlerCall) {
+  Address closed_port = Listen().address;  // the listener is closed again at once
+  DialJournal journal;
+  DialingReactor r;
+  r.Dial(closed_port, absl::Seconds(20), journal);
+  ASSERT_TRUE(journal.result_ready.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  absl::StatusOr<ConnectionId> result = journal.Result();
+  ASSERT_FALSE(result.ok());
+  EXPECT_TRUE(absl::StrContains(result.status().message(), closed_port.ToString()))
+      << result.status();
+  EXPECT_TRUE(absl::StrContains(result.status().message(), std::strerror(ECONNREFUSED)))
+      << result.status();
+  EXPECT_EQ(r.Closed(CloseReason::kConnectFailed), 1u);
+  // The result callback was all anyone heard: no OnOpen, no OnClose.
+  EXPECT_EQ(journal.Events(), std::vector<std::string>{"result"});
+  const ReactorStats stats = r.reactor().Stats();
+  EXPECT_EQ(stats.connects, 1u);
+  EXPECT_EQ(stats.connected, 0u);
+  EXPECT_EQ(stats.outbound_closed, 1u);
+  EXPECT_EQ(stats.outbound_open, 0u);
+  EXPECT_EQ(stats.closed, 0u);
+}
+
+TEST(ReactorConnectTest, AConnectThatCannotCompleteTimesOut) {
+  FullListener full = FullBacklog();
+  DialJournal journal;
+  DialingReactor r;
+  const absl::Time start = absl::Now();
+  r.Dial(full.listener.address, absl::Milliseconds(200), journal);
+  ASSERT_TRUE(journal.result_ready.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200));
+  absl::StatusOr<ConnectionId> result = journal.Result();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded) << result.status();
+  EXPECT_TRUE(absl::StrContains(result.status().message(), full.listener.address.ToString()))
+      << result.status();
+  EXPECT_EQ(r.Closed(CloseReason::kConnectTimeout), 1u);
+  EXPECT_EQ(journal.Events(), std::vector<std::string>{"result"});
+  EXPECT_EQ(r.reactor().Stats().deadline_entries, 0u);
+}
+
+TEST(ReactorConnectTest, SendBeforeOpenIsQueuedAndFlushedAtOpen) {
+  // A client writes its request at once and asks for the close right after:
+  // all of it goes out once the connection opens, then the FIN.
+  DialJournal journal;
+  DialingReactor r;
+  LoopbackListener listener = Listen();
+  std::atomic<bool> was_connecting{false};
+  r.Dial(listener.address, absl::Seconds(20), journal, "", [&](Reactor& reactor, ConnectionId id) {
+    Connection* conn = reactor.Find(id);
+    ASSERT_NE(conn, nullptr);
+    was_connecting = conn->connecting();
+    conn->Send("hello ");
+    conn->Send({"pie", "ces\n"});
+    conn->CloseAfterFlush();
+  });
+  EXPECT_TRUE(was_connecting.load());
+  Fd peer = AcceptOne(listener);
+  ASSERT_TRUE(peer.valid());
+  EXPECT_EQ(ReadUpTo(peer.get(), 13), "hello pieces\n");
+  EXPECT_TRUE(ReadsEof(peer.get()));
+  peer.Reset();
+  EXPECT_TRUE(WaitFor([&] { return r.Closed(CloseReason::kFlushedClose) == 1; }));
+  // Counted at the close; OnClose follows at the end of that turn.
+  EXPECT_TRUE(WaitFor([&] { return journal.Events().size() == 3; }));
+  EXPECT_TRUE(journal.Result().ok()) << journal.Result().status();
+  EXPECT_EQ(journal.Events(), (std::vector<std::string>{"result", "open", "close:flushed_close"}));
+}
+
+TEST(ReactorConnectTest, CloseWhileConnectingCancelsTheAttempt) {
+  FullListener full = FullBacklog();  // it stays connecting
+  DialJournal journal;
+  DialingReactor r;
+  r.Dial(full.listener.address, absl::Seconds(20), journal, "",
+         [](Reactor& reactor, ConnectionId id) { reactor.Find(id)->Close(); });
+  ASSERT_TRUE(journal.result_ready.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(journal.Result().status().code(), absl::StatusCode::kCancelled)
+      << journal.Result().status();
+  EXPECT_EQ(r.Closed(CloseReason::kLocalClose), 1u);
+  EXPECT_EQ(journal.Events(), std::vector<std::string>{"result"});
+}
+
+TEST(ReactorConnectTest, AFailureInsideConnectIsReportedLaterNeverInline) {
+  // An address of no family: socket() itself fails, inside Connect().
+  DialJournal journal;
+  DialingReactor r;
+  const ConnectionId id = r.Dial(Address(), absl::Seconds(20), journal);
+  ASSERT_TRUE(journal.result_ready.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  {
+    testing::MutexLock lock(&journal.mu);
+    EXPECT_FALSE(journal.result_inline);
+  }
+  EXPECT_TRUE(id.valid());
+  absl::StatusOr<ConnectionId> result = journal.Result();
+  ASSERT_FALSE(result.ok());
+  EXPECT_TRUE(absl::StrContains(result.status().message(), "socket for")) << result.status();
+  EXPECT_EQ(r.Closed(CloseReason::kConnectFailed), 1u);
+  EXPECT_EQ(journal.Events(), std::vector<std::string>{"result"});
+  testing::Notification checked;
+  std::atomic<bool> found{true};
+  r.reactor().Post([&] {
+    found = r.reactor().Find(id) != nullptr;
+    checked.Notify();
+  });
+  ASSERT_TRUE(checked.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_FALSE(found.load());
+}
+
+TEST(ReactorConnectTest, OutboundConnectionsAreCountedApartFromAccepted) {
+  // One accepted connection (a socketpair handed over) and one dialed out:
+  // `open` and ClosedCount() (the max_connections gate) see only the first.
+  DialJournal journal;
+  DialingReactor r;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  Fd inbound_peer(sv[1]);
+  HandoffToken token = r.reactor().MakeHandoffToken();
+  r.reactor().Adopt(token, Handoff{sv[0], Address()});
+  LoopbackListener listener = Listen();
+  r.Dial(listener.address, absl::Seconds(20), journal);
+  Fd outbound_peer = AcceptOne(listener);
+  ASSERT_TRUE(outbound_peer.valid());
+  ASSERT_TRUE(WaitFor([&] { return r.reactor().Stats().connected == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return r.reactor().AcceptedCount() == 1; }));
+  ReactorStats stats = r.reactor().Stats();
+  EXPECT_EQ(stats.open, 1u);
+  EXPECT_EQ(stats.outbound_open, 1u);
+  EXPECT_EQ(stats.connects, 1u);
+  ServerStats server;
+  server.reactors.push_back(stats);
+  const std::string body = RenderPrometheus(server, true);
+  EXPECT_TRUE(absl::StrContains(body, "troupe_outbound_connects_total{reactor=\"0\"} 1"));
+  EXPECT_TRUE(absl::StrContains(body, "troupe_outbound_connected_total{reactor=\"0\"} 1"));
+  EXPECT_TRUE(absl::StrContains(body, "troupe_outbound_open{reactor=\"0\"} 1"));
+  EXPECT_TRUE(absl::StrContains(body, "troupe_connections_open{reactor=\"0\"} 1"));
+  // The dialed one closes: the inbound books do not move.
+  outbound_peer.Reset();
+  ASSERT_TRUE(WaitFor([&] { return r.reactor().Stats().outbound_closed == 1; }));
+  stats = r.reactor().Stats();
+  EXPECT_EQ(stats.open, 1u);
+  EXPECT_EQ(stats.closed, 0u);
+  EXPECT_EQ(r.reactor().ClosedCount(), 0u);
+  EXPECT_EQ(stats.outbound_open, 0u);
+  inbound_peer.Reset();
+  ASSERT_TRUE(WaitFor([&] { return r.reactor().ClosedCount() == 1; }));
+  stats = r.reactor().Stats();
+  uint64_t by_reason = 0;
+  for (uint64_t n : stats.closed_by_reason) by_reason += n;
+  EXPECT_EQ(stats.accepted + stats.connects, stats.open + stats.outbound_open + by_reason);
+  EXPECT_EQ(stats.open, 0u);
+}
+
+TEST(ReactorConnectTest, DrainFlushesOpenOutboundConnectionsAndCancelsConnectingOnes) {
+  DialJournal open_one;
+  DialJournal connecting;
+  DialingReactor r;
+  LoopbackListener listener = Listen();
+  r.Dial(listener.address, absl::Seconds(20), open_one);
+  Fd peer = AcceptOne(listener);
+  ASSERT_TRUE(peer.valid());
+  ASSERT_TRUE(open_one.result_ready.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  FullListener full = FullBacklog();
+  r.Dial(full.listener.address, absl::Seconds(60), connecting);
+  r.reactor().Drain(absl::Now() + absl::Seconds(60));
+  // The open one is flushed and closed like an accepted one: our FIN...
+  EXPECT_TRUE(ReadsEof(peer.get()));
+  // ...and the one still connecting is cancelled, not waited for.
+  ASSERT_TRUE(connecting.result_ready.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(connecting.Result().status().code(), absl::StatusCode::kCancelled)
+      << connecting.Result().status();
+  peer.Reset();
+  EXPECT_TRUE(r.Joined()) << "the drain did not end";
+  EXPECT_EQ(r.Closed(CloseReason::kFlushedClose), 1u);
+  EXPECT_EQ(r.Closed(CloseReason::kShutdown), 1u);
+  EXPECT_EQ(connecting.Events(), std::vector<std::string>{"result"});
+}
+
+TEST(ReactorConnectTest, StopNowCancelsAConnectStillInProgress) {
+  FullListener full = FullBacklog();
+  DialJournal journal;
+  DialingReactor r;
+  r.Dial(full.listener.address, absl::Seconds(60), journal);
+  r.Stop();
+  ASSERT_TRUE(journal.result_ready.HasBeenNotified());
+  EXPECT_EQ(journal.Result().status().code(), absl::StatusCode::kCancelled)
+      << journal.Result().status();
+  EXPECT_EQ(r.Closed(CloseReason::kShutdown), 1u);
+  EXPECT_EQ(journal.Events(), std::vector<std::string>{"result"});
+}
+
+TEST(ReactorConnectTest, AResultCallbackThatRedialsAtOnceCannotHoldTheLoop) {
+  // Each attempt fails inside Connect() (an address of no family) and its
+  // result, delivered in the reap, dials again. The first result posts a
+  // task that stops the chain: the reap must yield for it to run.
+  constexpr int kCap = 100000;  // where the chain stops if nothing else does
+  std::atomic<int> attempts{0};
+  std::atomic<bool> stop{false};
+  testing::Notification done;
+  DialingReactor r;
+  std::function<void()> dial = [&] {
+    ++attempts;
+    r.reactor().Connect(Address(), absl::Seconds(1), std::make_unique<RecordingHandlerStub>(),
+                        [&](absl::StatusOr<ConnectionId>) {
+                          if (attempts.load() == 1) r.reactor().Post([&] { stop = true; });
+                          if (stop.load() || attempts.load() >= kCap) {
+                            done.Notify();
+                          } else {
+                            dial();
+                          }
+                        });
+  };
+  r.reactor().Post([&] { dial(); });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_TRUE(stop.load());
+  EXPECT_LT(attempts.load(), 1000);
 }
 
 TEST(ReactorAffinityDeathTest, SendOffLoopThreadAborts) {
