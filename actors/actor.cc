@@ -21,13 +21,16 @@ struct ActorShared {  // per factory: what every connection actor of it shares
 // where its callbacks are dispatched and where escaped exceptions are caught.
 class ConnectionActorHost final : public ConnectionHandler, public ActorCell {
  public:
-  ConnectionActorHost(Connection& conn, std::unique_ptr<Actor> actor,
+  // `conn`: the accepted connection; null for an outbound one, which is
+  // bound when it opens (it does not exist before the dial).
+  ConnectionActorHost(Connection* conn, std::unique_ptr<Actor> actor,
                       std::shared_ptr<const ActorShared> shared)
       : ActorCell(shared->offload), actor_(std::move(actor)), shared_(std::move(shared)) {
-    Bind(conn.reactor(), conn.id(), &conn, &shared_->codec);
+    if (conn != nullptr) Bind(conn->reactor(), conn->id(), conn, &shared_->codec);
   }
 
-  void OnOpen(Connection& /*conn*/) override {
+  void OnOpen(Connection& conn) override {
+    if (connection() == nullptr) Bind(conn.reactor(), conn.id(), &conn, &shared_->codec);
     Dispatch([&](Context& ctx) { actor_->OnOpen(ctx); });
   }
 
@@ -205,6 +208,32 @@ void Context::InOrder(absl::AnyInvocable<void(Context&) &&> fn) {
   cell_.reactor().DeliverMailInLoop(Self(), Mail::Of(std::move(next)), MailClass::kSystem);
 }
 
+void Context::Connect(
+    const Address& to, std::unique_ptr<Actor> actor, const ConnectOptions& options,
+    absl::AnyInvocable<void(Context&, absl::StatusOr<ActorRef>) &&> on_connected) {
+  TROUPE_CHECK(actor != nullptr, "Context::Connect needs an actor");
+  Reactor& here = cell_.reactor();
+  const ActorRef self = Self();
+  const uint32_t incarnation = cell_.incarnation();
+  cell_.AddWork();
+  auto shared = std::make_shared<const internal::ActorShared>(
+      internal::ActorShared{Codec(options.codec), options.offload});
+  here.Connect(
+      to, options.timeout,
+      std::make_unique<internal::ConnectionActorHost>(nullptr, std::move(actor), std::move(shared)),
+      [&here, self, incarnation,
+       on_connected = std::move(on_connected)](absl::StatusOr<ConnectionId> result) mutable {
+        // The outcome comes home as system mail, like any answer this actor
+        // asked for (dropped if it has gone meanwhile).
+        internal::Continuation next;
+        next.holds_work = true;
+        next.incarnation = incarnation;
+        next.run = [on_connected = std::move(on_connected), result = std::move(result)](
+                       Context& ctx) mutable { std::move(on_connected)(ctx, std::move(result)); };
+        here.DeliverMailInLoop(self, Mail::Of(std::move(next)), MailClass::kSystem);
+      });
+}
+
 void Context::Watch(ActorRef ref) { cell_.Watch(ref); }
 void Context::Unwatch(ActorRef ref) { cell_.Unwatch(ref); }
 
@@ -270,7 +299,7 @@ HandlerFactory ActorFactory(std::function<std::unique_ptr<Actor>()> make,
   auto shared = std::make_shared<const internal::ActorShared>(
       internal::ActorShared{Codec(options.codec), options.offload});
   return [make = std::move(make), shared](Connection& conn) -> std::unique_ptr<ConnectionHandler> {
-    return std::make_unique<internal::ConnectionActorHost>(conn, make(), shared);
+    return std::make_unique<internal::ConnectionActorHost>(&conn, make(), shared);
   };
 }
 

@@ -121,9 +121,20 @@ struct Terminated {
   std::optional<CloseReason> reason;
 };
 
+class Actor;
 class Context;
 class ServiceActor;
 struct ServiceActorOptions;
+
+// How Context::Connect dials out.
+struct ConnectOptions {
+  // No connection within this: on_connected gets DeadlineExceeded. Zero or
+  // infinite: the kernel's own limit (minutes).
+  absl::Duration timeout = absl::Seconds(10);
+  CodecOptions codec;  // the new actor's framing (raw by default)
+  // Where the new actor's Offload runs; nullptr: OffloadPool::Default().
+  OffloadPool* offload = nullptr;
+};
 
 namespace internal {
 // Work to run on the actor's reactor with its Context: how timers, offload
@@ -226,6 +237,18 @@ class Context {
   // mail, once. Unwatch stops that (a Terminated already sent is dropped).
   void Watch(ActorRef ref);
   void Unwatch(ActorRef ref);
+
+  // Opens a TCP connection to `to` from this actor's reactor (non-blocking;
+  // never throws), served once open by `actor` exactly like an accepted
+  // connection: same buffers, watermarks, limits and mailbox, and its ref
+  // is of the same kind. `on_connected(ctx, StatusOr<ActorRef>)` runs here,
+  // once: with the new actor's ref (its OnOpen has run or is about to), or
+  // with why it never opened (the errno text, naming `to`; DeadlineExceeded
+  // at the timeout; Cancelled while the server stops). An actor whose
+  // connection never opened gets no callback at all. Counted as pending
+  // work, so the drain waits for the outcome.
+  void Connect(const Address& to, std::unique_ptr<Actor> actor, const ConnectOptions& options,
+               absl::AnyInvocable<void(Context&, absl::StatusOr<ActorRef>) &&> on_connected);
 
   // Spawns a service actor on this reactor (actors/service.h) and returns
   // its ref; its OnStart runs in this turn's mailbox phase.

@@ -311,7 +311,8 @@ TEST(WatchTest, AWatcherHearsOnceWhyAServiceEnded) {
   EXPECT_EQ(client.ReadLine(), "terminated local_close");  // shard 0 only
   ASSERT_TRUE(WaitFor([&] { return f.Total().services == 0; }));
   // Watching what has already ended answers at once, reason unknown.
-  ASSERT_TRUE(client.Send("watch 1\n"));
+  // (Shard 0: its one Terminated has been read, so none is in flight.)
+  ASSERT_TRUE(client.Send("watch 0\n"));
   EXPECT_EQ(client.ReadLine(), "watching");
   EXPECT_EQ(client.ReadLine(), "terminated already-gone");
   // Nothing more: the unwatched shard 1's end was not reported.
@@ -319,12 +320,16 @@ TEST(WatchTest, AWatcherHearsOnceWhyAServiceEnded) {
   EXPECT_EQ(client.ReadLine(), "NOT_FOUND");
 }
 
-// A service that watches every connection that says hello, and counts the
-// Terminated it gets by reason.
+// A service that watches every connection that asks it to, and counts the
+// Terminated it gets by reason. It answers after the watch request is sent:
+// per-sender order puts the request at the connection before the answer.
 struct ConnectionWatcher final : public ServiceActor {
   explicit ConnectionWatcher(std::atomic<int>& closed) : closed_(closed) {}
   void OnMail(Context& ctx, Mail mail) override {
-    if (const ActorRef* ref = mail.Get<ActorRef>()) ctx.Watch(*ref);
+    if (const ActorRef* ref = mail.Get<ActorRef>()) {
+      ctx.Watch(*ref);
+      ctx.Reply(mail.return_address(), std::string("watched"));
+    }
     if (const Terminated* t = mail.Get<Terminated>()) {
       if (t->reason == CloseReason::kPeerClosed) closed_.fetch_add(1);
     }
@@ -338,7 +343,11 @@ TEST(WatchTest, AServiceWatchesAConnectionActor) {
   class Hello final : public Actor {
    public:
     explicit Hello(ActorRef* watcher) : watcher_(watcher) {}
-    void OnOpen(Context& ctx) override { ctx.Send(*watcher_, Mail::Of(ctx.Self())); }
+    void OnOpen(Context& ctx) override {
+      ctx.Ask<std::string>(
+          *watcher_, ctx.Self(), absl::Seconds(10),
+          [](Context& c, absl::StatusOr<std::string> r) { c.WriteFrame(Text(r)); });
+    }
     void OnMessage(Context& ctx, Bytes line) override { ctx.WriteFrame(line); }
 
    private:
@@ -354,8 +363,7 @@ TEST(WatchTest, AServiceWatchesAConnectionActor) {
   ASSERT_NE(server, nullptr);
   for (int i = 0; i < 4; ++i) {  // over both reactors
     LineClient client(server->address());
-    ASSERT_TRUE(client.Send("x\n"));
-    EXPECT_EQ(client.ReadLine(), "x");  // the watch is in by now (sent at open)
+    EXPECT_EQ(client.ReadLine(), "watched");  // the watch is in by now
     client.Close();
   }
   EXPECT_TRUE(WaitFor([&] { return closed.load() == 4; }));

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -26,6 +27,7 @@
 #include "absl/time/time.h"
 #include "core/base/fd.h"
 #include "gtest/gtest.h"
+#include "tests/support/cluster_process.h"
 #include "tests/support/line_client.h"
 #include "tests/support/proc.h"
 #include "tests/support/subprocess.h"
@@ -596,6 +598,88 @@ TEST(ExamplesTest, FileServerStreamsToSlowReaderInBoundedMemory) {
   absl::StatusOr<int> code = server->Wait(kTimeout);
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
+}
+
+// --- tcp-proxy ---------------------------------------------------------------
+
+TEST(ExamplesTest, TcpProxyCarriesEchoLoadToEchoClusterByteForByte) {
+  testing::ClusterProcess cluster({"--workers=2"});
+  ASSERT_GT(cluster.port(), 0);
+  Address proxy;
+  auto server = StartExample("tcp-proxy", &proxy, {cluster.address().ToString()});
+  ASSERT_NE(server, nullptr);
+  // Small pipelined messages, then messages larger than one read, so that
+  // a message crosses the tunnel in several chunks: echo-load checks every
+  // byte that comes back.
+  for (const char* size : {"64", "100000"}) {
+    const testing::ProgramResult r = testing::RunProgram(
+        {testing::BinPath("echo-load"), "--port", absl::StrCat(proxy.port()), "--connections", "16",
+         "--pipeline", "4", "--size", size, "--duration", "2s", "--warmup", "0s", "--json"},
+        kTimeout);
+    EXPECT_EQ(r.code, 0) << r.output;
+    EXPECT_TRUE(absl::StrContains(r.output, "\"ok\":true")) << r.output;
+  }
+  StopAndExpectZero(*server);
+  ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
+  EXPECT_TRUE(cluster.process().Wait(kTimeout).ok());
+}
+
+TEST(ExamplesTest, TcpProxyHoldsAFastClientBackWhileItsBackendDoesNotRead) {
+  // The backend: a socket of the test's own that accepts and, for a while,
+  // does not read.
+  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  Address bind_to = *Address::Parse("127.0.0.1:0");
+  ASSERT_EQ(::bind(listener.get(), bind_to.sockaddr_ptr(), bind_to.length()), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  sockaddr_in bound{};
+  socklen_t bound_len = sizeof(bound);
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len), 0);
+  const std::string backend = absl::StrCat("127.0.0.1:", ntohs(bound.sin_port));
+
+  Address proxy;
+  auto server = StartExample("tcp-proxy", &proxy, {backend});
+  ASSERT_NE(server, nullptr);
+  const int64_t rss_before = testing::ResidentKiB(server->pid());
+  ASSERT_GT(rss_before, 0);
+
+  // 64 MiB: sixteen times the proxy's output cap (max_output_bytes, 4 MiB),
+  // so without backpressure the tunnel would either grow by the whole
+  // stream or be cut as a slow consumer.
+  constexpr size_t kBytes = 64 << 20;
+  const std::string data = PseudoRandomBytes(7, kBytes);
+  FileClient client(proxy);
+  ASSERT_TRUE(client.connected());
+  std::atomic<bool> sent_all{false};
+  std::thread sender([&] { sent_all.store(client.Send(data)); });
+  Fd peer(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(peer.valid());
+  const timeval tv = absl::ToTimeval(absl::Seconds(30));
+  ::setsockopt(peer.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+  // Not reading for a while: the client must end up blocked, not the
+  // proxy's memory filled.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const int64_t rss_held = testing::ResidentKiB(server->pid());
+  EXPECT_FALSE(sent_all.load()) << "the client sent everything though nobody read";
+  EXPECT_LT(rss_held - rss_before, 16 * 1024)
+      << "RSS " << rss_before << " -> " << rss_held << " KiB";
+
+  // Now the backend reads everything: every byte, in order.
+  std::string got;
+  got.reserve(kBytes);
+  char buf[256 << 10];
+  while (got.size() < kBytes) {
+    const ssize_t n = ::recv(peer.get(), buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  sender.join();
+  EXPECT_TRUE(sent_all.load());
+  ASSERT_EQ(got.size(), kBytes);
+  EXPECT_EQ(Fnv1a64(got), Fnv1a64(data)) << FirstDifference(data, got);
+  client.Close();
+  StopAndExpectZero(*server);
 }
 
 }  // namespace
