@@ -128,7 +128,8 @@ int main(int argc, char* argv[]) {
   absl::StatusOr<troupe::Address> backend = troupe::Address::Parse(argv[1]);
   if (!backend.ok()) Usage("the backend is not HOST:PORT");
   troupe::ServerOptions options;
-  absl::StatusOr<troupe::Address> listen = troupe::Address::Parse(argc > 2 ? argv[2] : "127.0.0.1:0");
+  absl::StatusOr<troupe::Address> listen =
+      troupe::Address::Parse(argc > 2 ? argv[2] : "127.0.0.1:0");
   if (!listen.ok()) Usage("the listen address is not HOST:PORT");
   options.address = *listen;
   return troupe::ServeUntilStopSignal(

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -664,6 +665,8 @@ TEST(ExamplesTest, TcpProxyHoldsAFastClientBackWhileItsBackendDoesNotRead) {
   EXPECT_FALSE(sent_all.load()) << "the client sent everything though nobody read";
   EXPECT_LT(rss_held - rss_before, 16 * 1024)
       << "RSS " << rss_before << " -> " << rss_held << " KiB";
+  std::printf("tcp-proxy RSS while held back: %lld -> %lld KiB\n",
+              static_cast<long long>(rss_before), static_cast<long long>(rss_held));
 
   // Now the backend reads everything: every byte, in order.
   std::string got;
