@@ -255,6 +255,12 @@ class Context {
   ActorRef Spawn(std::function<std::unique_ptr<ServiceActor>()> make,
                  const ServiceActorOptions& options);
   ActorRef Spawn(std::function<std::unique_ptr<ServiceActor>()> make);
+  // Spawns a service actor on reactor `reactor` (any of this server's, this
+  // one too); `on_spawned(ctx, ref)` runs back here once it exists. Pending
+  // work until then. std::out_of_range past reactor_count().
+  void SpawnOn(uint32_t reactor, std::function<std::unique_ptr<ServiceActor>()> make,
+               const ServiceActorOptions& options,
+               absl::AnyInvocable<void(Context&, ActorRef) &&> on_spawned);
 
   // Runs `fn` on this actor after `delay`, unless the actor is gone by then.
   // A plain timer (a heartbeat, a retry): closing does not wait for it.

@@ -166,6 +166,29 @@ ActorRef Context::Spawn(ServiceFactory make, const ServiceActorOptions& options)
 
 ActorRef Context::Spawn(ServiceFactory make) { return Spawn(std::move(make), {}); }
 
+void Context::SpawnOn(uint32_t reactor, ServiceFactory make, const ServiceActorOptions& options,
+                      absl::AnyInvocable<void(Context&, ActorRef) &&> on_spawned) {
+  Reactor& here = cell_.reactor();
+  Reactor& there = here.peer(reactor);  // std::out_of_range past reactor_count()
+  const ActorRef self = Self();
+  const uint32_t incarnation = cell_.incarnation();
+  cell_.AddWork();
+  // Both reactors outlive every task they run: the server joins them all.
+  there.Post([&here, &there, self, incarnation, make = std::move(make), options,
+              on_spawned = std::move(on_spawned)]() mutable {
+    const ActorRef ref = there.SpawnService(
+        std::make_unique<internal::ServiceActorHost>(std::move(make), options), options.mailbox);
+    internal::Continuation next;
+    next.holds_work = true;
+    next.incarnation = incarnation;
+    next.run = [on_spawned = std::move(on_spawned), ref](Context& ctx) mutable {
+      std::move(on_spawned)(ctx, ref);
+    };
+    // System mail: the answer this actor asked for is never refused.
+    here.SendMail(self, Mail::Of(std::move(next)), MailClass::kSystem);
+  });
+}
+
 ActorRef SpawnService(Server& server, uint32_t reactor, ServiceFactory make,
                       const ServiceActorOptions& options) {
   TROUPE_CHECK(reactor < static_cast<uint32_t>(server.workers()), "SpawnService: no such reactor");

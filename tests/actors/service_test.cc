@@ -413,6 +413,32 @@ TEST(ServiceTest, AnActorSpawnsAServiceAtRunTimeAndServerSendMailReachesIt) {
   EXPECT_TRUE(WaitFor([&] { return got.load() == 11; }));
 }
 
+TEST(ServiceTest, SpawnOnPutsAServiceOnTheChosenReactor) {
+  class Remote final : public Actor {
+   public:
+    void OnMessage(Context& ctx, Bytes /*line*/) override {
+      const uint32_t there = 1 - ctx.reactor_index();
+      ctx.SpawnOn(
+          there, [] { return std::make_unique<TestService>(); }, {},
+          [there](Context& c, ActorRef ref) {
+            EXPECT_EQ(ref.reactor, there);
+            c.Ask<std::string>(ref, Echo{"from afar"}, absl::Seconds(10),
+                               [](Context& back, absl::StatusOr<std::string> answer) {
+                                 back.WriteFrame(Text(answer));
+                               });
+          });
+    }
+  };
+  ServerOptions options;
+  options.workers = 2;
+  auto server = Start(options, ActorFactory([] { return std::make_unique<Remote>(); }, Lines()));
+  ASSERT_NE(server, nullptr);
+  LineClient client(server->address());
+  ASSERT_TRUE(client.Send("go\n"));
+  EXPECT_EQ(client.ReadLine(), "from afar");
+  EXPECT_EQ(server->Stats().Total().services, 1u);
+}
+
 TEST(ServiceTest, TheDrainAnswersAConnectionsLastAskBeforeServicesStop) {
   Fixture f;
   ASSERT_NE(f.server, nullptr);
