@@ -181,6 +181,9 @@ class Context {
   void PauseReading() { Conn().PauseReading(); }
   void ResumeReading() { Conn().ResumeReading(); }
   bool reading_paused() const { return Conn().reading_paused(); }
+  // Half-close: FIN once the queued output is out, while reading goes on
+  // (Connection::ShutdownWrite). Writes after it are ignored.
+  void ShutdownWrite() { Conn().ShutdownWrite(); }
 
   // --- Every actor. ---
 

@@ -188,6 +188,13 @@ void Connection::HandleEventsInLoop(uint32_t events) {
 void Connection::ReadAgainInLoop() {
   in_read_backlog_ = false;
   if (closed()) return;
+  if (drained_due_) {
+    // Here, not inside the Send that drained the output: the handler gets
+    // one callback at a time.
+    drained_due_ = false;
+    if (state_ == State::kOpen) handler_->OnOutputDrained(*this);
+    if (closed()) return;
+  }
   // The edge was consumed earlier, so read until EAGAIN this time.
   if (ReadInLoop(host_.read_budget(), /*until_eagain=*/true)) ScheduleReadInLoop();
 }
@@ -303,6 +310,7 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
 void Connection::Send(std::string_view bytes) {
   host_.AssertInLoopThread();
   if ((state_ != State::kOpen && state_ != State::kConnecting) || bytes.empty()) return;
+  if (write_shut_requested_) return;  // ShutdownWrite: nothing more goes out
   if (output_.empty() && !write_blocked_) {
     // Write-through: most small replies leave in this one syscall, without
     // touching the output buffer or waiting for EPOLLOUT.
@@ -348,6 +356,7 @@ bool Connection::QueueOutput(size_t bytes) {
 void Connection::Send(std::initializer_list<std::string_view> pieces) {
   host_.AssertInLoopThread();
   if (state_ != State::kOpen && state_ != State::kConnecting) return;
+  if (write_shut_requested_) return;
   if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
     for (std::string_view piece : pieces) Send(piece);
     return;
@@ -417,13 +426,19 @@ void Connection::WriteInLoop() {
     ScheduleReadInLoop();
   }
   if (was_behind_ && output_.size() <= options_.low_watermark && state_ == State::kOpen) {
+    // OnOutputDrained runs in the read-backlog phase: this may be inside
+    // one of the handler's own Sends.
     was_behind_ = false;
-    handler_->OnOutputDrained(*this);
-    if (closed()) return;
+    drained_due_ = true;
+    ScheduleReadInLoop();
   }
   if (!output_.empty()) return;
   if (output_.capacity() > options_.retained_buffer_bytes) output_.Release();
   if (state_ == State::kFlushing) FinishFlushInLoop();
+  if (write_shut_requested_ && !write_shut_ && state_ == State::kOpen) {
+    ::shutdown(fd(), SHUT_WR);
+    write_shut_ = true;
+  }
 }
 
 void Connection::Close(CloseReason reason) {
@@ -452,6 +467,16 @@ void Connection::CloseAfterFlush() {
   ScheduleDeadlineInLoop();
   if (pending_work_ > 0) return;  // FinishPendingWork() flushes
   StartFlushInLoop();
+}
+
+void Connection::ShutdownWrite() {
+  host_.AssertInLoopThread();
+  if (state_ != State::kOpen || write_shut_requested_) return;
+  write_shut_requested_ = true;
+  if (output_.empty()) {
+    ::shutdown(fd(), SHUT_WR);
+    write_shut_ = true;
+  }  // else WriteInLoop sends the FIN once the queue is out
 }
 
 void Connection::ResumeReading() {

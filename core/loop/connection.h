@@ -221,6 +221,13 @@ class Connection {
   void PauseReading() { user_paused_ = true; }
   void ResumeReading();
   bool reading_paused() const { return user_paused_; }
+  // Half-close: once the queued output is out, sends FIN (shutdown
+  // SHUT_WR) while reading goes on, so the peer may still answer (a proxy
+  // relaying its client's half-close). Send() is ignored from the call. The
+  // connection ends as any other: at the peer's EOF (OnPeerClosed), Close()
+  // or CloseAfterFlush().
+  void ShutdownWrite();
+  bool write_shut() const { return write_shut_requested_; }
 
   // Closes now; queued output is dropped. While connecting, it cancels the
   // attempt: the result callback gets a Cancelled status at the reap.
@@ -302,20 +309,23 @@ class Connection {
   const Address peer_;
   const ConnectionOptions& options_;  // the host's; outlives us
   State state_ = State::kOpen;
-  bool peer_eof_ = false;         // the peer sent FIN; nothing more to read
-  bool write_blocked_ = false;    // the kernel refused bytes; await EPOLLOUT
-  bool in_read_backlog_ = false;  // queued for another read next turn
-  bool read_paused_ = false;      // output above the high watermark
-  bool in_mail_ready_ = false;    // queued for the reactor's mailbox phase
-  bool close_requested_ = false;  // CloseAfterFlush() waits for pending work
-  bool paused_for_work_ = false;  // at max_pending_work: input waits
-  bool redeliver_input_ = false;  // hand input_ over again before reading
-  bool user_paused_ = false;      // PauseReading(): the handler's own pause
-  bool was_behind_ = false;       // output passed the high watermark: OnOutputDrained due
-  bool outbound_ = false;         // from Reactor::Connect
-  bool opened_ = false;           // the handler had OnOpen, so it gets OnClose
-  bool flush_at_open_ = false;    // CloseAfterFlush() while connecting
-  uint32_t pending_work_ = 0;     // replies owed by asynchronous work
+  bool peer_eof_ = false;              // the peer sent FIN; nothing more to read
+  bool write_blocked_ = false;         // the kernel refused bytes; await EPOLLOUT
+  bool in_read_backlog_ = false;       // queued for another read next turn
+  bool read_paused_ = false;           // output above the high watermark
+  bool in_mail_ready_ = false;         // queued for the reactor's mailbox phase
+  bool close_requested_ = false;       // CloseAfterFlush() waits for pending work
+  bool paused_for_work_ = false;       // at max_pending_work: input waits
+  bool redeliver_input_ = false;       // hand input_ over again before reading
+  bool user_paused_ = false;           // PauseReading(): the handler's own pause
+  bool was_behind_ = false;            // output passed the high watermark: OnOutputDrained due
+  bool drained_due_ = false;           // OnOutputDrained waits for the read-backlog phase
+  bool write_shut_requested_ = false;  // ShutdownWrite(): FIN once output is out
+  bool write_shut_ = false;            // ... and sent
+  bool outbound_ = false;              // from Reactor::Connect
+  bool opened_ = false;                // the handler had OnOpen, so it gets OnClose
+  bool flush_at_open_ = false;         // CloseAfterFlush() while connecting
+  uint32_t pending_work_ = 0;          // replies owed by asynchronous work
   // Last time bytes moved either way (the host's per-turn clock); checked
   // when this connection's deadline comes due.
   std::chrono::steady_clock::time_point last_active_;

@@ -13,10 +13,12 @@
 // tunnel holds at most about the high watermark plus one turn's reads per
 // direction, whatever the peers do.
 //
-// Ends: when either side ends (its peer closed, or a failure), the other side
-// gets what is still queued for it, then is closed (CloseAfterFlush). A
-// half-close is not relayed as a half-close. Nothing is dropped silently: a
-// relay that cannot be delivered closes the tunnel.
+// Ends: a peer's FIN is relayed as a FIN (half-close: the other direction
+// goes on, so a client that sends its request and shuts down writing still
+// gets the whole answer); once both directions are done both sides close.
+// An abnormal end of either side (a reset, a failure) aborts the other, and
+// a relay mail that cannot be delivered ends the tunnel at once: nothing is
+// lost or stalled silently.
 //
 // Usage: tcp-proxy BACKEND_HOST:PORT [LISTEN_HOST:PORT]   (listen: 127.0.0.1:0)
 // Prints "tcp-proxy listening on HOST:PORT"; SIGINT/SIGTERM drain.
@@ -38,17 +40,18 @@ namespace {
 struct Chunk {  // bytes one side read, for the other to write
   std::string bytes;
 };
-struct Pause {};   // "my peer is behind: stop reading yours"
-struct Resume {};  // "caught up"
+struct Pause {};     // "my peer is behind: stop reading yours"
+struct Resume {};    // "caught up"
+struct PeerDone {};  // "my peer sent FIN": relay the half-close
 
-// One side of a tunnel: writes what the other side read, and holds the
-// other side back while its own peer is behind.
+// One side of a tunnel: writes what the other side read, holds the other
+// side back while its own peer is behind, and relays half-closes. Every
+// mail to the other side must arrive: if one cannot be taken, the tunnel
+// ends at once (an RST for both peers) rather than lose or stall a byte.
 class Side : public troupe::Actor {
  public:
   void OnMessage(troupe::Context& ctx, troupe::Bytes bytes) override {
-    if (!ctx.Send(other_, troupe::Mail::Of(Chunk{std::string(bytes)}))) {
-      ctx.Close();  // the other side is gone or full: end, rather than lose bytes
-    }
+    Tell(ctx, troupe::Mail::Of(Chunk{std::string(bytes)}));
   }
 
   void OnMail(troupe::Context& ctx, troupe::Mail mail) override {
@@ -56,29 +59,54 @@ class Side : public troupe::Actor {
       ctx.Write(chunk->bytes);
       if (ctx.peer_behind() && !holding_back_) {
         holding_back_ = true;
-        ctx.Send(other_, troupe::Mail::Of(Pause{}));
+        Tell(ctx, troupe::Mail::Of(Pause{}));
       }
     } else if (mail.Is<Pause>()) {
       ctx.PauseReading();
     } else if (mail.Is<Resume>()) {
       ctx.ResumeReading();
-    } else if (mail.Is<troupe::Terminated>()) {
-      // The other side ended; every chunk it sent came before this notice.
-      ctx.CloseAfterFlush();
+    } else if (mail.Is<PeerDone>()) {
+      // Every chunk the other side read came before this: FIN after them.
+      other_done_ = true;
+      ctx.ShutdownWrite();
+      if (peer_done_) ctx.CloseAfterFlush();
+    } else if (const troupe::Terminated* end = mail.Get<troupe::Terminated>()) {
+      // A clean end comes after both half-closes; anything else (a reset, a
+      // failure) is passed on as an abort, so the peer cannot take a cut
+      // stream for a complete one.
+      const bool clean = end->reason == troupe::CloseReason::kPeerClosed ||
+                         end->reason == troupe::CloseReason::kFlushedClose;
+      if (clean && other_done_) {
+        ctx.CloseAfterFlush();
+      } else {
+        ctx.Close();
+      }
     }
+  }
+
+  void OnPeerClosed(troupe::Context& ctx) override {
+    peer_done_ = true;
+    Tell(ctx, troupe::Mail::Of(PeerDone{}));
+    if (other_done_) ctx.CloseAfterFlush();  // both directions are done
   }
 
   void OnOutputDrained(troupe::Context& ctx) override {
     if (!holding_back_) return;
     holding_back_ = false;
-    ctx.Send(other_, troupe::Mail::Of(Resume{}));
+    Tell(ctx, troupe::Mail::Of(Resume{}));
   }
 
  protected:
+  void Tell(troupe::Context& ctx, troupe::Mail mail) {
+    if (!ctx.Send(other_, std::move(mail))) ctx.Close();
+  }
+
   troupe::ActorRef other_;
 
  private:
   bool holding_back_ = false;
+  bool peer_done_ = false;   // my peer sent FIN
+  bool other_done_ = false;  // the other side's peer did (and I relayed it)
 };
 
 // The backend half: opened by the client half, watches it.

@@ -325,6 +325,7 @@ class FileClient {
     return eof_;
   }
   void Close() { fd_.Reset(); }
+  bool ShutdownWrite() { return ::shutdown(fd_.get(), SHUT_WR) == 0; }
 
  private:
   // Appends one recv of at most `max` bytes; false on EOF, error or timeout.
@@ -620,6 +621,17 @@ TEST(ExamplesTest, TcpProxyCarriesEchoLoadToEchoClusterByteForByte) {
     EXPECT_EQ(r.code, 0) << r.output;
     EXPECT_TRUE(absl::StrContains(r.output, "\"ok\":true")) << r.output;
   }
+  // A client that sends everything, then shuts down writing, still gets the
+  // whole echo: the half-close travels through as a FIN, not as the end.
+  const std::string request = PseudoRandomBytes(11, 1 << 20);
+  FileClient half(proxy);
+  ASSERT_TRUE(half.connected());
+  ASSERT_TRUE(half.Send(request));
+  ASSERT_TRUE(half.ShutdownWrite());
+  std::optional<std::string> echoed = half.ReadExact(request.size());
+  ASSERT_TRUE(echoed.has_value());
+  EXPECT_EQ(Fnv1a64(*echoed), Fnv1a64(request)) << FirstDifference(request, *echoed);
+  EXPECT_TRUE(half.WaitForEof());  // and then the end, once both ways are done
   StopAndExpectZero(*server);
   ASSERT_TRUE(cluster.process().Signal(SIGTERM).ok());
   EXPECT_TRUE(cluster.process().Wait(kTimeout).ok());

@@ -187,6 +187,23 @@ TEST_F(ConnectionTest, PausingMidReadKeepsTheRestOfTheInputForResume) {
   EXPECT_EQ(PeerReads(), "b\n");
 }
 
+TEST_F(ConnectionTest, ShutdownWriteSendsFinAfterTheQueueAndKeepsReading) {
+  conn_->Send("last\n");
+  conn_->ShutdownWrite();
+  EXPECT_EQ(PeerReads(), "last\n");
+  EXPECT_TRUE(PeerSawEof());  // our FIN, after the queued bytes
+  // The peer may still send; it is read (and an echo is not sent).
+  PeerWrites("late\n");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(counters_.bytes_in.load(), 5u);
+  EXPECT_EQ(counters_.bytes_out.load(), 5u);
+  EXPECT_FALSE(conn_->closed());
+  // Its EOF ends the connection the usual way.
+  ASSERT_EQ(::shutdown(peer_.get(), SHUT_WR), 0);
+  conn_->HandleEventsInLoop(EPOLLIN | EPOLLRDHUP);
+  EXPECT_TRUE(ClosedWith(CloseReason::kPeerClosed));
+}
+
 TEST_F(ConnectionTest, OnOutputDrainedFiresOnceWhenAPeerThatWasBehindCatchesUp) {
   conn_->Send("small\n");  // never behind: no call
   PeerReads();
@@ -198,6 +215,10 @@ TEST_F(ConnectionTest, OnOutputDrainedFiresOnceWhenAPeerThatWasBehindCatchesUp) 
     PeerReads();
     conn_->HandleEventsInLoop(EPOLLOUT);
   }
+  // Not inside the write that drained it: in the read-backlog phase.
+  EXPECT_EQ(handler_->drained, 0);
+  ASSERT_FALSE(host_.read_backlog().empty());
+  conn_->ReadAgainInLoop();
   EXPECT_EQ(handler_->drained, 1);
   EXPECT_LE(handler_->drained_at, options_.low_watermark);
 }
