@@ -158,11 +158,17 @@ bool Context::Send(ActorRef to, Mail mail) {
   // real one (taken, gone, or mailbox full); it is handed over in the
   // mailbox phase, never inside this callback.
   if (to.valid() && to.reactor == here.index()) return here.DeliverMailInLoop(to, std::move(mail));
+  // A request passed on (mail with a return address) that is refused here
+  // bounces to its asker, as it would at the target's reactor.
+  const ReturnAddress address = mail.return_address();
   if (!to.valid() || to.reactor >= here.peer_count()) {
     here.CountInvalidRefInLoop();  // dropped and counted, never fatal
+    cell_.BounceRequest(address, to, MailDrop::kInvalidRef);
     return false;
   }
-  return here.peer(to.reactor).SendMail(to, std::move(mail));
+  if (here.peer(to.reactor).SendMail(to, std::move(mail))) return true;
+  cell_.BounceRequest(address, to, MailDrop::kInboxFull);
+  return false;
 }
 
 void Context::AskMail(ActorRef to, Mail request, absl::Duration timeout,

@@ -211,8 +211,10 @@ class Context {
   // Asks `to` (see the header comment): sends `request` with this actor's
   // return address; `on_reply(ctx, absl::StatusOr<Reply>)` runs here once,
   // in ask order with this actor's other asks and offloads. Counted as
-  // pending work (the drain waits for the answer). An infinite timeout
-  // waits as long as the target lives.
+  // pending work (the drain waits for the answer). A zero or infinite
+  // timeout means none: the answer is awaited as long as the target lives
+  // (a request it keeps to answer later is lost if it restarts or ends
+  // first, so prefer a finite timeout).
   template <typename Reply, typename Request, typename OnReply>
   void Ask(ActorRef to, Request request, absl::Duration timeout, OnReply on_reply);
   // Ask with the request and reply as Mail (any type; the reply unchecked).

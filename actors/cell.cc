@@ -90,7 +90,9 @@ void ActorCell::Run(Continuation c) {
 uint64_t ActorCell::StartAsk(absl::Duration timeout, OnReply on_reply) {
   const uint64_t tag = NextSeq();
   AddWork();
-  const Clock::time_point deadline = DeadlineAfter(Clock::now(), timeout);
+  // Zero or infinite: no timeout, as for every timeout of the library.
+  const Clock::time_point deadline =
+      IsFiniteTimeout(timeout) ? DeadlineAfter(Clock::now(), timeout) : Clock::time_point::max();
   asks_.emplace(tag, PendingAsk{std::move(on_reply), deadline});
   if (deadline != Clock::time_point::max()) {
     due_.emplace(deadline, tag);
@@ -179,9 +181,11 @@ bool ActorCell::TakeSystemMail(Mail& mail) {
     return false;
   }
   if (const WatchRequest* watch = mail.Get<WatchRequest>()) {
-    if (std::find(watchers_.begin(), watchers_.end(), watch->watcher) == watchers_.end()) {
-      watchers_.push_back(watch->watcher);
-    }
+    watchers_.insert(watch->watcher);
+    return true;
+  }
+  if (const UnwatchRequest* unwatch = mail.Get<UnwatchRequest>()) {
+    watchers_.erase(unwatch->watcher);
     return true;
   }
   if (const Terminated* terminated = mail.Get<Terminated>()) {
@@ -196,6 +200,10 @@ void ActorCell::Watch(ActorRef ref) {
   Mail request = Mail::Of(WatchRequest{self_});
   // Tag 0: a bounce of this request means "ended already" (TakeSystemMail).
   request.set_return_address(ReturnAddress{self_, 0});
+  if (ref.valid() && ref.reactor == reactor_->index()) {
+    reactor_->DeliverMailInLoop(ref, std::move(request), MailClass::kSystem);  // bounces if gone
+    return;
+  }
   if (!ref.valid() || ref.reactor >= reactor_->peer_count()) {
     DeliverToSelf(Mail::Of(Bounced{ref, 0, MailDrop::kInvalidRef}));
     return;
@@ -203,11 +211,27 @@ void ActorCell::Watch(ActorRef ref) {
   SendSystem(*reactor_, ref, std::move(request));
 }
 
+void ActorCell::Unwatch(ActorRef ref) {
+  if (watching_.erase(ref) == 0) return;
+  // So that a long-lived actor's list of watchers does not grow with every
+  // short-lived one that ever watched it.
+  SendSystem(*reactor_, ref, Mail::Of(UnwatchRequest{self_}));
+}
+
 void ActorCell::NotifyWatchers(CloseReason reason) {
   for (const ActorRef& watcher : watchers_) {
     SendSystem(*reactor_, watcher, Mail::Of(Terminated{self_, reason}));
   }
   watchers_.clear();
+  for (const ActorRef& watched : watching_) {
+    SendSystem(*reactor_, watched, Mail::Of(UnwatchRequest{self_}));
+  }
+  watching_.clear();
+}
+
+void ActorCell::BounceRequest(ReturnAddress address, ActorRef to, MailDrop reason) {
+  if (!address.valid()) return;
+  SendSystem(*reactor_, address.to, Mail::Of(Bounced{to, address.tag, reason}));
 }
 
 bool ActorCell::SendReply(ReturnAddress to, absl::StatusOr<Mail> reply) {

@@ -55,6 +55,9 @@ struct AskSweep {};  // an Ask deadline may have passed
 struct WatchRequest {
   ActorRef watcher;
 };
+struct UnwatchRequest {  // Unwatch, or the watcher ended: forget it
+  ActorRef watcher;
+};
 
 class ActorCell {
  public:
@@ -100,9 +103,12 @@ class ActorCell {
 
   // Watches.
   void Watch(ActorRef ref);
-  void Unwatch(ActorRef ref) { watching_.erase(ref); }
-  // This actor ended: every watcher gets Terminated{self, reason}.
+  void Unwatch(ActorRef ref);
+  // This actor ended: every watcher gets Terminated{self, reason}, and
+  // every actor it watched forgets it.
   void NotifyWatchers(CloseReason reason);
+  // Tells the asker of a request this actor could not pass on.
+  void BounceRequest(ReturnAddress address, ActorRef to, MailDrop reason);
 
   // Requests: the one being handled now (set around a user OnMail), so a
   // handler that throws before answering answers with an error.
@@ -156,7 +162,7 @@ class ActorCell {
   absl::btree_set<std::pair<Clock::time_point, uint64_t>> due_;  // finite deadlines
   Clock::time_point timer_at_ = Clock::time_point::max();        // the armed sweep
 
-  std::vector<ActorRef> watchers_;                   // who gets Terminated
+  absl::flat_hash_set<ActorRef, RefHash> watchers_;  // who gets Terminated
   absl::flat_hash_set<ActorRef, RefHash> watching_;  // whose Terminated we want
   ReturnAddress current_request_;
   std::vector<std::string> groups_;

@@ -6,9 +6,11 @@
 //
 // Mail is handed over in the reactor's mailbox phase, never inside the
 // sender's own callback, so a send never runs the receiver inline. Only user
-// mail counts toward the capacity: system mail (a timer or an offload result
-// the actor asked for) is bounded by the actor's own asking and is never
-// dropped, so a reply owed to a peer cannot be shed by a flood of other mail.
+// mail counts toward the capacity: system mail (a timer, an offload result or
+// an Ask reply the actor asked for; watch requests and notices, bounces) is
+// never dropped, so a reply owed to a peer cannot be shed by a flood of other
+// mail. Most of it is bounded by the actor's own asking; watch traffic by its
+// watchers, each watching once.
 //
 // When user mail arrives at a full mailbox:
 //   kDropNewest  the arriving mail is dropped (the default: the sender's

@@ -233,10 +233,14 @@ void Reactor::Run() {
   } while (!host_.closing().empty());
   // Services last: every connection of the server is done by now (a drain
   // waits for all reactors), so none still waits for a service's answer.
-  services_.ForEach([](Service& service) { service.Stop(CloseReason::kShutdown); });
-  do {
-    ReapInLoop();
-  } while (!host_.closing().empty());
+  // An OnStop may spawn another service: stop those too (a bounded number
+  // of rounds; any left are destroyed with the reactor).
+  for (int round = 0; round < 64 && services_.size() > 0; ++round) {
+    services_.ForEach([](Service& service) { service.Stop(CloseReason::kShutdown); });
+    do {
+      ReapInLoop();
+    } while (!host_.closing().empty());
+  }
 }
 
 void Reactor::RecordTurnInLoop(Clock::time_point start) {

@@ -12,7 +12,9 @@
 // dropped, counted, and its requests bounced (core/loop/mail.h). A reactor
 // stops its services when Run() ends: after a drain, once every reactor of
 // the server has closed its connections, so a connection's last request to
-// a service still gets its answer.
+// a service still gets its answer. (Past the drain deadline, or at
+// StopNow(), reactors leave without waiting for each other, and requests
+// still in an inbox then are neither answered nor bounced.)
 //
 // PauseMail()/ResumeMail(): the handler may hold its mail back (a restart's
 // backoff); it waits in the mailbox, still bounded by the capacity.

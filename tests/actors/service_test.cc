@@ -320,6 +320,30 @@ TEST(WatchTest, AWatcherHearsOnceWhyAServiceEnded) {
   EXPECT_EQ(client.ReadLine(), "NOT_FOUND");
 }
 
+TEST(WatchTest, AWatcherThatEndsIsForgottenByWhatItWatched) {
+  Fixture f;
+  ASSERT_NE(f.server, nullptr);
+  auto gone = [&] {
+    return f.Total().mail_dropped_by_reason[static_cast<size_t>(MailDrop::kGone)];
+  };
+  for (int i = 0; i < 4; ++i) {  // short-lived watchers of a long-lived service
+    LineClient client(f.server->address());
+    ASSERT_TRUE(client.Send("watch 0\n"));
+    EXPECT_EQ(client.ReadLine(), "watching");
+    client.Close();
+  }
+  ASSERT_TRUE(WaitFor([&] { return f.Total().open == 0; }));
+  const uint64_t gone_before = gone();
+  LineClient stopper(f.server->address());
+  ASSERT_TRUE(stopper.Send("stop 0\n"));
+  EXPECT_EQ(stopper.ReadLine(), "sent");
+  ASSERT_TRUE(WaitFor([&] { return f.Total().services == 1; }));
+  // Its end notified nobody: no Terminated went to the four gone watchers.
+  ASSERT_TRUE(stopper.Send("echo 1 x\n"));
+  EXPECT_EQ(stopper.ReadLine(), "x");
+  EXPECT_EQ(gone(), gone_before);
+}
+
 // A service that watches every connection that asks it to, and counts the
 // Terminated it gets by reason. It answers after the watch request is sent:
 // per-sender order puts the request at the connection before the answer.
