@@ -92,23 +92,8 @@ class ConnectionActorHost final : public ConnectionHandler, public ActorCell {
   bool closing() const override { return connection()->closing(); }
   bool ended() const override { return connection()->closed(); }
   void Stop() override { connection()->Close(CloseReason::kLocalClose); }
-  void Fail() override { Failed("asynchronous work threw"); }
-
- protected:
-  void Dispatch(absl::FunctionRef<void(Context&)> fn) override {
-    Context ctx(*this);
-    try {
-      fn(ctx);
-    } catch (const std::exception& e) {
-      Failed(e.what());
-    } catch (...) {
-      Failed("unknown exception");
-    }
-  }
-
- private:
   // The connection pays for its handler's failure, nobody else.
-  void Failed(std::string_view what) {
+  void Failed(std::string_view what) override {
     Connection& conn = *connection();
     TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: handler threw: %s", conn.peer().ToString(),
                             std::string(what));
@@ -119,6 +104,7 @@ class ConnectionActorHost final : public ConnectionHandler, public ActorCell {
     conn.Close(CloseReason::kHandlerError);
   }
 
+ private:
   std::unique_ptr<Actor> actor_;
   std::shared_ptr<const ActorShared> shared_;
   size_t scanned_ = 0;  // lines codec: the partial line searched so far

@@ -1,6 +1,7 @@
 #include "actors/cell.h"
 
 #include <algorithm>
+#include <exception>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -76,6 +77,17 @@ void ActorCell::Accept(Continuation c) {
     early_->erase(early_->begin());
     ++next_result_;
     Run(std::move(next));
+  }
+}
+
+void ActorCell::Dispatch(absl::FunctionRef<void(Context&)> fn) {
+  Context ctx(*this);
+  try {
+    fn(ctx);
+  } catch (const std::exception& e) {
+    Failed(e.what());
+  } catch (...) {
+    Failed("unknown exception");
   }
 }
 

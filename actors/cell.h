@@ -82,8 +82,11 @@ class ActorCell {
   virtual bool closing() const = 0;
   virtual bool ended() const = 0;  // closed, or stopped
   virtual void Stop() = 0;         // Context::Close()
-  // An exception escaped asynchronous work of this actor.
-  virtual void Fail() = 0;
+  // An exception escaped this actor's handler or its asynchronous work:
+  // each kind decides what a failure does (a connection closes; a service
+  // meets its restart policy).
+  virtual void Failed(std::string_view what) = 0;
+  void Fail() { Failed("asynchronous work threw"); }
 
   // Ordered results (Offload, Ask): the next place in the order.
   uint64_t NextSeq() { return next_seq_++; }
@@ -128,9 +131,9 @@ class ActorCell {
     conn_ = conn;
     codec_ = codec;
   }
-  // Runs `fn` with this actor's Context, catching what it throws (each kind
-  // decides what a failure does).
-  virtual void Dispatch(absl::FunctionRef<void(Context&)> fn) = 0;
+  // Runs `fn` with this actor's Context; what it throws goes to Failed().
+  // The one try/catch around user code.
+  virtual void Dispatch(absl::FunctionRef<void(Context&)> fn);
   // A new actor object replaces the old (a restart): forget everything that
   // pointed into the old one.
   void NewIncarnation();

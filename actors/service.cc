@@ -64,7 +64,6 @@ class ServiceActorHost final : public ServiceHandler, public ActorCell {
   bool closing() const override { return service_->stopped(); }
   bool ended() const override { return service_->stopped(); }
   void Stop() override { service_->Stop(CloseReason::kLocalClose); }
-  void Fail() override { Failed("asynchronous work threw"); }
 
   // The restart timer came due for incarnation `incarnation`.
   void Restart(uint32_t incarnation) {
@@ -75,15 +74,7 @@ class ServiceActorHost final : public ServiceHandler, public ActorCell {
 
  protected:
   void Dispatch(absl::FunctionRef<void(Context&)> fn) override {
-    if (actor_ == nullptr) return;
-    Context ctx(*this);
-    try {
-      fn(ctx);
-    } catch (const std::exception& e) {
-      Failed(e.what());
-    } catch (...) {
-      Failed("unknown exception");
-    }
+    if (actor_ != nullptr) ActorCell::Dispatch(fn);  // none while restarting
   }
 
  private:
@@ -103,7 +94,7 @@ class ServiceActorHost final : public ServiceHandler, public ActorCell {
   }
 
   // The policy decides: a fresh object after a backoff, or the end.
-  void Failed(std::string_view what) {
+  void Failed(std::string_view what) override {
     if (current_request().valid()) {
       SendReply(current_request(),
                 absl::InternalError(absl::StrCat("the asked actor threw: ", std::string(what))));

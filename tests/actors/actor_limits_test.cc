@@ -18,6 +18,7 @@
 #include "core/server.h"
 #include "gtest/gtest.h"
 #include "tests/support/line_client.h"
+#include "tests/support/start_server.h"
 #include "tests/support/sync.h"
 #include "tests/support/wait.h"
 
@@ -37,16 +38,7 @@ struct ReleaseOnExit {
   }
 };
 
-std::unique_ptr<Server> Start(ServerOptions options, HandlerFactory factory,
-                              const std::function<void(Server&)>& before_start = {}) {
-  options.address = *Address::Parse("127.0.0.1:0");
-  auto server = Server::Create(options, std::move(factory));
-  EXPECT_TRUE(server.ok()) << server.status();
-  if (!server.ok()) return nullptr;
-  if (before_start) before_start(**server);
-  (*server)->Start();
-  return std::move(*server);
-}
+using testing::StartServer;
 
 ActorOptions Lines() {
   ActorOptions options;
@@ -103,8 +95,8 @@ Flood RunFlood(MailboxOverflow policy, std::atomic<ActorRef*>& target, int mails
   options.connection.mailbox_capacity = 100;
   options.connection.mailbox_overflow = policy;
   Flood f;
-  f.server =
-      Start(options, ActorFactory([&] { return std::make_unique<FloodActor>(target); }, Lines()));
+  f.server = StartServer(
+      options, ActorFactory([&] { return std::make_unique<FloodActor>(target); }, Lines()));
   if (f.server == nullptr) return f;
   f.sink = std::make_unique<LineClient>(f.server->address());
   f.source = std::make_unique<LineClient>(f.server->address());
@@ -166,7 +158,7 @@ TEST(ActorRefTest, BadRefsAreDroppedAndCountedNeverFatal) {
   ServerOptions options;
   options.workers = 2;
   auto server =
-      Start(options, ActorFactory([] { return std::make_unique<BadRefActor>(); }, Lines()));
+      StartServer(options, ActorFactory([] { return std::make_unique<BadRefActor>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("go\n"));
@@ -201,7 +193,7 @@ TEST(OffloadOrderTest, ResultsComeBackInSubmissionOrder) {
   actor_options.offload = &pool;
   ServerOptions options;
   options.workers = 1;
-  auto server = Start(
+  auto server = StartServer(
       options, ActorFactory([] { return std::make_unique<UnevenWorkActor>(); }, actor_options));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
@@ -225,14 +217,14 @@ TEST(DrainTest, StopWaitsForRepliesStillOwedByOffloadedWork) {
   ServerOptions options;
   options.workers = 1;
   options.drain_timeout = absl::Seconds(30);
-  auto server = Start(options, ActorFactory(
-                                   [&] {
-                                     return std::make_unique<WorkActor>(0, [&](int64_t) {
-                                       if (calls.fetch_add(1) == 1) started.Notify();
-                                       release.WaitForNotification();
-                                     });
-                                   },
-                                   actor_options));
+  auto server = StartServer(options, ActorFactory(
+                                         [&] {
+                                           return std::make_unique<WorkActor>(0, [&](int64_t) {
+                                             if (calls.fetch_add(1) == 1) started.Notify();
+                                             release.WaitForNotification();
+                                           });
+                                         },
+                                         actor_options));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("one\ntwo\n"));
@@ -259,14 +251,14 @@ TEST(DrainTest, AnInfiniteDrainTimeoutDoesNotCutAtOnce) {
   ServerOptions options;
   options.workers = 1;
   options.drain_timeout = absl::InfiniteDuration();
-  auto server = Start(options, ActorFactory(
-                                   [&] {
-                                     return std::make_unique<WorkActor>(0, [&](int64_t) {
-                                       started.Notify();
-                                       release.WaitForNotification();
-                                     });
-                                   },
-                                   actor_options));
+  auto server = StartServer(options, ActorFactory(
+                                         [&] {
+                                           return std::make_unique<WorkActor>(0, [&](int64_t) {
+                                             started.Notify();
+                                             release.WaitForNotification();
+                                           });
+                                         },
+                                         actor_options));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("late\n"));
@@ -286,7 +278,7 @@ TEST(IdleTimeoutTest, InfiniteMeansNever) {
   ServerOptions options;
   options.workers = 1;
   options.idle_timeout = absl::InfiniteDuration();
-  auto server = Start(options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
+  auto server = StartServer(options, ActorFactory([] { return std::make_unique<EchoActor>(); }));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   // The wrapped deadline closed every connection within about a second.
@@ -318,7 +310,7 @@ TEST(CodecLimitTest, FramesUpToMaxFrameAreServedAboveSixteenMiB) {
     // above max_output_bytes (4 MiB) but is no slow consumer.
     ServerOptions options;
     options.workers = 1;
-    auto server = Start(options, *MakeBuiltinFactory(builtin));
+    auto server = StartServer(options, *MakeBuiltinFactory(builtin));
     ASSERT_NE(server, nullptr);
     LineClient client(server->address());
     const std::string frame = Frame(max_frame, 'f');
@@ -340,7 +332,7 @@ TEST(ChatTest, AMemberThatIsBehindMissesLinesInsteadOfGrowingTheServer) {
   options.connection.high_watermark = 64 << 10;
   options.connection.low_watermark = 16 << 10;
   options.connection.max_output_bytes = 1 << 20;
-  auto server = Start(options, *MakeBuiltinFactory(builtin));
+  auto server = StartServer(options, *MakeBuiltinFactory(builtin));
   ASSERT_NE(server, nullptr);
   LineClient stalled(server->address());  // joins, never reads
   LineClient talker(server->address());
@@ -427,12 +419,12 @@ TEST(DrainTest, AReactorWithNoConnectionsLeftStillAnswersTheOthers) {
   options.drain_timeout = absl::Seconds(30);
   Sharded shards;
   auto server =
-      Start(options,
-            ActorFactory([&] { return std::make_unique<AskOtherReactorActor>(q, shards); },
-                         actor_options),
-            [&](Server& s) {
-              shards.Spawn(s, [](uint32_t) { return std::make_unique<AnswerService>(); });
-            });
+      StartServer(options,
+                  ActorFactory([&] { return std::make_unique<AskOtherReactorActor>(q, shards); },
+                               actor_options),
+                  [&](Server& s) {
+                    shards.Spawn(s, [](uint32_t) { return std::make_unique<AnswerService>(); });
+                  });
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());  // the first connection: reactor 0
   ASSERT_TRUE(client.Send("ask\n"));
@@ -478,7 +470,7 @@ TEST(PendingWorkTest, APipeliningClientQueuesAtMostMaxPendingWork) {
   ServerOptions options;
   options.workers = 1;
   options.connection.max_pending_work = 10;
-  auto server = Start(
+  auto server = StartServer(
       options, ActorFactory([&] { return std::make_unique<CountingWorkActor>(submitted, release); },
                             actor_options));
   ASSERT_NE(server, nullptr);
@@ -508,8 +500,8 @@ TEST(PendingWorkTest, CloseAfterFlushWaitsForOwedWorkAtMostFlushTimeout) {
   ServerOptions options;
   options.workers = 1;
   options.connection.flush_timeout = absl::Milliseconds(200);
-  auto server =
-      Start(options, ActorFactory([] { return std::make_unique<NeverRepliesActor>(); }, Lines()));
+  auto server = StartServer(
+      options, ActorFactory([] { return std::make_unique<NeverRepliesActor>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("hold\n"));
@@ -537,7 +529,7 @@ TEST(PendingWorkTest, PlainTimersDoNotHoldACloseButReplyTimersDo) {
   ServerOptions options;
   options.workers = 1;
   auto server =
-      Start(options, ActorFactory([] { return std::make_unique<TimerActor>(); }, Lines()));
+      StartServer(options, ActorFactory([] { return std::make_unique<TimerActor>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   // A heartbeat alone: the half-close closes at once, timer or not.
   LineClient beating(server->address());

@@ -21,6 +21,7 @@
 #include "core/server.h"
 #include "gtest/gtest.h"
 #include "tests/support/line_client.h"
+#include "tests/support/start_server.h"
 #include "tests/support/wait.h"
 
 namespace troupe {
@@ -35,16 +36,7 @@ ActorOptions Lines() {
   return options;
 }
 
-std::unique_ptr<Server> Start(ServerOptions options, HandlerFactory factory,
-                              const std::function<void(Server&)>& before_start = {}) {
-  options.address = *Address::Parse("127.0.0.1:0");
-  auto server = Server::Create(options, std::move(factory));
-  EXPECT_TRUE(server.ok()) << server.status();
-  if (!server.ok()) return nullptr;
-  if (before_start) before_start(**server);
-  (*server)->Start();
-  return std::move(*server);
-}
+using testing::StartServer;
 
 std::string Text(const absl::StatusOr<std::string>& answer) {
   return answer.ok() ? *answer : std::string(absl::StatusCodeToString(answer.status().code()));
@@ -154,15 +146,15 @@ struct Fixture {
                    ServiceActorOptions service_options = {}, std::atomic<int>* starts = nullptr) {
     ServerOptions options;
     options.workers = workers;
-    server =
-        Start(options,
-              ActorFactory([this, timeout] { return std::make_unique<Prober>(shards, timeout); },
-                           Lines()),
-              [&](Server& s) {
-                shards.Spawn(
-                    s, [starts](uint32_t) { return std::make_unique<TestService>(starts); },
-                    service_options);
-              });
+    server = StartServer(
+        options,
+        ActorFactory([this, timeout] { return std::make_unique<Prober>(shards, timeout); },
+                     Lines()),
+        [&](Server& s) {
+          shards.Spawn(
+              s, [starts](uint32_t) { return std::make_unique<TestService>(starts); },
+              service_options);
+        });
   }
   ReactorStats Total() const { return server->Stats().Total(); }
   Sharded shards;
@@ -379,7 +371,7 @@ TEST(WatchTest, AServiceWatchesAConnectionActor) {
   };
   ServerOptions options;
   options.workers = 2;
-  auto server = Start(
+  auto server = StartServer(
       options, ActorFactory([&] { return std::make_unique<Hello>(&watcher); }, Lines()),
       [&](Server& s) {
         watcher = SpawnService(s, 1, [&] { return std::make_unique<ConnectionWatcher>(closed); });
@@ -425,9 +417,9 @@ TEST(ServiceTest, AnActorSpawnsAServiceAtRunTimeAndServerSendMailReachesIt) {
   };
   ServerOptions options;
   options.workers = 2;
-  auto server =
-      Start(options,
-            ActorFactory([&] { return std::make_unique<Spawner>(got, spawned, ready); }, Lines()));
+  auto server = StartServer(
+      options,
+      ActorFactory([&] { return std::make_unique<Spawner>(got, spawned, ready); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("go\n"));
@@ -455,7 +447,8 @@ TEST(ServiceTest, SpawnOnPutsAServiceOnTheChosenReactor) {
   };
   ServerOptions options;
   options.workers = 2;
-  auto server = Start(options, ActorFactory([] { return std::make_unique<Remote>(); }, Lines()));
+  auto server =
+      StartServer(options, ActorFactory([] { return std::make_unique<Remote>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   LineClient client(server->address());
   ASSERT_TRUE(client.Send("go\n"));
@@ -490,7 +483,8 @@ TEST(StallTest, ATurnLongerThanTheThresholdIsCounted) {
   ServerOptions options;
   options.workers = 1;
   options.stall_threshold = absl::Milliseconds(50);
-  auto server = Start(options, ActorFactory([] { return std::make_unique<Sleeper>(); }, Lines()));
+  auto server =
+      StartServer(options, ActorFactory([] { return std::make_unique<Sleeper>(); }, Lines()));
   ASSERT_NE(server, nullptr);
   EXPECT_EQ(server->Stats().Total().stalls, 0u);
   LineClient client(server->address());
