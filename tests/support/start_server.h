@@ -1,8 +1,8 @@
 // StartServer: a Server on a free loopback port, started, for actor tests;
 // `before_start` runs between Create and Start (to spawn service actors).
 //
-//   auto server = StartServer(options, ActorFactory(...), [&](Server& s) { shards.Spawn(s, ...); });
-//   LineClient client(server->address());
+//   auto server = StartServer(options, ActorFactory(...), [&](Server& s) { shards.Spawn(s, ...);
+//   }); LineClient client(server->address());
 //
 // Thread safety: call from the test's thread.
 #pragma once
