@@ -284,6 +284,8 @@ void Context::Broadcast(std::string_view group, std::string text, bool include_s
     // a full inbox refuses it (counted there, inbox_full).
     target.TryPost([&target, message, skip] { internal::FanOutInLoop(target, message, skip); });
   }
+  // And to the other nodes (actors/bus.h); the bus copies what it sends.
+  if (GroupBus* bus = here.Local<internal::BusLink>().bus) bus->Publish(group, message->text);
 }
 
 HandlerFactory ActorFactory(std::function<std::unique_ptr<Actor>()> make,

@@ -36,6 +36,7 @@
 #include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 #include "actors/actor.h"
+#include "actors/bus.h"
 
 namespace troupe {
 namespace internal {
@@ -175,6 +176,12 @@ class ActorCell {
 // reactor thread), except `skip`; one shared payload, no copies.
 void FanOutInLoop(Reactor& reactor, const std::shared_ptr<const GroupMessage>& message,
                   ActorRef skip);
+
+// The node's group bus, if any (actors/bus.h), in each reactor's Local
+// storage: set by AttachBus before the reactors run.
+struct BusLink {
+  GroupBus* bus = nullptr;
+};
 
 // absl::Status for a request that never reached its actor.
 absl::Status StatusForDrop(ActorRef to, MailDrop reason);

@@ -226,10 +226,11 @@ class Reactor {
 
   // Per-reactor state of type T, created on first use (default-constructed)
   // and destroyed with the reactor: shared-nothing storage for layers above
-  // core (e.g. the actor directory's local members).
+  // core (e.g. the actor directory's local members). Setup code may use it
+  // before Run() binds the loop thread.
   template <typename T>
   T& Local() {
-    AssertInLoopThread();
+    if (host_.bound()) AssertInLoopThread();
     std::shared_ptr<void>& slot = locals_[std::type_index(typeid(T))];
     if (slot == nullptr) slot = std::make_shared<T>();
     return *static_cast<T*>(slot.get());
