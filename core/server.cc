@@ -126,10 +126,21 @@ void Server::Start() {
   }
   if (acceptor_) acceptor_->Start();
   accepting_.store(true);
+  serving_.store(true);
 }
 
 void Server::Stop() {
   if (threads_.empty()) return;
+  serving_.store(false);
+  const absl::Duration grace = options_.drain_grace;
+  if (grace > absl::ZeroDuration()) {
+    TROUPE_LOG(kInfo, "draining: health check failing, still accepting for %s",
+               absl::FormatDuration(grace));
+    if (aborted_.WaitForNotificationWithTimeout(grace)) {
+      StopNow();
+      return;
+    }
+  }
   accepting_.store(false);
   if (acceptor_) acceptor_->Stop();
   const absl::Time deadline = absl::Now() + options_.drain_timeout;
@@ -139,6 +150,7 @@ void Server::Stop() {
 
 void Server::StopNow() {
   if (threads_.empty()) return;
+  serving_.store(false);
   accepting_.store(false);
   if (acceptor_) acceptor_->Stop();
   for (auto& reactor : reactors_) reactor->StopNow();
@@ -154,6 +166,7 @@ bool Server::SendMail(ConnectionId to, Mail mail) {
 }
 
 void Server::Abort() {
+  if (!abort_requested_.exchange(true)) aborted_.Notify();
   for (auto& reactor : reactors_) reactor->StopNow();
 }
 

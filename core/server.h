@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "core/loop/acceptor.h"
 #include "core/loop/reactor.h"
@@ -61,6 +62,11 @@ struct ServerOptions {
   // Stop(): how long connections get to flush (and to receive the replies
   // their actors still owe) before they are cut. Infinite: no limit.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // Stop(): how long to keep accepting after the health check turned to
+  // "draining" (serving() false), so that a load balancer sees the failed
+  // check and sends no more clients before connections are refused. Zero
+  // (the default, for a server with no balancer in front): stop at once.
+  absl::Duration drain_grace = absl::ZeroDuration();
   // A reactor turn longer than this is counted and logged as a stall
   // (ReactorOptions::stall_threshold). Zero or infinite: never.
   absl::Duration stall_threshold = ReactorOptions{}.stall_threshold;
@@ -81,17 +87,26 @@ class Server {
   ~Server();  // Stop()s if still running
 
   void Start();
-  // Stops accepting, drains every reactor (bounded by drain_timeout): each
-  // connection gets the replies owed to it and is flushed and closed; a
-  // reactor with nothing left keeps serving the others until all are done.
+  // The drain, in the order load balancers need (docs/deploy.md):
+  //   1. serving() turns false at once: /healthz answers 503 and the agent
+  //      check "drain" (core/ops/metrics_server.h);
+  //   2. accepting goes on for drain_grace;
+  //   3. accepting stops;
+  //   4. every reactor drains, bounded by drain_timeout: each connection
+  //      gets the replies owed to it and is flushed and closed; a reactor
+  //      with nothing left keeps serving the others until all are done.
   // Joins.
   void Stop();
   // Like Stop() but closes every connection at once.
   void StopNow();
   // Any thread (e.g. a second SIGTERM while Stop() drains): ends the drain
-  // now; every connection is closed and Stop() returns promptly.
+  // now (the grace too); every connection is closed and Stop() returns
+  // promptly.
   void Abort();
-  // Any thread. True from Start() until Stop()/StopNow() begins.
+  // Any thread. True from Start() until Stop()/StopNow() begins: what a
+  // health check reports.
+  bool serving() const { return serving_.load(std::memory_order_relaxed); }
+  // Any thread. True from Start() until accepting stops (after the grace).
   bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
 
   // The bound address (with the real port when asked for port 0).
@@ -116,7 +131,10 @@ class Server {
   std::vector<std::unique_ptr<Reactor>> reactors_;
   std::unique_ptr<Acceptor> acceptor_;  // kAcceptorThread only
   std::vector<std::thread> threads_;
+  std::atomic<bool> serving_{false};
   std::atomic<bool> accepting_{false};
+  std::atomic<bool> abort_requested_{false};
+  absl::Notification aborted_;  // cuts the grace short
   // Reactors still draining (Reactor::set_drain_group).
   std::atomic<int> draining_reactors_{0};
 };

@@ -79,6 +79,12 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGINT/SIGTERM: how long connections may take to flush (and to get "
           "the replies still owed to them) before they are cut; inf waits for "
           "them all. A second signal cuts them at once.");
+ABSL_FLAG(absl::Duration, drain_grace, absl::ZeroDuration(),
+          "On SIGINT/SIGTERM: /healthz answers 503 (and --agent-port \"drain\") at "
+          "once, but accepting goes on this long, so a load balancer sees the "
+          "failed check before connections are refused; then the drain. 0 (the "
+          "default, standalone): stop accepting at once. Behind HAProxy: more "
+          "than inter x fall of its check (docs/deploy.md).");
 ABSL_FLAG(std::string, accept_mode, "acceptor",
           "acceptor: one acceptor thread hands sockets to reactors over lock-free "
           "queues; reuseport: each reactor accepts on its own SO_REUSEPORT "
@@ -92,7 +98,11 @@ ABSL_FLAG(int, first_cpu, 0, "With --pin-cpus: the CPU of reactor 0.");
 ABSL_FLAG(int, metrics_port, -1,
           "Serve Prometheus /metrics and /healthz on this port (0 picks one); "
           "-1 is off.");
-ABSL_FLAG(std::string, metrics_host, "127.0.0.1", "Address for --metrics-port.");
+ABSL_FLAG(std::string, metrics_host, "127.0.0.1", "Address for --metrics-port and --agent-port.");
+ABSL_FLAG(int, agent_port, -1,
+          "Answer HAProxy's agent-check on this port (0 picks one): \"up ready "
+          "N%\" with a weight that follows the reactors' measured load, or "
+          "\"drain\" once the drain begins. Needs --metrics-port; -1 is off.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning, error or off.");
 ABSL_FLAG(absl::Duration, stats_interval, absl::ZeroDuration(),
           "Log a one-line summary this often, e.g. 5s; 0 is off.");
@@ -164,6 +174,7 @@ int main(int argc, char* argv[]) {
   if (!overflow.ok()) Usage(argv[0], troupe::AsStd(overflow.status().message()));
   if (absl::GetFlag(FLAGS_idle_timeout) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_drain_timeout) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_drain_grace) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_stats_interval) < absl::ZeroDuration()) {
     Usage(argv[0], "durations must not be negative");
   }
@@ -193,6 +204,14 @@ int main(int argc, char* argv[]) {
   const int metrics_port = absl::GetFlag(FLAGS_metrics_port);
   if (metrics_port < -1 || metrics_port > 65535) {
     Usage(argv[0], "--metrics-port must be -1 (off) or 0..65535");
+  }
+  const int agent_port = absl::GetFlag(FLAGS_agent_port);
+  if (agent_port < -1 || agent_port > 65535) {
+    Usage(argv[0], "--agent-port must be -1 (off) or 0..65535");
+  }
+  if (agent_port >= 0 && metrics_port < 0) Usage(argv[0], "--agent-port needs --metrics-port");
+  if (absl::GetFlag(FLAGS_drain_grace) == absl::InfiniteDuration()) {
+    Usage(argv[0], "--drain-grace must be finite (it delays every stop by that much)");
   }
   absl::StatusOr<troupe::LogLevel> level = troupe::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!level.ok()) Usage(argv[0], troupe::AsStd(level.status().message()));
@@ -237,6 +256,7 @@ int main(int argc, char* argv[]) {
   options.address = *address;
   options.workers = workers;
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  options.drain_grace = absl::GetFlag(FLAGS_drain_grace);
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   options.pin_cpus = absl::GetFlag(FLAGS_pin_cpus);
   options.accept_mode = accept_mode;
@@ -261,8 +281,14 @@ int main(int argc, char* argv[]) {
   }
   std::unique_ptr<troupe::MetricsServer> metrics;
   if (metrics_port >= 0) {
+    troupe::MetricsServerOptions metrics_options;
+    if (agent_port >= 0) {
+      troupe::Address agent = *metrics_address;
+      agent.set_port(static_cast<uint16_t>(agent_port));
+      metrics_options.agent_address = agent;
+    }
     absl::StatusOr<std::unique_ptr<troupe::MetricsServer>> m =
-        troupe::MetricsServer::Create(*metrics_address, server->get());
+        troupe::MetricsServer::Create(*metrics_address, server->get(), std::move(metrics_options));
     if (!m.ok()) {
       std::fprintf(stderr, "echo-cluster: metrics: %s\n",
                    std::string(m.status().message()).c_str());
@@ -275,6 +301,9 @@ int main(int argc, char* argv[]) {
   std::printf("echo-cluster listening on %s with %d workers\n",
               (*server)->address().ToString().c_str(), (*server)->workers());
   if (metrics) std::printf("metrics on http://%s/metrics\n", metrics->address().ToString().c_str());
+  if (metrics && metrics->agent_address()) {
+    std::printf("agent check on %s\n", metrics->agent_address()->ToString().c_str());
+  }
   std::fflush(stdout);
   TROUPE_LOG(kInfo, "started: %s, %d workers, mode %s", (*server)->address().ToString(),
              (*server)->workers(), builtin.mode);
@@ -292,8 +321,11 @@ int main(int argc, char* argv[]) {
     last_time = absl::Now();
   };
   hooks.on_signal = [](int sig) {
-    TROUPE_LOG(kInfo, "%s: draining (up to %s; a second signal cuts connections now)",
+    TROUPE_LOG(kInfo,
+               "%s: draining (health check failing now; accepting for %s more, then "
+               "up to %s to flush; a second signal cuts connections now)",
                sig == SIGINT ? "SIGINT" : "SIGTERM",
+               absl::FormatDuration(absl::GetFlag(FLAGS_drain_grace)),
                absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
   };
   hooks.on_abort = [] { TROUPE_LOG(kWarning, "second signal: closing every connection now"); };

@@ -1,5 +1,7 @@
 #include "core/ops/metrics_server.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string_view>
 
@@ -59,8 +61,19 @@ std::string Response(int code, const char* reason, std::string_view content_type
   return r;
 }
 
+// What the handlers share. The load sample is the agent thread's alone.
+struct Shared {
+  const Server* server;
+  std::function<std::string()> extra;
+  // The previous agent check's load sample.
+  absl::Time sampled_at = absl::Now();
+  uint64_t busy_ns = 0;
+  int weight = 100;
+};
+
 // The response to a complete request head.
-std::string Answer(std::string_view head, const Server& server) {
+std::string Answer(std::string_view head, const Shared& shared) {
+  const Server& server = *shared.server;
   const std::string_view line = head.substr(0, head.find("\r\n"));
   const size_t sp1 = line.find(' ');
   const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
@@ -76,11 +89,15 @@ std::string Answer(std::string_view head, const Server& server) {
     return Response(405, "Method Not Allowed", "text/plain", "GET or HEAD only\n", false);
   }
   if (path == "/metrics") {
-    return Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-                    RenderPrometheus(server.Stats(), server.accepting()), head_only);
+    std::string body = RenderPrometheus(server.Stats(), server.accepting());
+    Family(body, "troupe_serving", "gauge",
+           "1 while the health check passes, 0 from the moment the drain begins.");
+    absl::StrAppend(&body, "troupe_serving ", server.serving() ? 1 : 0, "\n");
+    if (shared.extra) body.append(shared.extra());
+    return Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, head_only);
   }
   if (path == "/healthz") {
-    return server.accepting()
+    return server.serving()
                ? Response(200, "OK", "text/plain", "ok\n", head_only)
                : Response(503, "Service Unavailable", "text/plain", "draining\n", head_only);
   }
@@ -92,7 +109,7 @@ std::string Answer(std::string_view head, const Server& server) {
 // RST). Requests are one per connection ("Connection: close").
 class HttpHandler final : public ConnectionHandler {
  public:
-  explicit HttpHandler(const Server& server) : server_(server) {}
+  explicit HttpHandler(const Shared& shared) : shared_(shared) {}
   void OnOpen(Connection& conn) override {
     Reactor& loop = conn.reactor();
     loop.RunAfter(kClientDeadline, [&loop, id = conn.id()] {
@@ -101,7 +118,7 @@ class HttpHandler final : public ConnectionHandler {
   }
   size_t OnData(Connection& conn, std::string_view data) override {
     if (data.find("\r\n\r\n") != std::string_view::npos) {
-      conn.Send(Answer(data, server_));
+      conn.Send(Answer(data, shared_));
     } else if (data.size() > kMaxRequestHead) {
       conn.Send(
           Response(431, "Request Header Fields Too Large", "text/plain", "too large\n", false));
@@ -113,10 +130,53 @@ class HttpHandler final : public ConnectionHandler {
   }
 
  private:
-  const Server& server_;
+  const Shared& shared_;
+};
+
+// The reactors' busy fraction since the previous check (the first: since
+// the metrics server was created). Checks closer together than this keep
+// the previous figure, so a burst of checks cannot make it noisy.
+constexpr absl::Duration kMinSample = absl::Milliseconds(200);
+
+std::string AgentLine(Shared& shared) {
+  const Server& server = *shared.server;
+  if (!server.serving()) return "drain\n";
+  const ServerStats stats = server.Stats();
+  uint64_t busy_ns = 0;
+  for (const ReactorStats& r : stats.reactors) busy_ns += r.turn_sum_ns;
+  const absl::Time now = absl::Now();
+  const absl::Duration wall = now - shared.sampled_at;
+  if (wall >= kMinSample && !stats.reactors.empty()) {
+    const double busy =
+        static_cast<double>(busy_ns - shared.busy_ns) /
+        (absl::ToDoubleNanoseconds(wall) * static_cast<double>(stats.reactors.size()));
+    shared.weight = AgentWeightPercent(busy);
+    shared.sampled_at = now;
+    shared.busy_ns = busy_ns;
+  }
+  return absl::StrCat("up ready ", shared.weight, "%\n");
+}
+
+// One agent check: the line, then close (HAProxy reads until the close).
+class AgentHandler final : public ConnectionHandler {
+ public:
+  explicit AgentHandler(Shared& shared) : shared_(shared) {}
+  void OnOpen(Connection& conn) override {
+    conn.Send(AgentLine(shared_));
+    conn.CloseAfterFlush();
+  }
+  size_t OnData(Connection& /*conn*/, std::string_view data) override { return data.size(); }
+
+ private:
+  Shared& shared_;
 };
 
 }  // namespace
+
+int AgentWeightPercent(double busy) {
+  const double idle = 1.0 - std::clamp(busy, 0.0, 1.0);
+  return std::clamp(static_cast<int>(std::lround(idle * 100.0)), 1, 100);
+}
 
 std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   std::string out;
@@ -164,46 +224,78 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const Address& address,
-                                                                     const Server* server) {
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
+    const Address& address, const Server* server, MetricsServerOptions metrics_options) {
   absl::StatusOr<Fd> listen_fd = ListenTcp(address);
   if (!listen_fd.ok()) return listen_fd.status();
   absl::StatusOr<Address> bound = LocalAddress(listen_fd->get());
   if (!bound.ok()) return bound.status();
-  // The endpoint is one more reactor (the one event loop of core), with a
-  // handler per scrape.
-  ReactorOptions options;
-  options.tag_log_lines = false;
-  options.idle_timeout = kClientDeadline;
-  options.connection.flush_timeout = kClientDeadline;
-  options.connection.linger_timeout = kClientDeadline;
-  absl::StatusOr<std::unique_ptr<Reactor>> loop =
-      Reactor::Create(options, [server](Connection&) -> std::unique_ptr<ConnectionHandler> {
-        return std::make_unique<HttpHandler>(*server);
+  absl::StatusOr<Fd> agent_fd;
+  std::optional<Address> agent_bound;
+  if (metrics_options.agent_address.has_value()) {
+    agent_fd = ListenTcp(*metrics_options.agent_address);
+    if (!agent_fd.ok()) return agent_fd.status();
+    absl::StatusOr<Address> local = LocalAddress(agent_fd->get());
+    if (!local.ok()) return local.status();
+    agent_bound = *local;
+  }
+  auto shared = std::make_shared<Shared>();
+  shared->server = server;
+  shared->extra = std::move(metrics_options.extra);
+  // Each endpoint is one more reactor (the one event loop of core; a
+  // reactor has one listener), with a handler per connection.
+  auto make_loop = [](Fd fd, HandlerFactory factory) -> absl::StatusOr<std::unique_ptr<Reactor>> {
+    ReactorOptions options;
+    options.tag_log_lines = false;
+    options.idle_timeout = kClientDeadline;
+    options.connection.flush_timeout = kClientDeadline;
+    options.connection.linger_timeout = kClientDeadline;
+    absl::StatusOr<std::unique_ptr<Reactor>> loop = Reactor::Create(options, std::move(factory));
+    if (!loop.ok()) return loop.status();
+    ListenerOptions listener_options;
+    listener_options.pause_at_open = kMaxClients;  // the rest wait in the backlog
+    const int raw = fd.get();
+    (*loop)->AddListener(std::move(fd),
+                         std::make_unique<Listener>(raw, /*max_connections=*/0, nullptr),
+                         std::move(listener_options));
+    return loop;
+  };
+  std::vector<std::unique_ptr<Reactor>> loops;
+  absl::StatusOr<std::unique_ptr<Reactor>> http =
+      make_loop(std::move(*listen_fd), [shared](Connection&) -> std::unique_ptr<ConnectionHandler> {
+        return std::make_unique<HttpHandler>(*shared);
       });
-  if (!loop.ok()) return loop.status();
-  ListenerOptions listener_options;
-  listener_options.pause_at_open = kMaxClients;  // the rest wait in the backlog
-  const int fd = listen_fd->get();
-  (*loop)->AddListener(std::move(*listen_fd),
-                       std::make_unique<Listener>(fd, /*max_connections=*/0, nullptr),
-                       std::move(listener_options));
-  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(*loop), *bound));
+  if (!http.ok()) return http.status();
+  loops.push_back(std::move(*http));
+  if (agent_fd.ok()) {
+    absl::StatusOr<std::unique_ptr<Reactor>> agent = make_loop(
+        std::move(*agent_fd), [shared](Connection&) -> std::unique_ptr<ConnectionHandler> {
+          return std::make_unique<AgentHandler>(*shared);
+        });
+    if (!agent.ok()) return agent.status();
+    loops.push_back(std::move(*agent));
+  }
+  return std::unique_ptr<MetricsServer>(
+      new MetricsServer(std::move(loops), *bound, std::move(agent_bound), std::move(shared)));
 }
 
-MetricsServer::MetricsServer(std::unique_ptr<Reactor> loop, Address address)
-    : loop_(std::move(loop)), address_(std::move(address)) {}
+MetricsServer::MetricsServer(std::vector<std::unique_ptr<Reactor>> loops, Address address,
+                             std::optional<Address> agent_address, std::shared_ptr<void> shared)
+    : loops_(std::move(loops)),
+      address_(std::move(address)),
+      agent_address_(std::move(agent_address)),
+      shared_(std::move(shared)) {}
 
 MetricsServer::~MetricsServer() { Stop(); }
 
 void MetricsServer::Start() {
-  thread_ = std::thread([this] { loop_->Run(); });
+  for (auto& loop : loops_) threads_.emplace_back([r = loop.get()] { r->Run(); });
 }
 
 void MetricsServer::Stop() {
-  if (!thread_.joinable()) return;
-  loop_->StopNow();
-  thread_.join();
+  for (auto& loop : loops_) loop->StopNow();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
 }
 
 }  // namespace troupe

@@ -2,17 +2,28 @@
 // a Server's counters in the Prometheus text format.
 //
 //   GET /metrics   200, text/plain; version=0.0.4
-//   GET /healthz   200 "ok" while the server accepts, 503 "draining" after
+//   GET /healthz   200 "ok" while the server serves (Server::serving()), 503
+//                  "draining" from the moment Stop() begins (before it stops
+//                  accepting: ServerOptions::drain_grace)
 //   anything else  404 (unknown path), 405 (not GET/HEAD), 400 (malformed),
 //                  431 (request head over 8 KiB); every response closes
+//
+// With MetricsServerOptions::agent_address it also answers HAProxy's
+// agent-check (`agent-check agent-port N` on a server line): one line per
+// connection, then close:
+//   "up ready 73%\n"  while serving; the weight follows the reactors' measured
+//                     load since the previous check (100% idle .. 1% saturated)
+//   "drain\n"         from the moment Stop() begins: HAProxy sends no new
+//                     connections and leaves the open ones be
 //
 //   auto metrics = MetricsServer::Create(*Address::Parse("127.0.0.1:9100"), server.get());
 //   (*metrics)->Start();
 //   ...
 //   (*metrics)->Stop();
 //
-// It runs on a Reactor of its own (core/loop/reactor.h), one connection per
-// scrape, and never touches the server's reactors: it reads only
+// It runs on a Reactor of its own (core/loop/reactor.h; the agent check on
+// a second one), one connection per scrape, and never touches the server's
+// reactors: it reads only
 // Server::Stats(), built from counters the reactors publish as relaxed
 // atomics. 64 scrapes at once; more wait in the listen backlog.
 //
@@ -20,9 +31,12 @@
 // a pure function.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/base/fd.h"
@@ -35,23 +49,42 @@ namespace troupe {
 // The /metrics body for `stats`.
 std::string RenderPrometheus(const ServerStats& stats, bool accepting);
 
+// The agent-check weight for a busy fraction (0 idle .. 1 saturated).
+int AgentWeightPercent(double busy);
+
+struct MetricsServerOptions {
+  // More families appended to /metrics, e.g. a GroupBus's
+  // (actors/bus.h). Runs on the metrics thread.
+  std::function<std::string()> extra;
+  // Also listen here for HAProxy's agent-check (above).
+  std::optional<Address> agent_address;
+};
+
 class MetricsServer {
  public:
-  // Binds `address` (errors name it). `server` must outlive this object.
+  // Binds `address` (and the agent address; errors name it). `server` must
+  // outlive this object.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const Address& address,
-                                                               const Server* server);
+                                                               const Server* server,
+                                                               MetricsServerOptions options = {});
   ~MetricsServer();
 
   void Start();
   void Stop();
   const Address& address() const { return address_; }
+  // The agent-check address (with the real port), if one was asked for.
+  const std::optional<Address>& agent_address() const { return agent_address_; }
 
  private:
-  MetricsServer(std::unique_ptr<Reactor> loop, Address address);
+  MetricsServer(std::vector<std::unique_ptr<Reactor>> loops, Address address,
+                std::optional<Address> agent_address, std::shared_ptr<void> shared);
 
-  std::unique_ptr<Reactor> loop_;  // owns the listener and the scrapes
+  // HTTP, then the agent check's if any; each owns its listener.
+  std::vector<std::unique_ptr<Reactor>> loops_;
   const Address address_;
-  std::thread thread_;
+  const std::optional<Address> agent_address_;
+  std::shared_ptr<void> shared_;  // what the handlers share (metrics_server.cc)
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace troupe

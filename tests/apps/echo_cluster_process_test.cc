@@ -114,6 +114,10 @@ TEST(EchoClusterProcessTest, UsageErrorsExitTwo) {
                                              {"--flush-timeout=0"},
                                              {"--max-pending-work=0"},
                                              {"--max-frame=4294967296"},
+                                             {"--agent-port=0"},  // needs --metrics-port
+                                             {"--metrics-port=0", "--agent-port=70000"},
+                                             {"--drain-grace=-1s"},
+                                             {"--drain-grace=inf"},
                                              {"stray"}}) {
     std::vector<std::string> full = {BinPath("echo-cluster")};
     full.insert(full.end(), args.begin(), args.end());
