@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actors/builtin.h"
+#include "actors/redis_bus.h"
 #include "apps/cli.h"
 #include "core/base/log.h"
 #include "core/base/string_view_compat.h"
@@ -103,6 +104,13 @@ ABSL_FLAG(int, agent_port, -1,
           "Answer HAProxy's agent-check on this port (0 picks one): \"up ready "
           "N%\" with a weight that follows the reactors' measured load, or "
           "\"drain\" once the drain begins. Needs --metrics-port; -1 is off.");
+ABSL_FLAG(std::string, bus, "",
+          "Carry chat-group broadcasts to the other nodes of a cluster over Redis "
+          "pub/sub: redis://HOST:PORT. Empty: this node only. Local delivery "
+          "never waits for Redis; while it is away the bus reconnects with backoff "
+          "and counts what it could not carry (troupe_bus_* on /metrics).");
+ABSL_FLAG(std::string, bus_prefix, "troupe:",
+          "With --bus: the Redis channel prefix; only nodes sharing it hear each other.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning, error or off.");
 ABSL_FLAG(absl::Duration, stats_interval, absl::ZeroDuration(),
           "Log a one-line summary this often, e.g. 5s; 0 is off.");
@@ -250,6 +258,18 @@ int main(int argc, char* argv[]) {
     }
   }
 
+  std::unique_ptr<troupe::RedisBus> bus;
+  if (!absl::GetFlag(FLAGS_bus).empty()) {
+    absl::StatusOr<troupe::Address> redis = troupe::ParseRedisUrl(absl::GetFlag(FLAGS_bus));
+    if (!redis.ok()) Usage(argv[0], absl::StrCat("--bus: ", redis.status().message()));
+    troupe::RedisBusOptions bus_options;
+    bus_options.redis = *redis;
+    bus_options.channel_prefix = absl::GetFlag(FLAGS_bus_prefix);
+    absl::StatusOr<std::unique_ptr<troupe::RedisBus>> b = troupe::RedisBus::Create(bus_options);
+    if (!b.ok()) Usage(argv[0], absl::StrCat("--bus: ", b.status().message()));
+    bus = *std::move(b);
+  }
+
   troupe::RaiseOpenFileLimitToHard();
 
   troupe::ServerOptions options;
@@ -282,6 +302,7 @@ int main(int argc, char* argv[]) {
   std::unique_ptr<troupe::MetricsServer> metrics;
   if (metrics_port >= 0) {
     troupe::MetricsServerOptions metrics_options;
+    if (bus) metrics_options.extra = [b = bus.get()] { return b->RenderPrometheus(); };
     if (agent_port >= 0) {
       troupe::Address agent = *metrics_address;
       agent.set_port(static_cast<uint16_t>(agent_port));
@@ -296,11 +317,16 @@ int main(int argc, char* argv[]) {
     }
     metrics = std::move(*m);
   }
+  if (bus) troupe::AttachBus(**server, *bus);
   (*server)->Start();
   if (metrics) metrics->Start();
   std::printf("echo-cluster listening on %s with %d workers\n",
               (*server)->address().ToString().c_str(), (*server)->workers());
   if (metrics) std::printf("metrics on http://%s/metrics\n", metrics->address().ToString().c_str());
+  if (bus) {
+    std::printf("group bus %s (node %s)\n", absl::GetFlag(FLAGS_bus).c_str(),
+                bus->node_id().c_str());
+  }
   if (metrics && metrics->agent_address()) {
     std::printf("agent check on %s\n", metrics->agent_address()->ToString().c_str());
   }
@@ -331,6 +357,8 @@ int main(int argc, char* argv[]) {
   hooks.on_abort = [] { TROUPE_LOG(kWarning, "second signal: closing every connection now"); };
   troupe::DrainOnStopSignal(**server, hooks);
   if (metrics) metrics->Stop();
+  // After the reactors (they publish on it), before the server is destroyed.
+  if (bus) bus->Stop();
   const troupe::ServerStats stats = (*server)->Stats();
   const troupe::ReactorStats total = stats.Total();
   TROUPE_LOG(kInfo,

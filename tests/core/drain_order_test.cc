@@ -50,7 +50,9 @@ Node Start(absl::Duration grace) {
 // Everything `address` sends after `request`, until it closes.
 std::string ReadAll(const Address& address, const std::string& request) {
   LineClient client(address);
-  if (!request.empty()) EXPECT_TRUE(client.Send(request));
+  if (!request.empty()) {
+    EXPECT_TRUE(client.Send(request));
+  }
   EXPECT_TRUE(client.WaitForEof());
   std::string all;
   while (std::optional<std::string> line = client.ReadLine(absl::Milliseconds(10))) {
