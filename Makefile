@@ -60,7 +60,7 @@ test-tsan: deps
 # ones worth keeping into tests/fuzz/corpus/<target>. Crashes land in
 # build-fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = codec buffer
+FUZZ_TARGETS = codec buffer proxy_protocol
 fuzz:
 	@scripts/install-deps clang libclang-rt-14-dev
 	@$(SANITIZE_CMAKE) -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DTROUPE_BUILD_TESTS=OFF \
@@ -128,6 +128,20 @@ bench-micro: build
 # Server plus load client on loopback, then the load report.
 demo: build
 	@scripts/demo $(BUILD_DIR)/bin
+
+# Redis, three echo nodes, two chat nodes and HAProxy on loopback
+# (deploy/haproxy.cfg): a chat session, then echo-load --reconnect while one
+# node is drained and restarted and another is killed (docs/deploy.md).
+.PHONY: cluster-demo
+cluster-demo: build
+	@scripts/cluster-demo $(BUILD_DIR)/bin
+
+# The Debian package of the library and programs (CPack): build/package/*.deb.
+.PHONY: package
+package: build
+	@scripts/install-deps dpkg-dev
+	@cd $(BUILD_DIR) && cpack --config CPackConfig.cmake -B package >/dev/null
+	@ls $(BUILD_DIR)/package/*.deb
 
 # The server in the foreground (Ctrl-C stops it): make run ARGS="--workers 4"
 run: build

@@ -6,6 +6,7 @@
 
 #include "core/base/check.h"
 #include "core/base/log.h"
+#include "core/loop/proxy_header.h"
 
 namespace troupe {
 
@@ -29,6 +30,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     return absl::InvalidArgumentError(
         "max_output_bytes must exceed high_watermark (reading pauses at the watermark; "
         "the cap is for output that does not come from reading)");
+  }
+  if (options.proxy_protocol && options.proxy_header_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("proxy_header_timeout must be > 0 (infinite: no limit)");
+  }
+  // Every reactor adopts through this one factory, from the acceptor thread
+  // or its own reuse-port listener alike, so the header is read in both modes.
+  if (options.proxy_protocol) {
+    factory = WithProxyHeader(std::move(factory), options.proxy_header_timeout);
   }
   const int workers = options.workers > 0 ? options.workers : OnlineCpus();
   const bool reuse_port = options.accept_mode == AcceptMode::kReusePort;
@@ -143,6 +152,8 @@ void Server::Stop() {
   }
   accepting_.store(false);
   if (acceptor_) acceptor_->Stop();
+  TROUPE_LOG(kInfo, "draining: stopped accepting; flushing open connections (up to %s)",
+             absl::FormatDuration(options_.drain_timeout));
   const absl::Time deadline = absl::Now() + options_.drain_timeout;
   for (auto& reactor : reactors_) reactor->Drain(deadline);
   Join();

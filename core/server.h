@@ -70,6 +70,16 @@ struct ServerOptions {
   // A reactor turn longer than this is counted and logged as a stall
   // (ReactorOptions::stall_threshold). Zero or infinite: never.
   absl::Duration stall_threshold = ReactorOptions{}.stall_threshold;
+  // Behind a proxy that sends the PROXY protocol (HAProxy `send-proxy` or
+  // `send-proxy-v2`): every accepted connection must begin with its header
+  // (v1 or v2), and handlers see the client it names as Connection::peer()
+  // from their creation on (core/loop/proxy_header.h). A malformed header
+  // closes that connection (kProxyHeaderInvalid), and so does a header not
+  // complete within proxy_header_timeout (kProxyHeaderTimeout; must be > 0,
+  // infinite: no limit). Never turn it on for a port clients reach directly:
+  // any client could then claim any address.
+  bool proxy_protocol = false;
+  absl::Duration proxy_header_timeout = absl::Seconds(5);
 };
 
 struct ServerStats {

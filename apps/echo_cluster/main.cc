@@ -76,6 +76,13 @@ ABSL_FLAG(int64_t, max_connections, 0,
           "Open connections beyond this are accepted and closed at once "
           "(counted as rejected); 0 means no limit (the descriptor limit still "
           "applies).");
+ABSL_FLAG(bool, proxy_protocol, false,
+          "Behind HAProxy (send-proxy / send-proxy-v2): every connection must "
+          "begin with a PROXY protocol v1 or v2 header, and actors see the client "
+          "it names. Never on a port clients reach directly.");
+ABSL_FLAG(absl::Duration, proxy_header_timeout, absl::Seconds(5),
+          "With --proxy-protocol: close a connection whose header is not complete "
+          "this long after it was accepted; must be > 0.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGINT/SIGTERM: how long connections may take to flush (and to get "
           "the replies still owed to them) before they are cut; inf waits for "
@@ -196,6 +203,9 @@ int main(int argc, char* argv[]) {
     Usage(argv[0], "--max-pending-work must be 1..4294967295");
   }
   if (absl::GetFlag(FLAGS_max_connections) < 0) Usage(argv[0], "--max-connections must be >= 0");
+  if (absl::GetFlag(FLAGS_proxy_header_timeout) <= absl::ZeroDuration()) {
+    Usage(argv[0], "--proxy-header-timeout must be > 0");
+  }
   if (absl::GetFlag(FLAGS_first_cpu) < 0) Usage(argv[0], "--first-cpu must be >= 0");
   troupe::AcceptMode accept_mode = troupe::AcceptMode::kAcceptorThread;
   if (absl::GetFlag(FLAGS_accept_mode) == "reuseport") {
@@ -283,6 +293,8 @@ int main(int argc, char* argv[]) {
   options.balance = balance;
   options.first_cpu = absl::GetFlag(FLAGS_first_cpu);
   options.max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections));
+  options.proxy_protocol = absl::GetFlag(FLAGS_proxy_protocol);
+  options.proxy_header_timeout = absl::GetFlag(FLAGS_proxy_header_timeout);
   options.connection.high_watermark = static_cast<size_t>(high);
   options.connection.low_watermark = static_cast<size_t>(low);
   options.connection.max_output_bytes = static_cast<size_t>(max_output);

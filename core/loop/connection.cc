@@ -49,6 +49,10 @@ const char* CloseReasonName(CloseReason reason) {
       return "connect_failed";
     case CloseReason::kConnectTimeout:
       return "connect_timeout";
+    case CloseReason::kProxyHeaderInvalid:
+      return "proxy_header_invalid";
+    case CloseReason::kProxyHeaderTimeout:
+      return "proxy_header_timeout";
     case CloseReason::kCount:
       break;
   }
@@ -71,6 +75,11 @@ Connection::~Connection() = default;
 Reactor& Connection::reactor() const {
   TROUPE_CHECK(owner_ != nullptr, "this connection has no Reactor (a test's own host)");
   return *owner_;
+}
+
+void Connection::set_peer_in_loop(Address peer) {
+  host_.AssertInLoopThread();
+  peer_ = std::move(peer);
 }
 
 void Connection::OpenInLoop() {

@@ -176,6 +176,11 @@ class Connection {
   ConnectionId id() const { return id_; }
   int fd() const { return fd_.get(); }
   const Address& peer() const { return peer_; }
+  // Replaces the peer address with the client's, as a proxy in front
+  // reported it (the PROXY protocol header, core/loop/proxy_header.h). Only
+  // before the handler that serves the connection has had OnOpen or any
+  // byte, so that it, its log lines and its actor see one address for life.
+  void set_peer_in_loop(Address peer);
   // The reactor that owns this connection, for handlers (to post, send mail
   // or set timers); the connection itself never calls it.
   Reactor& reactor() const;
@@ -306,7 +311,7 @@ class Connection {
   Reactor* const owner_;  // for handlers only; may be null
   const ConnectionId id_;
   Fd fd_;
-  const Address peer_;
+  Address peer_;                      // const but for set_peer_in_loop
   const ConnectionOptions& options_;  // the host's; outlives us
   State state_ = State::kOpen;
   bool peer_eof_ = false;              // the peer sent FIN; nothing more to read
