@@ -61,6 +61,11 @@ void LoadTally::Add(const LoadTally& other) {
   connections_timed_out += other.connections_timed_out;
   connections_incomplete += other.connections_incomplete;
   connections_stalled += other.connections_stalled;
+  reconnections += other.reconnections;
+  reconnect_failures += other.reconnect_failures;
+  unanswered_bytes += other.unanswered_bytes;
+  abandoned_messages += other.abandoned_messages;
+  connections_down += other.connections_down;
 }
 
 double LoadReport::MessagesPerSecond() const {
@@ -189,6 +194,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   report.pipeline = options.pipeline;
   report.rate = script_mode ? 0 : options.rate;
   report.source_addresses = source_count;
+  report.reconnect = options.reconnect;
   if (script) {
     report.script_messages = script->ends.size();
     report.script_bytes = script->bytes.size();

@@ -42,6 +42,9 @@
 // Throughout phases 2 and 3 (and script mode), a connection that owes echoes
 // (bytes sent and not yet back, or bytes waiting to be sent) and receives
 // nothing for `stall_timeout` is `stalled` (an error) and is closed.
+// With `reconnect`, a connection the server closes during phases 2 and 3 is
+// opened again (see LoadOptions::reconnect), so a run survives servers that
+// are drained and restarted one at a time behind a load balancer.
 // With `messages` (script mode) there is no warmup and no duration: each
 // connection sends the listed messages in order, each once, waits for their
 // echoes and closes; the run ends when every connection has finished, or at
@@ -55,10 +58,12 @@
 // of the messages.
 //
 // Errors (each fails LoadReport::ok()); a connection counts for one kind at
-// most, since each closes it:
+// most, since each closes it (with `reconnect`: one per stream, the
+// connection's life between two connects):
 //   - connect failures;
 //   - verification mismatches (a wrong or extra echoed byte);
-//   - lost: the peer closed or reset the connection before the drain;
+//   - lost: the peer closed (with `reconnect`: reset) the connection before
+//     the drain;
 //   - stalled: no byte received for `stall_timeout` while echoes were owed,
 //     so a server that drops bytes or stops reading is caught during the run;
 //   - incomplete: echoes still owed when the drain ends, or when the peer
@@ -67,7 +72,9 @@
 //     connection is not also incomplete;
 //   - no messages: the measured window (in script mode, the whole script)
 //     completed no message at all, so the run measured nothing. One error for
-//     the run, not per connection.
+//     the run, not per connection;
+//   - down (`reconnect` only): a connection that was not open again by the
+//     end of the drain, its reconnects having failed.
 //
 // Thread safety: RunLoad is thread-safe (it shares nothing but a read-only
 // table between calls); the structs are plain values. `on_progress` runs on
@@ -108,9 +115,15 @@ struct LoadProgress {
   uint64_t messages_completed = 0;
   // Script mode: connections x messages; 0 otherwise.
   uint64_t messages_planned = 0;
-  // Errors so far, of every kind LoadReport counts but no_messages (which
-  // only the end of the run decides).
+  // Errors so far, of every kind LoadReport counts but no_messages and
+  // connections_down (which only the end of the run decides).
   uint64_t errors = 0;
+  // LoadOptions::reconnect: whether the line shows the two below.
+  bool reconnect = false;
+  // Connections opened again so far, and connections waiting to be (in
+  // their backoff or handshake) now.
+  uint64_t reconnections = 0;
+  uint64_t reconnecting = 0;
 
   double IntervalMessagesPerSecond() const;
 };
@@ -161,6 +174,49 @@ struct LoadOptions {
   // an IPv4 127.x target.
   int source_addresses = 0;
 
+  // Keep going when the server closes connections (nodes drained and
+  // restarted one at a time behind a load balancer). During the warmup and
+  // the measured window, a connection the server ends is opened again (same
+  // target, same source address, TCP_NODELAY) after a backoff, and starts a
+  // fresh stream: its offsets, messages and echo check restart at 0, while
+  // its byte pattern (its connection number) stays distinct from the other
+  // connections'. What the old stream got back was verified byte by byte, as
+  // always; what it had sent and not got back is counted, not checked:
+  // `unanswered_bytes`, and `abandoned_messages` (in flight then, latency
+  // never recorded). By how the stream ended:
+  //   - a clean close (recv() returned 0: the server's FIN, after every byte
+  //     it echoed): no error. That holds in the final drain too, where the
+  //     connection is not opened again (it has nothing more to send), so a
+  //     restart overlapping the end of a run does not fail it by chance;
+  //   - a reset or a recv()/send() error: `lost` (an error), then reconnects
+  //     (in the drain: `incomplete` when echoes were owed, as without);
+  //   - stalled: an error, then reconnects (a hung node costs only its own
+  //     connections);
+  //   - a verification mismatch: an error, and the connection stays closed:
+  //     the server is broken, and one report per connection is enough.
+  // What a clean close cannot show: over a raw echo, a drain that stopped
+  // reading (and discarded what it had not read) looks exactly like a server
+  // that read bytes and dropped them before its FIN; both end in unanswered
+  // bytes, nothing else. A server that drops bytes and then echoes later
+  // ones is still caught at the first byte out of place, and one that drops
+  // them and keeps the connection open is still stalled.
+  // A reconnect that fails (refused, or no handshake within
+  // `connect_timeout`) counts in `reconnect_failures`, not as an error, and
+  // is retried: the backoff starts at 10 ms and doubles to 1 s (each delay
+  // drawn from its upper half, so that a node's connections do not all come
+  // back in one burst), and starts over once a new stream gets an echo. A
+  // connection waiting to reconnect owes nothing, so it is never stalled.
+  // The drain gives every connection still down one more attempt at once,
+  // then retries on its backoff until the drain's deadline, and closes the
+  // ones that connect; one still not open then is `connections_down`, an
+  // error. Open loop: the schedule goes on across a reconnect; messages that
+  // fell due while the connection was down are sent on the new one, their
+  // latency counted from their due time, so an outage shows in the latency
+  // as a stall would. The connect phase is unchanged: a connection that
+  // cannot be established at first is a connect error, and is not retried.
+  // Not with `messages` (script mode): a script is sent once.
+  bool reconnect = false;
+
   // How often on_progress is called; zero: never.
   absl::Duration progress_interval = absl::ZeroDuration();
   std::function<void(const LoadProgress&)> on_progress;
@@ -193,6 +249,20 @@ struct LoadTally {
   // Connections that owed echoes and received nothing for the stall timeout.
   uint64_t connections_stalled = 0;
 
+  // LoadOptions::reconnect. Connections opened again after the server closed
+  // them (not errors), and connect attempts that failed on the way (not
+  // errors either: retried).
+  uint64_t reconnections = 0;
+  uint64_t reconnect_failures = 0;
+  // Over the streams the server ended (see LoadOptions::reconnect): bytes
+  // sent that never came back, and messages in flight then, whose latency
+  // is not recorded. A stream reset in the drain is `incomplete` instead,
+  // and its error names its bytes.
+  uint64_t unanswered_bytes = 0;
+  uint64_t abandoned_messages = 0;
+  // Connections not open again by the end of the drain: an error.
+  uint64_t connections_down = 0;
+
   // Adds every count of `other` to this one.
   void Add(const LoadTally& other);
 };
@@ -209,6 +279,7 @@ struct LoadReport : LoadTally {
   int pipeline = 0;
   double rate = 0;  // Open-loop target rate; 0: closed loop.
   int source_addresses = 1;
+  bool reconnect = false;  // LoadOptions::reconnect.
   // Script mode: the messages each connection sends, and their total size.
   size_t script_messages = 0;
   size_t script_bytes = 0;
@@ -228,7 +299,7 @@ struct LoadReport : LoadTally {
   double MebibytesPerSecond() const;
   uint64_t error_count() const {
     return static_cast<uint64_t>(connections_failed) + verification_errors + connections_lost +
-           connections_timed_out + connections_incomplete + connections_stalled +
+           connections_timed_out + connections_incomplete + connections_stalled + connections_down +
            (no_messages ? 1 : 0);
   }
   bool ok() const { return error_count() == 0; }

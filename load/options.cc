@@ -89,6 +89,12 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
     if (absl::Status s = Positive("script timeout", options.script_timeout); !s.ok()) {
       return s;
     }
+    // A script is sent once: after a reconnect its messages would either
+    // be sent twice or be lost, and neither is the script.
+    if (options.reconnect) {
+      return absl::InvalidArgumentError(
+          "reconnect does not apply to a message list (script mode), which is sent once");
+    }
   }
   if (options.source_addresses < 0 || options.source_addresses > 65534) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -27,12 +27,15 @@ LoadProgress ProgressReporter::Snapshot() {
   const int64_t now = MonotonicNanos();
   LoadProgress p;
   p.connections_requested = options_.connections;
+  p.reconnect = options_.reconnect;
   uint64_t completed = 0;
   for (const LiveStats* live : lives_) {
     p.connections_established +=
         static_cast<int>(live->established.load(std::memory_order_relaxed));
     p.errors += live->errors.load(std::memory_order_relaxed);
     completed += live->completed.load(std::memory_order_relaxed);
+    p.reconnections += live->reconnections.load(std::memory_order_relaxed);
+    p.reconnecting += live->reconnecting.load(std::memory_order_relaxed);
   }
   p.messages_completed = completed;
   if (!options_.messages.empty()) {

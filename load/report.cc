@@ -83,6 +83,9 @@ std::string FormatErrorKinds(const LoadReport& r) {
   if (r.connections_timed_out > 0) {
     absl::StrAppendFormat(&out, ", timed out %d", r.connections_timed_out);
   }
+  if (r.connections_down > 0) {
+    absl::StrAppendFormat(&out, ", down %d", r.connections_down);
+  }
   if (r.no_messages) out += ", no messages completed";
   return out;
 }
@@ -113,6 +116,15 @@ std::string FormatReportText(const LoadReport& r) {
     absl::StrAppendFormat(&out, " (from 127.0.0.1..127.0.0.%d)", r.source_addresses);
   }
   out.push_back('\n');
+  if (r.reconnect) {
+    // Not errors (those are counted below): what the server's closes cost.
+    absl::StrAppendFormat(&out,
+                          "%-14s%d, %d attempt%s failed; %d sent bytes unanswered, %d message%s "
+                          "abandoned\n",
+                          "reconnects", r.reconnections, r.reconnect_failures,
+                          r.reconnect_failures == 1 ? "" : "s", r.unanswered_bytes,
+                          r.abandoned_messages, r.abandoned_messages == 1 ? "" : "s");
+  }
   if (r.script_messages > 0) {
     absl::StrAppendFormat(&out, "%-14s%.3f s (until the last echo)\n", "measured",
                           absl::ToDoubleSeconds(r.measured));
@@ -219,6 +231,16 @@ std::vector<Field> ReportFields(const LoadReport& r) {
   add_number({"rate"}, fixed(r.rate, 1));
   add_number({"script_messages"}, absl::StrCat(r.script_messages));
   add_number({"script_bytes"}, absl::StrCat(r.script_bytes));
+  // LoadOptions::reconnect, at the very end so that every earlier CSV column
+  // keeps its position, and top-level rather than an object, so that the
+  // CSV names stay unambiguous. `down` is an error kind all the same: it
+  // counts in errors.total and fails `ok`.
+  add_number({"reconnect"}, r.reconnect ? "true" : "false");
+  add_number({"reconnections"}, absl::StrCat(r.reconnections));
+  add_number({"reconnect_failures"}, absl::StrCat(r.reconnect_failures));
+  add_number({"unanswered_bytes"}, absl::StrCat(r.unanswered_bytes));
+  add_number({"abandoned_messages"}, absl::StrCat(r.abandoned_messages));
+  add_number({"down"}, absl::StrCat(r.connections_down));
   return f;
 }
 
@@ -306,6 +328,10 @@ std::string FormatProgressLine(const LoadProgress& p) {
     out += "  p99 -";
   }
   absl::StrAppendFormat(&out, "  errors %d  conns %d", p.errors, p.connections_established);
+  if (p.reconnect) {
+    absl::StrAppendFormat(&out, "  reconnects %d  reconnecting %d", p.reconnections,
+                          p.reconnecting);
+  }
   return out;
 }
 

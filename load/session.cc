@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +21,14 @@ namespace {
 
 // Bytes per send() at most: one contiguous range of the stream.
 constexpr size_t kSendChunk = kStreamChunk;
+
+// LoadOptions::reconnect's backoff: short enough that a drained node's
+// connections are back on another within a few round trips of the load
+// balancer, long enough that a server which accepts and closes at once does
+// not turn the client into a connect loop; doubling to a second while
+// nothing comes back.
+constexpr int64_t kMinBackoffNs = 10'000'000;
+constexpr int64_t kMaxBackoffNs = 1'000'000'000;
 
 // "what: strerror text", as absl::ErrnoToStatus words it. Used on worker
 // threads instead of it: the distribution's Abseil is not built with
@@ -39,13 +48,10 @@ void Session::Init(int index, size_t local, int64_t* issue_times) {
   issue_times_ = issue_times;
 }
 
-bool Session::StartConnect(SessionContext& context, const Address& target, const Address* source,
-                           int epoll_fd) {
+std::optional<std::string> Session::OpenSocket(const Address& target, const Address* source,
+                                               int epoll_fd) {
   absl::StatusOr<Fd> fd = ConnectTcpNonBlocking(target, source);
-  if (!fd.ok()) {
-    FailConnect(context, fd.status().message());
-    return false;
-  }
+  if (!fd.ok()) return std::string(fd.status().message());
   fd_ = *std::move(fd);
   // Edge-triggered: the session always reads and writes until EAGAIN (or a
   // short read, see ReadAndVerify), so it never needs epoll_ctl again.
@@ -53,11 +59,30 @@ bool Session::StartConnect(SessionContext& context, const Address& target, const
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = local_;
   if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd_.get(), &ev) != 0) {
-    FailConnect(context, ErrnoMessage(errno, "epoll_ctl ADD"));
-    return false;
+    return ErrnoMessage(errno, "epoll_ctl ADD");
   }
   state_ = SessionState::kConnecting;
+  return std::nullopt;
+}
+
+bool Session::StartConnect(SessionContext& context, const Address& target, const Address* source,
+                           int epoll_fd) {
+  if (std::optional<std::string> error = OpenSocket(target, source, epoll_fd)) {
+    FailConnect(context, *error);
+    return false;
+  }
   return true;
+}
+
+void Session::StartReconnect(SessionContext& context, const Address& target, const Address* source,
+                             int epoll_fd, int64_t now) {
+  if (std::optional<std::string> error = OpenSocket(target, source, epoll_fd)) {
+    FailReconnect(context, *error, now);
+    return;
+  }
+  // Saturating: an infinite connect timeout is INT64_MAX nanoseconds.
+  reconnect_at_ns_ =
+      now + std::min(context.connect_timeout_ns, std::numeric_limits<int64_t>::max() - now);
 }
 
 bool Session::FinishConnect(SessionContext& context, const Address& target, uint32_t events) {
@@ -82,6 +107,73 @@ void Session::FailConnect(SessionContext& context, absl::string_view why) {
   context.tally.ConnectFailed(why);
   fd_.Reset();
   state_ = SessionState::kClosed;
+}
+
+void Session::FinishReconnect(SessionContext& context, const Address& target, uint32_t events,
+                              int64_t now) {
+  int error = 0;
+  socklen_t len = sizeof(error);
+  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
+    error = errno;
+  }
+  if (error == 0 && (events & EPOLLOUT) == 0) return;
+  if (error != 0) {
+    FailReconnect(context, ErrnoMessage(error, absl::StrCat("connect ", target.ToString())), now);
+    return;
+  }
+  state_ = SessionState::kOpen;
+  ++context.open;
+  failed_attempts_ = 0;
+  last_failure_.clear();
+  context.tally.Reconnected();
+  if (context.draining) {
+    // Up again, and owing nothing: the drain only wanted to see it open.
+    Close(context);
+    return;
+  }
+  // A fresh stream; the old one's counts went to the tally in EndStream.
+  Issue(context, now);
+  // Reads what came with the handshake's edge (a server that closes at once
+  // raises no second one), then sends.
+  HandleEvent(context, events, now);
+}
+
+void Session::FailReconnect(SessionContext& context, absl::string_view why, int64_t now) {
+  context.tally.ReconnectFailed();
+  ++failed_attempts_;
+  last_failure_ = std::string(why);
+  fd_.Reset();
+  state_ = SessionState::kBackoff;
+  ScheduleReconnect(now);
+}
+
+void Session::ReconnectNow(int64_t now) {
+  if (state_ == SessionState::kBackoff) reconnect_at_ns_ = std::min(reconnect_at_ns_, now);
+}
+
+void Session::GiveUpReconnecting(SessionContext& context, bool down) {
+  std::string message;
+  if (down) {
+    message = absl::StrFormat("connection %d down: not open again by the end of the run", index_);
+    if (failed_attempts_ > 0) {
+      absl::StrAppendFormat(&message, " (%d reconnect attempts failed; last: %s)", failed_attempts_,
+                            last_failure_);
+    }
+  }
+  context.tally.StopReconnecting(down, std::move(message));
+  fd_.Reset();
+  state_ = SessionState::kClosed;
+}
+
+void Session::ScheduleReconnect(int64_t now) {
+  if (backoff_ns_ == 0) backoff_ns_ = kMinBackoffNs;
+  // Anywhere in the upper half of the backoff, by a hash of the connection
+  // and the attempt: a node's connections all closed at once must not all
+  // come back in the same SYN burst, and a rerun waits the same.
+  const uint64_t hash = (SeedOf(index_) + failed_attempts_ + 1) * 0x9E3779B97F4A7C15ULL;
+  const int64_t half = backoff_ns_ / 2;
+  reconnect_at_ns_ = now + half + static_cast<int64_t>((hash >> 33) % static_cast<uint64_t>(half));
+  backoff_ns_ = std::min(backoff_ns_ * 2, kMaxBackoffNs);
 }
 
 void Session::HandleEvent(SessionContext& context, uint32_t events, int64_t now) {
@@ -117,6 +209,8 @@ bool Session::ReadAndVerify(SessionContext& context, uint32_t events, int64_t no
         Close(context);
         return false;
       }
+      // The new stream works: the next outage backs off from the start.
+      if (received_ == 0) backoff_ns_ = 0;
       received_ += static_cast<uint64_t>(n);
       progress_ns_ = now;
       if (!context.draining && now >= context.measure_start_ns) {
@@ -128,12 +222,12 @@ bool Session::ReadAndVerify(SessionContext& context, uint32_t events, int64_t no
       continue;
     }
     if (n == 0) {
-      PeerGone(context, "peer closed the connection");
+      PeerGone(context, "peer closed the connection", /*clean=*/true);
       return false;
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-    PeerGone(context, ErrnoMessage(errno, "recv"));
+    PeerGone(context, ErrnoMessage(errno, "recv"), /*clean=*/false);
     return false;
   }
 }
@@ -172,10 +266,13 @@ bool Session::Issue(SessionContext& context, int64_t now) {
   if (!Owes(context)) progress_ns_ = now;
   const uint64_t before = issued_;
   if (context.open_loop.active()) {
-    // Open loop: only what is due, stamped with when it was due.
-    limit = std::min(limit, context.open_loop.DueCount(local_, now));
+    // Open loop: only what is due, stamped with when it was due. After a
+    // reconnect the schedule goes on where the last stream left it.
+    const uint64_t due = context.open_loop.DueCount(local_, now);
+    limit = std::min(limit, due > schedule_base_ ? due - schedule_base_ : 0);
     for (; issued_ < limit; ++issued_) {
-      issue_times_[issued_ % context.pipeline] = context.open_loop.DueTime(local_, issued_);
+      issue_times_[issued_ % context.pipeline] =
+          context.open_loop.DueTime(local_, schedule_base_ + issued_);
     }
   } else {
     for (; issued_ < limit; ++issued_) {
@@ -199,12 +296,26 @@ void Session::Flush(SessionContext& context) {
     if (errno == EINTR) continue;
     // EPOLLOUT (edge) resumes the send once the kernel has room.
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    PeerGone(context, ErrnoMessage(errno, "send"));
+    PeerGone(context, ErrnoMessage(errno, "send"), /*clean=*/false);
     return;
   }
 }
 
-void Session::PeerGone(SessionContext& context, absl::string_view why) {
+void Session::PeerGone(SessionContext& context, absl::string_view why, bool clean) {
+  // With reconnect, a FIN is how a drained server says goodbye: every byte
+  // it echoed has been verified, and what it did not echo it never will.
+  // That holds in the run's own drain too, where the session is not opened
+  // again (it has nothing more to send): a rolling restart that overlaps
+  // the end of a run must not fail it by chance.
+  if (clean && context.reconnect) {
+    if (context.draining) {
+      context.tally.StreamEnded(sent_ - received_, issued_ - completed_);
+      Close(context);
+    } else {
+      EndStream(context);
+    }
+    return;
+  }
   if (context.draining) {
     // The peer may close first once everything is back; before that, it
     // took echoes with it.
@@ -212,11 +323,35 @@ void Session::PeerGone(SessionContext& context, absl::string_view why) {
       Incomplete(context, why);
       return;
     }
-  } else {
-    context.tally.Lost(
-        absl::StrFormat("connection %d lost after %d bytes echoed: %s", index_, received_, why));
+    Close(context);
+    return;
   }
+  context.tally.Lost(
+      absl::StrFormat("connection %d lost after %d bytes echoed: %s", index_, received_, why));
+  EndStream(context);
+}
+
+void Session::EndStream(SessionContext& context) {
+  if (!context.reconnect || context.draining) {
+    Close(context);
+    return;
+  }
+  context.tally.StreamEnded(sent_ - received_, issued_ - completed_);
+  context.tally.ReconnectPending();
   Close(context);
+  // Messages issued and abandoned keep their places in the open loop's
+  // schedule; the ones due and not issued yet go out on the next stream.
+  schedule_base_ += issued_;
+  sent_ = 0;
+  received_ = 0;
+  issued_ = 0;
+  completed_ = 0;
+  state_ = SessionState::kBackoff;
+  ScheduleReconnect(MonotonicNanos());
+  if (!listed_) {
+    listed_ = true;
+    context.reconnecting.push_back(local_);
+  }
 }
 
 void Session::CheckStall(SessionContext& context, int64_t now, int64_t stall_ns,
@@ -232,7 +367,8 @@ void Session::CheckStall(SessionContext& context, int64_t now, int64_t stall_ns,
     absl::StrAppendFormat(&message, " and %d more the kernel would not take", unsent);
   }
   context.tally.Stalled(std::move(message));
-  Close(context);
+  // With reconnect, a hung node costs only this stream.
+  EndStream(context);
 }
 
 void Session::TimeOut(SessionContext& context) {

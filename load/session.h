@@ -10,6 +10,16 @@
 //   ...
 //   s.HandleEvent(context, events, MonotonicNanos());
 //
+// With LoadOptions::reconnect, a stream the server ends (see there for the
+// rule) takes the session from kOpen to kBackoff, and its worker then calls
+// StartConnect again when reconnect_at() comes, FinishReconnect on the
+// handshake's event, or FailReconnect when it takes too long:
+//
+//   kOpen --server closed it--> kBackoff --StartConnect--> kConnecting
+//     ^                           ^                          |
+//     +------FinishReconnect------|--------------------------+
+//                                 +-----failed, FailReconnect+
+//
 // The stream offsets it keeps, with message k occupying stream bytes
 // [EndOf(k), EndOf(k + 1)) (see load/pattern.h):
 //
@@ -25,6 +35,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -47,15 +60,23 @@ struct SessionContext {
   const uint64_t pipeline;
   const OpenLoopSchedule& open_loop;  // Inactive: closed loop.
   WorkerTally& tally;
+  // LoadOptions::reconnect, and how long a reconnect's handshake may take.
+  const bool reconnect = false;
+  const int64_t connect_timeout_ns = 0;
   int64_t measure_start_ns = 0;
   // No new messages; each session closes once all it sent is back.
   bool draining = false;
   int open = 0;  // Sessions in SessionState::kOpen.
+  // The `local` numbers of the sessions waiting to reconnect (kBackoff, or
+  // kConnecting again), each once: a session adds itself when its stream
+  // ends, and the worker drops it once it is open or closed for good.
+  std::vector<size_t> reconnecting{};
   // Scratch for recv(), kReadChunk bytes, shared by the sessions.
   std::unique_ptr<uint8_t[]> read_buffer{new uint8_t[kReadChunk]};
 };
 
-enum class SessionState : uint8_t { kIdle, kConnecting, kOpen, kClosed };
+// kBackoff: LoadOptions::reconnect only, waiting to connect again.
+enum class SessionState : uint8_t { kIdle, kConnecting, kOpen, kBackoff, kClosed };
 
 class Session {
  public:
@@ -68,16 +89,47 @@ class Session {
   int index() const { return index_; }
   // All it sent has come back.
   bool AllEchoed() const { return received_ == sent_; }
+  // kBackoff: when to try to connect again; kConnecting again: when to give
+  // that handshake up.
+  int64_t reconnect_at() const { return reconnect_at_ns_; }
 
   // Starts a non-blocking handshake and adds the socket to `epoll_fd`,
   // edge-triggered, with its `local` number as data. False when it failed
   // at once (counted).
   bool StartConnect(SessionContext& context, const Address& target, const Address* source,
                     int epoll_fd);
+  // The same for a reconnect (state kBackoff): a failure backs off again,
+  // and the handshake must finish by reconnect_at(), `connect_timeout_ns`
+  // from `now`.
+  void StartReconnect(SessionContext& context, const Address& target, const Address* source,
+                      int epoll_fd, int64_t now);
   // Handles an event during the handshake. False while it is still under
   // way; true once it has ended, opened or failed (counted either way).
   bool FinishConnect(SessionContext& context, const Address& target, uint32_t events);
   void FailConnect(SessionContext& context, absl::string_view why);
+  // The same for a reconnect's handshake (state kConnecting after kBackoff):
+  // once open, the session starts a fresh stream at once (or, draining,
+  // closes: it owes nothing).
+  void FinishReconnect(SessionContext& context, const Address& target, uint32_t events,
+                       int64_t now);
+  // A reconnect attempt failed: counted (not an error), and the session
+  // backs off again.
+  void FailReconnect(SessionContext& context, absl::string_view why, int64_t now);
+  // Ends the backoff now: the drain gives each connection that is down one
+  // more attempt at once.
+  void ReconnectNow(int64_t now);
+  // Stops waiting to reconnect (state kBackoff or kConnecting again) and
+  // closes; `down`: counts it as connections_down, an error.
+  void GiveUpReconnecting(SessionContext& context, bool down);
+  // Whether it waits to reconnect (kBackoff, or kConnecting again). The
+  // worker calls Unlist() as it drops the session from
+  // SessionContext::reconnecting, once it is open again or closed: the
+  // session adds itself there only when not listed already, since it may
+  // open and end a stream again before the worker gets to it.
+  bool Reconnecting() const {
+    return state_ == SessionState::kBackoff || state_ == SessionState::kConnecting;
+  }
+  void Unlist() { listed_ = false; }
 
   // Reads, verifies, completes, issues and sends as the event allows.
   void HandleEvent(SessionContext& context, uint32_t events, int64_t now);
@@ -105,10 +157,21 @@ class Session {
   bool Owes(const SessionContext& context) const {
     return context.stream.EndOf(issued_) > received_;
   }
+  // Opens the socket, starts the handshake and adds it to `epoll_fd`;
+  // returns why not when that fails at once.
+  std::optional<std::string> OpenSocket(const Address& target, const Address* source, int epoll_fd);
   // Reads until the socket is drained. False when it was closed.
   bool ReadAndVerify(SessionContext& context, uint32_t events, int64_t now);
   void CompleteMessages(SessionContext& context, int64_t now);
-  void PeerGone(SessionContext& context, absl::string_view why);
+  // The peer ended the stream: `clean` when it closed (recv() returned 0),
+  // not by a reset or an error.
+  void PeerGone(SessionContext& context, absl::string_view why, bool clean);
+  // The stream is over before the drain: closes the socket, and with
+  // LoadOptions::reconnect counts what it leaves unanswered and backs off
+  // to connect again.
+  void EndStream(SessionContext& context);
+  // Waits the backoff, from `now`, and doubles it for next time.
+  void ScheduleReconnect(int64_t now);
 
   Fd fd_;
   SessionState state_ = SessionState::kIdle;
@@ -125,6 +188,18 @@ class Session {
   // Ring of `pipeline` entries, by message: when each was issued (closed
   // loop) or due (open loop).
   int64_t* issue_times_ = nullptr;
+
+  // LoadOptions::reconnect only.
+  // Open loop: the schedule's number of this stream's message 0, i.e. the
+  // messages issued on the streams before it.
+  uint64_t schedule_base_ = 0;
+  int64_t reconnect_at_ns_ = 0;
+  int64_t backoff_ns_ = 0;  // The next backoff; 0: the first one.
+  // Failed attempts since the stream ended, and the last one's reason, for
+  // the message when it stays down.
+  uint32_t failed_attempts_ = 0;
+  std::string last_failure_;
+  bool listed_ = false;  // In SessionContext::reconnecting.
 };
 
 }  // namespace troupe::load

@@ -12,6 +12,11 @@ inline void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
+// The same for a gauge going down.
+inline void Drop(std::atomic<uint64_t>& counter) {
+  counter.store(counter.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 WorkerTally::WorkerTally() : warmup_buckets_(LatencyHistogram::BucketCount(), 0) {}
@@ -59,6 +64,24 @@ void WorkerTally::Incomplete(std::string message) {
 
 void WorkerTally::TimedOut(std::string message) {
   CountError(result_.counts.connections_timed_out, std::move(message));
+}
+
+void WorkerTally::StreamEnded(uint64_t unanswered, uint64_t abandoned) {
+  result_.counts.unanswered_bytes += unanswered;
+  result_.counts.abandoned_messages += abandoned;
+}
+
+void WorkerTally::ReconnectPending() { Bump(live_.reconnecting, 1); }
+
+void WorkerTally::Reconnected() {
+  ++result_.counts.reconnections;
+  Bump(live_.reconnections, 1);
+  Drop(live_.reconnecting);
+}
+
+void WorkerTally::StopReconnecting(bool down, std::string message) {
+  Drop(live_.reconnecting);
+  if (down) CountError(result_.counts.connections_down, std::move(message));
 }
 
 void WorkerTally::CountError(uint64_t& counter, std::string message) {

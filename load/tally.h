@@ -33,6 +33,9 @@ struct alignas(64) LiveStats {
   std::atomic<uint64_t> completed{0};  // Messages echoed, warmup included.
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> established{0};
+  std::atomic<uint64_t> reconnections{0};
+  // Connections in a reconnect's backoff or handshake now (a gauge).
+  std::atomic<uint64_t> reconnecting{0};
   // Latency counts per LatencyHistogram bucket, warmup included; never reset.
   std::unique_ptr<std::atomic<uint64_t>[]> buckets {
     new std::atomic<uint64_t>[ LatencyHistogram::BucketCount() ]()
@@ -67,6 +70,19 @@ class WorkerTally {
   void Stalled(std::string message);
   void Incomplete(std::string message);
   void TimedOut(std::string message);
+
+  // LoadOptions::reconnect: the server ended a stream, with `unanswered`
+  // bytes sent and not echoed and `abandoned` messages in flight.
+  void StreamEnded(uint64_t unanswered, uint64_t abandoned);
+  // The connection now waits to be opened again.
+  void ReconnectPending();
+  // A reconnect attempt failed (retried, not an error).
+  void ReconnectFailed() { ++result_.counts.reconnect_failures; }
+  // The connection is open again.
+  void Reconnected();
+  // A connection waiting to reconnect gave up (the drain ended, or the run
+  // was aborted); `down`: counted as connections_down, with `message`.
+  void StopReconnecting(bool down, std::string message);
 
   // The traffic loop stopped at `now_ns`: the measured window is over.
   void EndLoop(int64_t now_ns);

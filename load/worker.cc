@@ -67,7 +67,9 @@ Worker::Worker(const LoadOptions& options, const Stream& stream,
       context_{.stream = stream,
                .pipeline = static_cast<uint64_t>(options.pipeline),
                .open_loop = open_loop_,
-               .tally = tally_} {
+               .tally = tally_,
+               .reconnect = options.reconnect,
+               .connect_timeout_ns = absl::ToInt64Nanoseconds(options.connect_timeout)} {
   const size_t pipeline = static_cast<size_t>(options.pipeline);
   for (size_t i = 0; i < sessions_.size(); ++i) {
     sessions_[i].Init(first_index + static_cast<int>(i), i, &issue_times_[i * pipeline]);
@@ -106,16 +108,18 @@ void Worker::PollOnce(int64_t deadline_ns, Handler handle) {
   }
 }
 
+const Address* Worker::SourceFor(const Session& s) const {
+  // Round robin over the sources by connection number.
+  return sources_.empty() ? nullptr : &sources_[static_cast<size_t>(s.index()) % sources_.size()];
+}
+
 void Worker::Connect(int64_t deadline_ns, int window) {
   int pending = 0;
   size_t next = 0;
   auto start_more = [&] {
     while (pending < window && next < sessions_.size()) {
       Session& s = sessions_[next++];
-      // Round robin over the sources by connection number.
-      const Address* source =
-          sources_.empty() ? nullptr : &sources_[static_cast<size_t>(s.index()) % sources_.size()];
-      if (s.StartConnect(context_, options_.target, source, epoll_.get())) {
+      if (s.StartConnect(context_, options_.target, SourceFor(s), epoll_.get())) {
         ++pending;
       }
     }
@@ -158,24 +162,29 @@ void Worker::Run(const PhaseTimes& times) {
   const int64_t stall_check_interval =
       std::max(stall_ns_ / kStallChecksPerTimeout, kMinStallCheckIntervalNs);
   int64_t next_stall_check = times.start_ns + stall_check_interval;
-  while (context_.open > 0 && MonotonicNanos() < times.end_ns) {
+  // Sessions waiting to reconnect keep the run going too: they are part of
+  // the load, only between two connections.
+  const auto active = [&] { return context_.open > 0 || !context_.reconnecting.empty(); };
+  while (active() && MonotonicNanos() < times.end_ns) {
     int64_t wake = times.end_ns;
     if (stall_ns_ > 0) {
       const int64_t now = MonotonicNanos();
       if (now >= next_stall_check) {
         CheckStalls(now);
         next_stall_check = now + stall_check_interval;
-        if (context_.open == 0) break;
       }
       wake = std::min(wake, next_stall_check);
     }
+    if (!context_.reconnecting.empty()) {
+      wake = std::min(wake, ServiceReconnects(MonotonicNanos()));
+    }
+    // Every session closed for good: nothing will happen before the end.
+    if (!active()) break;
     if (open_loop_.active()) {
       IssueDue(MonotonicNanos());
       wake = std::min(wake, open_loop_.SeqTime(next_seq_));
     }
-    PollOnce(wake, [&](Session& s, uint32_t events) {
-      s.HandleEvent(context_, events, MonotonicNanos());
-    });
+    PollOnce(wake, [this](Session& s, uint32_t events) { Dispatch(s, events); });
   }
   tally_.EndLoop(MonotonicNanos());
 
@@ -201,24 +210,80 @@ void Worker::Drain() {
   const int64_t drain_ns = std::max(absl::ToInt64Nanoseconds(kDrainTimeout), stall_ns_);
   const int64_t drain_deadline =
       drain_start + std::min(drain_ns, std::numeric_limits<int64_t>::max() - drain_start);
-  while (context_.open > 0 && MonotonicNanos() < drain_deadline) {
-    PollOnce(drain_deadline, [&](Session& s, uint32_t events) {
-      s.HandleEvent(context_, events, MonotonicNanos());
-    });
+  // A connection still down gets its next attempt now rather than after a
+  // backoff of up to a second, then backs off as before; the ones that
+  // connect in time are closed at once (they owe nothing).
+  for (const size_t local : context_.reconnecting) {
+    sessions_[local].ReconnectNow(drain_start);
+  }
+  for (;;) {
+    const int64_t now = MonotonicNanos();
+    if (now >= drain_deadline) break;
+    int64_t wake = drain_deadline;
+    if (!context_.reconnecting.empty()) wake = std::min(wake, ServiceReconnects(now));
+    if (context_.open == 0 && context_.reconnecting.empty()) break;
+    PollOnce(wake, [this](Session& s, uint32_t events) { Dispatch(s, events); });
   }
   // Whoever is still open owes echoes that did not come back in time: a
   // server that dropped bytes, or stopped, near the end of the run.
   for (Session& s : sessions_) {
     if (s.state() == SessionState::kOpen) s.Incomplete(context_, "");
   }
+  // Whoever is still waiting to reconnect could not be opened again: the
+  // server, or the load balancer in front of it, is down.
+  for (const size_t local : context_.reconnecting) {
+    Session& s = sessions_[local];
+    s.Unlist();
+    if (s.Reconnecting()) s.GiveUpReconnecting(context_, /*down=*/true);
+  }
+  context_.reconnecting.clear();
 }
 
 void Worker::CloseAll() {
+  // No session is in kBackoff here: an aborted run never had traffic, and
+  // script mode does not reconnect.
   for (Session& s : sessions_) {
     if (s.state() == SessionState::kOpen || s.state() == SessionState::kConnecting) {
       s.Close(context_);
     }
   }
+}
+
+void Worker::Dispatch(Session& s, uint32_t events) {
+  const int64_t now = MonotonicNanos();
+  // After the connect phase a handshake under way is a reconnect's.
+  if (s.state() == SessionState::kConnecting) {
+    s.FinishReconnect(context_, options_.target, events, now);
+  } else {
+    s.HandleEvent(context_, events, now);
+  }
+}
+
+int64_t Worker::ServiceReconnects(int64_t now) {
+  int64_t next = std::numeric_limits<int64_t>::max();
+  std::vector<size_t>& listed = context_.reconnecting;
+  size_t kept = 0;
+  // Nothing below adds to the list: a session adds itself only when a
+  // stream ends, and none is open here.
+  for (size_t i = 0; i < listed.size(); ++i) {
+    Session& s = sessions_[listed[i]];
+    if (s.state() == SessionState::kBackoff && now >= s.reconnect_at()) {
+      s.StartReconnect(context_, options_.target, SourceFor(s), epoll_.get(), now);
+    } else if (s.state() == SessionState::kConnecting && now >= s.reconnect_at()) {
+      s.FailReconnect(context_,
+                      absl::StrCat("connect ", options_.target.ToString(), ": timed out after ",
+                                   absl::FormatDuration(options_.connect_timeout)),
+                      now);
+    }
+    if (!s.Reconnecting()) {
+      s.Unlist();
+      continue;
+    }
+    listed[kept++] = listed[i];
+    next = std::min(next, s.reconnect_at());
+  }
+  listed.resize(kept);
+  return next;
 }
 
 void Worker::IssueDue(int64_t now) {

@@ -59,6 +59,17 @@ class Worker {
   // Waits for events until `deadline_ns` and hands each to `handle`.
   template <typename Handler>
   void PollOnce(int64_t deadline_ns, Handler handle);
+  // Phases 2-4: hands an event to its session, whether open or (with
+  // LoadOptions::reconnect) connecting again.
+  void Dispatch(Session& s, uint32_t events);
+  // The source address of a session's connects: round robin by connection
+  // number, the same one each time; null: let the kernel choose.
+  const Address* SourceFor(const Session& s) const;
+  // LoadOptions::reconnect: starts the reconnects whose backoff is over,
+  // gives up the handshakes past their deadline, and drops the sessions that
+  // are open again (or closed) from SessionContext::reconnecting. Returns
+  // when it next has something to do (INT64_MAX: nothing).
+  int64_t ServiceReconnects(int64_t now);
   // Open loop: issues every message due by `now` in schedule order.
   void IssueDue(int64_t now);
   // Closes, as stalled, every session that owes echoes and has made no

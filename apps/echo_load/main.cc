@@ -77,6 +77,13 @@ ABSL_FLAG(int32_t, source_addresses, 0,
           "bind connections to 127.0.0.1..127.0.0.N round robin, for more "
           "connections than one address has ephemeral ports; 0: as many as "
           "needed (usually 1: no bind)");
+ABSL_FLAG(bool, reconnect, false,
+          "when the server closes a connection during the run, open it again "
+          "(backoff 10ms doubling to 1s) and go on: a clean close (FIN) is no "
+          "error, its unechoed bytes are counted as unanswered; a reset is "
+          "still an error (lost), as is a connection still down at the end. "
+          "For servers drained and restarted behind a load balancer. Not with "
+          "--messages");
 ABSL_FLAG(absl::Duration, progress_interval, absl::Seconds(5),
           "when stderr is not a terminal, print a progress line this often; "
           "on a terminal one line is redrawn every 500ms. 0: no progress");
@@ -122,6 +129,9 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_json) && absl::GetFlag(FLAGS_csv)) {
     Fail(kExitUsage, "--json and --csv are mutually exclusive");
   }
+  if (script_mode && absl::GetFlag(FLAGS_reconnect)) {
+    Fail(kExitUsage, "--reconnect does not apply to --messages: a script is sent once");
+  }
 
   const int32_t port = absl::GetFlag(FLAGS_port);
   if (port < 1 || port > 65535) {
@@ -148,6 +158,7 @@ int main(int argc, char** argv) {
   options.script_timeout = absl::GetFlag(FLAGS_timeout);
   options.source_addresses = absl::GetFlag(FLAGS_source_addresses);
   options.stall_timeout = absl::GetFlag(FLAGS_stall_timeout);
+  options.reconnect = absl::GetFlag(FLAGS_reconnect);
   if (options.stall_timeout < absl::ZeroDuration()) {
     Fail(kExitUsage, "--stall-timeout must not be negative");
   }

@@ -616,5 +616,69 @@ TEST(EchoLoadProcessTest, MessagesModeTimeoutIsNotAlsoIncomplete) {
   server.Stop();
 }
 
+// A top-level count of a JSON report in `output`, e.g. "reconnections";
+// -1 when absent.
+int64_t JsonTopLevelCount(const std::string& output, absl::string_view key) {
+  const std::string quoted = absl::StrCat(",\"", key, "\":");
+  const size_t at = output.find(quoted);
+  if (at == std::string::npos) return -1;
+  const size_t begin = at + quoted.size();
+  const size_t end = output.find_first_not_of("0123456789", begin);
+  int64_t n = -1;
+  if (!absl::SimpleAtoi(output.substr(begin, end - begin), &n)) return -1;
+  return n;
+}
+
+// Each connection closed by the server after 20,000 bytes: many times a
+// second.
+const std::vector<std::string> kFinAfter = {"fin-after", "20000"};
+
+TEST(EchoLoadProcessTest, ReconnectKeepsGoingAcrossCleanCloses) {
+  LossyServer server(kFinAfter);
+  ASSERT_NE(server.port(), 0);
+  const SplitResult r = RunEchoLoadSplit({"--port", absl::StrCat(server.port()), "--connections",
+                                          "2", "--duration", "1s", "--warmup", "0s", "--reconnect",
+                                          "--progress-interval", "200ms", "--json"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "\"ok\":true")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, ",\"reconnect\":true,")) << r.out;
+  EXPECT_GT(JsonTopLevelCount(r.out, "reconnections"), 0) << r.out;
+  EXPECT_EQ(JsonTopLevelCount(r.out, "down"), 0) << r.out;
+  EXPECT_EQ(JsonErrorCount(r.out, "total"), 0) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "  reconnects ")) << r.err;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, WithoutReconnectACleanCloseFailsAsLost) {
+  LossyServer server(kFinAfter);
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2",
+                                "--duration", "1s", "--warmup", "0s", "--json"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "lost"), 2) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, ",\"reconnect\":false,")) << r.output;
+  EXPECT_EQ(JsonTopLevelCount(r.output, "reconnections"), 0) << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, ReconnectStillFailsOnResets) {
+  LossyServer server({"reset-after", "20000"});
+  ASSERT_NE(server.port(), 0);
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2",
+                                "--duration", "1s", "--warmup", "0s", "--reconnect", "--json"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_GT(JsonErrorCount(r.output, "lost"), 2) << r.output;
+  EXPECT_GT(JsonTopLevelCount(r.output, "reconnections"), 0) << r.output;
+  EXPECT_EQ(JsonErrorCount(r.output, "verification"), 0) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo-load: run failed")) << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, ReconnectWithMessagesIsAUsageError) {
+  const Result r = RunEchoLoad({"--reconnect", "--messages", "hello"});
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(absl::StartsWith(r.output, "echo-load: --reconnect")) << r.output;
+}
+
 }  // namespace
 }  // namespace troupe

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -50,11 +52,26 @@ int CountOpenFds() {
 //   close_at:   closes a connection once it has received this many bytes;
 //   stall_at:   once, when any connection has received this many bytes,
 //               stops serving everyone for `stall` (a GC pause, say).
+// And end connections the ways a drained or failing node does (offsets
+// count from each connection's start, so every new connection gets them
+// again):
+//   fin_at:     once a connection has received this many bytes, echoes what
+//               it read, sends its FIN (shutdown SHUT_WR), then reads and
+//               discards until the client's FIN and closes: the flush, FIN
+//               and linger of a draining server (troupe's CloseAfterFlush);
+//   reset_at:   once a connection has received this many bytes, closes it
+//               with SO_LINGER 0: a reset, as from a crashed node;
+//   drop_at:    does not echo the `drop_length` bytes from this offset on
+//               (-1: none after it), but echoes the others.
 struct EchoFaults {
   int64_t corrupt_at = -1;
   int64_t close_at = -1;
   int64_t stall_at = -1;
   absl::Duration stall = absl::ZeroDuration();
+  int64_t fin_at = -1;
+  int64_t reset_at = -1;
+  int64_t drop_at = -1;
+  int64_t drop_length = -1;
 };
 
 class TestEchoServer {
@@ -67,6 +84,8 @@ class TestEchoServer {
     port_ = LocalAddress(listener_.get())->port();
     stop_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     TROUPE_CHECK(stop_.valid(), "eventfd");
+    wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    TROUPE_CHECK(wake_.valid(), "eventfd");
     thread_ = std::thread([this] { Loop(); });
   }
 
@@ -84,12 +103,65 @@ class TestEchoServer {
     return peer_hosts_;
   }
 
+  // Connections accepted so far.
+  int accepted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return accepted_;
+  }
+
+  // What a node does when it is drained: stops listening, so that connects
+  // to the port are refused, and closes every connection as fin_at does
+  // (echoes what it read, FIN, discards the rest). Stopping first means no
+  // connection can be waiting in the accept queue, which closing the
+  // listener would reset. Returns once the server thread has done it.
+  void StopAndDrain() { SetListening(false); }
+  // Listens again on the same port: the node is back.
+  void ListenAgain() { SetListening(true); }
+
  private:
   struct Peer {
     Fd fd;
-    int64_t offset = 0;   // Stream bytes received so far.
-    std::string pending;  // Echo bytes the kernel has not taken yet.
+    int64_t offset = 0;      // Stream bytes received so far.
+    std::string pending;     // Echo bytes the kernel has not taken yet.
+    bool finishing = false;  // fin_at reached: FIN once pending is sent.
+    bool fin_sent = false;   // Reads only to discard, until the peer's FIN.
   };
+
+  void SetListening(bool on) {
+    std::unique_lock<std::mutex> lock(mu_);
+    want_listening_ = on;
+    const uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof(one));
+    listening_changed_.wait(lock, [&] { return listening_ == on; });
+  }
+
+  // On the server thread, when SetListening asks. True when it stopped
+  // listening, so that the caller drains the connections.
+  bool ApplyListening() {
+    uint64_t n = 0;
+    (void)!::read(wake_.get(), &n, sizeof(n));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (want_listening_ == listening_) return false;
+    if (want_listening_) {
+      TROUPE_CHECK(::listen(listener_.get(), SOMAXCONN) == 0, "listen again");
+    } else {
+      // A socket bound to the port explicitly and not listening: connects
+      // are refused, and the port stays ours (shutting a listener bound to
+      // port 0 down would give its port back to the kernel).
+      listener_.Reset();
+      Fd bound(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+      TROUPE_CHECK(bound.valid(), "socket");
+      const int one = 1;
+      ::setsockopt(bound.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      const Address here = address();
+      TROUPE_CHECK(::bind(bound.get(), here.sockaddr_ptr(), here.length()) == 0,
+                   "bind the test server's port again");
+      listener_ = std::move(bound);
+    }
+    listening_ = want_listening_;
+    listening_changed_.notify_all();
+    return !listening_;
+  }
 
   // Bounds each connection's unsent echo: beyond it, the server stops
   // reading, as a real server's high watermark would.
@@ -102,7 +174,10 @@ class TestEchoServer {
     for (;;) {
       fds.clear();
       fds.push_back({stop_.get(), POLLIN, 0});
-      fds.push_back({listener_.get(), POLLIN, 0});
+      fds.push_back({wake_.get(), POLLIN, 0});
+      // Not listening: -1, which poll() skips (a bound socket that does not
+      // listen would report POLLHUP for ever).
+      fds.push_back({listening_ ? listener_.get() : -1, POLLIN, 0});
       for (auto& p : peers) {
         short events = p->pending.size() < kMaxPending ? POLLIN : 0;
         if (!p->pending.empty()) events |= POLLOUT;
@@ -110,7 +185,10 @@ class TestEchoServer {
       }
       if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) return;
       if (fds[0].revents != 0) return;
-      if (fds[1].revents != 0) {
+      if (fds[1].revents != 0 && ApplyListening()) {
+        for (auto& p : peers) p->finishing = true;
+      }
+      if (fds[2].revents != 0 && listening_) {
         for (;;) {
           sockaddr_storage from{};
           socklen_t from_len = sizeof(from);
@@ -121,19 +199,24 @@ class TestEchoServer {
             std::lock_guard<std::mutex> lock(mu_);
             peer_hosts_.insert(
                 Address::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len).HostString());
+            ++accepted_;
           }
           auto peer = std::make_unique<Peer>();
           peer->fd = Fd(fd);
           peers.push_back(std::move(peer));
         }
       }
-      for (size_t i = 0; i + 2 < fds.size(); ++i) {
+      constexpr size_t kFirstPeer = 3;
+      for (size_t i = 0; i + kFirstPeer < fds.size(); ++i) {
         Peer& p = *peers[i];
-        const short revents = fds[i + 2].revents;
+        const short revents = fds[i + kFirstPeer].revents;
         bool done = false;
         if (revents & (POLLIN | POLLHUP | POLLERR)) {
           const ssize_t n = ::recv(p.fd.get(), buffer, sizeof(buffer), 0);
-          if (n > 0) {
+          if (n > 0 && p.finishing) {
+            // Draining: what arrives after fin_at is read only to be
+            // discarded, as a draining server does.
+          } else if (n > 0) {
             const int64_t corrupt = faults_.corrupt_at;
             if (corrupt >= p.offset && corrupt < p.offset + n) {
               buffer[corrupt - p.offset] ^= 0x01;
@@ -143,9 +226,15 @@ class TestEchoServer {
               // The fault itself: this thread serves nobody meanwhile.
               absl::SleepFor(faults_.stall);
             }
+            AppendEcho(p, buffer, n);
             p.offset += n;
-            p.pending.append(buffer, static_cast<size_t>(n));
             if (faults_.close_at >= 0 && p.offset >= faults_.close_at) done = true;
+            if (faults_.fin_at >= 0 && p.offset >= faults_.fin_at) p.finishing = true;
+            if (faults_.reset_at >= 0 && p.offset >= faults_.reset_at) {
+              const linger abort{.l_onoff = 1, .l_linger = 0};
+              ::setsockopt(p.fd.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+              done = true;
+            }
           } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
             done = true;
           }
@@ -158,18 +247,43 @@ class TestEchoServer {
             done = true;
           }
         }
+        if (!done && p.finishing && !p.fin_sent && p.pending.empty()) {
+          ::shutdown(p.fd.get(), SHUT_WR);
+          p.fin_sent = true;
+        }
         if (done) p.fd.Reset();
       }
       std::erase_if(peers, [](const auto& p) { return !p->fd.valid(); });
     }
   }
 
+  // Queues the echo of `n` bytes read at `p.offset`, but for drop_at's.
+  void AppendEcho(Peer& p, const char* data, ssize_t n) {
+    if (faults_.drop_at < 0) {
+      p.pending.append(data, static_cast<size_t>(n));
+      return;
+    }
+    const int64_t drop_end =
+        faults_.drop_length < 0 ? INT64_MAX : faults_.drop_at + faults_.drop_length;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t at = p.offset + i;
+      if (faults_.drop_at >= 0 && at >= faults_.drop_at && at < drop_end) continue;
+      p.pending.push_back(data[i]);
+    }
+  }
+
   const EchoFaults faults_;
   bool stalled_ = false;  // Server thread only.
   std::mutex mu_;
+  std::condition_variable listening_changed_;
   std::set<std::string> peer_hosts_;  // Guarded by mu_.
-  Fd listener_;
+  int accepted_ = 0;                  // Guarded by mu_.
+  bool want_listening_ = true;        // Guarded by mu_.
+  // Written by the server thread under mu_; read there without it.
+  bool listening_ = true;
+  Fd listener_;  // Server thread only, once it runs.
   Fd stop_;
+  Fd wake_;
   uint16_t port_ = 0;
   std::thread thread_;
 };
@@ -709,9 +823,24 @@ class SilentServer {
       ++n;
     }
   }
+  // Accepts every connection queued so far and sends its FIN, unread bytes
+  // and all: a clean close with every echo still owed. Returns how many.
+  int FinAll() {
+    int n = 0;
+    for (;;) {
+      pollfd p{listener_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 0) != 1) return n;
+      Fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!fd.valid()) return n;
+      ::shutdown(fd.get(), SHUT_WR);
+      finished_.push_back(std::move(fd));
+      ++n;
+    }
+  }
 
  private:
   Fd listener_;
+  std::vector<Fd> finished_;  // Closed with the server.
 };
 
 TEST(LoadClientTest, SilentServerIsStalledAndMeasuresNothing) {
@@ -1068,6 +1197,287 @@ TEST(LoadClientTest, InvalidNewOptionsAreRejected) {
   EXPECT_TRUE(ValidateLoadOptions(off).ok());
   off.stall_timeout = absl::ZeroDuration();
   EXPECT_TRUE(ValidateLoadOptions(off).ok());
+}
+
+// --reconnect: the server ends connections the ways a rolling restart does.
+
+// 200 messages of ShortRun's 100 bytes: a stream ends every few
+// milliseconds, dozens of times a run.
+constexpr int64_t kStreamBytes = 20'000;
+constexpr uint64_t kMessagesPerStream = static_cast<uint64_t>(kStreamBytes) / 100;
+
+LoadOptions ReconnectRun(const Address& target) {
+  LoadOptions options = ShortRun(target);
+  options.reconnect = true;
+  options.warmup = absl::ZeroDuration();
+  return options;
+}
+
+TEST(LoadClientTest, ReconnectCarriesOnAcrossCleanCloses) {
+  TestEchoServer server({.fin_at = kStreamBytes});
+  absl::StatusOr<LoadReport> report = RunLoad(ReconnectRun(server.address()));
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_TRUE(report->ok()) << text;
+  EXPECT_GT(report->reconnections, 0u) << text;
+  EXPECT_EQ(report->reconnect_failures, 0u) << text;
+  EXPECT_EQ(report->verification_errors, 0u) << text;
+  EXPECT_EQ(report->connections_lost, 0u) << text;
+  EXPECT_EQ(report->connections_down, 0u) << text;
+  // One stream holds 200 messages at most: the run went on past the first.
+  EXPECT_GT(report->messages, 2 * 4 * kMessagesPerStream) << text;
+  // Closed loop: an echo makes room for the next message at once, so every
+  // stream the server closes has messages in flight.
+  EXPECT_GE(report->abandoned_messages, report->reconnections) << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, absl::StrCat("reconnects    ", report->reconnections, ", 0 attempts failed; ")))
+      << text;
+  // Every connect the client made reached the server: the first four and
+  // each reconnection (the server may not have accepted the last few yet).
+  EXPECT_LE(server.accepted(), 4 + static_cast<int>(report->reconnections));
+}
+
+TEST(LoadClientTest, WithoutReconnectACleanCloseIsLost) {
+  TestEchoServer server({.fin_at = kStreamBytes});
+  LoadOptions options = ReconnectRun(server.address());
+  options.reconnect = false;
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_FALSE(report->ok());
+  EXPECT_EQ(report->connections_lost, 4u) << FormatReportText(*report);
+  EXPECT_EQ(report->reconnections, 0u);
+  EXPECT_EQ(report->unanswered_bytes, 0u);
+  // Not shown when not asked for.
+  EXPECT_FALSE(absl::StrContains(FormatReportText(*report), "reconnects"));
+}
+
+TEST(LoadClientTest, ReconnectDoesNotForgiveAReset) {
+  TestEchoServer server({.reset_at = kStreamBytes});
+  absl::StatusOr<LoadReport> report = RunLoad(ReconnectRun(server.address()));
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_FALSE(report->ok()) << text;
+  // Each reset is an error, and each costs only its own stream.
+  EXPECT_GT(report->connections_lost, 4u) << text;
+  EXPECT_GT(report->reconnections, 0u) << text;
+  EXPECT_EQ(report->verification_errors, 0u) << text;
+  EXPECT_GT(report->messages, 2 * 4 * kMessagesPerStream) << text;
+  ASSERT_FALSE(report->first_errors.empty());
+  EXPECT_TRUE(absl::StrContains(report->first_errors[0], "lost after")) << text;
+}
+
+TEST(LoadClientTest, ReconnectStillCatchesACorruptionBeforeTheClose) {
+  // The byte flipped is echoed just before the server's FIN.
+  TestEchoServer server({.corrupt_at = kStreamBytes - 50, .fin_at = kStreamBytes});
+  absl::StatusOr<LoadReport> report = RunLoad(ReconnectRun(server.address()));
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_FALSE(report->ok()) << text;
+  // Once per connection, which then stays closed: not reconnected.
+  EXPECT_EQ(report->verification_errors, 4u) << text;
+  EXPECT_EQ(report->reconnections, 0u) << text;
+  EXPECT_EQ(report->connections_lost, 0u) << text;
+  ASSERT_FALSE(report->first_errors.empty());
+  EXPECT_TRUE(absl::StrContains(report->first_errors[0],
+                                absl::StrCat("echo mismatch at stream offset ", kStreamBytes - 50)))
+      << text;
+}
+
+TEST(LoadClientTest, ReconnectCatchesBytesDroppedBeforeLaterEchoes) {
+  // Half of message 50 is dropped, the rest of the stream echoed: the bytes
+  // after the gap come back at the wrong offsets.
+  TestEchoServer server({.fin_at = kStreamBytes, .drop_at = 5050, .drop_length = 50});
+  absl::StatusOr<LoadReport> report = RunLoad(ReconnectRun(server.address()));
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_FALSE(report->ok()) << text;
+  EXPECT_EQ(report->verification_errors, 4u) << text;
+  EXPECT_TRUE(absl::StrContains(text, "echo mismatch at stream offset 5050")) << text;
+}
+
+TEST(LoadClientTest, ReconnectCannotTellADroppedTailFromADrain) {
+  // The documented blind spot: the server reads message 100 whole, echoes
+  // its first half, drops the rest and closes cleanly. Over a raw echo that
+  // is indistinguishable from a drain that never read the second half; all
+  // the client can do is count it.
+  TestEchoServer server({.fin_at = 10'100, .drop_at = 10'050});
+  LoadOptions options = ReconnectRun(server.address());
+  options.pipeline = 1;  // Message 100 is the only one the server gets.
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_TRUE(report->ok()) << text;
+  EXPECT_GT(report->reconnections, 0u) << text;
+  // 50 bytes and one message a stream, in the run and in its drain.
+  EXPECT_GE(report->unanswered_bytes, 50 * report->reconnections) << text;
+  EXPECT_EQ(report->unanswered_bytes % 50, 0u) << text;
+  EXPECT_EQ(report->abandoned_messages, report->unanswered_bytes / 50) << text;
+}
+
+// Calls `at_snapshot(k)` on the k-th progress snapshot of the measured
+// window, every 50 ms.
+template <typename F>
+void OnMeasuringSnapshots(LoadOptions& options, F at_snapshot) {
+  options.progress_interval = absl::Milliseconds(50);
+  options.on_progress = [at_snapshot, seen = 0](const LoadProgress& p) mutable {
+    if (p.phase == LoadProgress::Phase::kMeasuring) at_snapshot(++seen);
+  };
+}
+
+TEST(LoadClientTest, ReconnectRidesOutARefusingListener) {
+  TestEchoServer server;
+  LoadOptions options = ReconnectRun(server.address());
+  options.duration = absl::Milliseconds(1500);
+  // The node is drained 100 ms in and back 300 ms later.
+  OnMeasuringSnapshots(options, [&](int k) {
+    if (k == 2) server.StopAndDrain();
+    if (k == 8) server.ListenAgain();
+  });
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_TRUE(report->ok()) << text;
+  EXPECT_GT(report->reconnect_failures, 0u) << text;
+  EXPECT_EQ(report->reconnections, 4u) << text;
+  EXPECT_EQ(report->connections_down, 0u) << text;
+}
+
+TEST(LoadClientTest, ReconnectFailsTheRunWhenTheServerNeverComesBack) {
+  TestEchoServer server;
+  LoadOptions options = ReconnectRun(server.address());
+  options.duration = absl::Milliseconds(500);
+  options.stall_timeout = absl::Milliseconds(200);  // The drain: 1 s.
+  OnMeasuringSnapshots(options, [&](int k) {
+    if (k == 2) server.StopAndDrain();
+  });
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_FALSE(report->ok()) << text;
+  EXPECT_EQ(report->connections_down, 4u) << text;
+  EXPECT_EQ(report->error_count(), 4u) << text;
+  EXPECT_EQ(report->reconnections, 0u) << text;
+  EXPECT_GT(report->reconnect_failures, 0u) << text;
+  EXPECT_TRUE(absl::StrContains(text, "down 4")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "down: not open again by the end of the run")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "refused")) << text;
+}
+
+TEST(LoadClientTest, ReconnectStillCountsStallsAndMovesOn) {
+  // A hung node: every connection stalls, is counted, and is opened again,
+  // to stall again.
+  SilentServer silent;
+  LoadOptions options = ReconnectRun(silent.address());
+  options.connections = 2;
+  options.threads = 1;
+  options.stall_timeout = absl::Milliseconds(200);
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string text = FormatReportText(*report);
+  EXPECT_FALSE(report->ok()) << text;
+  // About four 200 ms stalls each in the 1 s run; twice each at least.
+  EXPECT_GE(report->connections_stalled, 4u) << text;
+  EXPECT_GE(report->reconnections, 2u) << text;
+  EXPECT_EQ(report->connections_lost, 0u) << text;
+}
+
+TEST(LoadClientTest, ReconnectCountsACleanCloseInTheDrainAsUnanswered) {
+  // The drain at the end: with reconnect, a clean close is not incomplete
+  // (it would be without, see PeerClosingDuringTheDrainWithEchoesOwed...),
+  // and the connection is not opened again.
+  SilentServer silent;
+  LoadOptions options = ReconnectRun(silent.address());
+  options.connections = 2;
+  options.threads = 1;
+  options.duration = absl::Milliseconds(200);
+  options.stall_timeout = absl::ZeroDuration();  // The drain: 1 s.
+  options.progress_interval = absl::Milliseconds(50);
+  int draining_seen = 0;
+  int finished = 0;
+  options.on_progress = [&](const LoadProgress& p) {
+    if (p.phase != LoadProgress::Phase::kDraining) return;
+    if (++draining_seen == 2) finished = silent.FinAll();
+  };
+  absl::StatusOr<LoadReport> report = RunLoad(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(finished, 2);
+  const std::string text = FormatReportText(*report);
+  EXPECT_EQ(report->connections_incomplete, 0u) << text;
+  EXPECT_EQ(report->connections_lost, 0u) << text;
+  EXPECT_EQ(report->reconnections, 0u) << text;
+  // Everything each sent: 8 messages of 100 bytes.
+  EXPECT_EQ(report->unanswered_bytes, 2u * 800u) << text;
+  EXPECT_EQ(report->abandoned_messages, 2u * 8u) << text;
+  // The silent server still measured nothing.
+  EXPECT_TRUE(report->no_messages);
+  EXPECT_EQ(report->error_count(), 1u) << text;
+}
+
+TEST(LoadClientTest, ReconnectIsNotForScriptMode) {
+  LoadOptions options = ShortRun(*Address::FromHostPort("127.0.0.1", 9));
+  options.messages = {"hello"};
+  options.reconnect = true;
+  EXPECT_EQ(ValidateLoadOptions(options).code(), absl::StatusCode::kInvalidArgument);
+  options.messages.clear();
+  EXPECT_TRUE(ValidateLoadOptions(options).ok());
+}
+
+TEST(LoadClientTest, ReconnectCountsAppearInEveryFormat) {
+  LoadReport report;
+  report.target = "127.0.0.1:1";
+  report.messages = 1;
+  report.reconnect = true;
+  report.reconnections = 12;
+  report.reconnect_failures = 3;
+  report.unanswered_bytes = 4096;
+  report.abandoned_messages = 8;
+  // Not errors.
+  EXPECT_TRUE(report.ok());
+  const std::string text = FormatReportText(report);
+  EXPECT_TRUE(absl::StrContains(
+      text,
+      "reconnects    12, 3 attempts failed; 4096 sent bytes unanswered, 8 messages "
+      "abandoned\n"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text, "errors        none")) << text;
+  const std::string json = FormatReportJson(report);
+  EXPECT_TRUE(absl::StrContains(json,
+                                "\"script_bytes\":0,\"reconnect\":true,\"reconnections\":12,"
+                                "\"reconnect_failures\":3,\"unanswered_bytes\":4096,"
+                                "\"abandoned_messages\":8,\"down\":0}"))
+      << json;
+  std::map<std::string, std::string> v;
+  ASSERT_TRUE(FlatJson::Parse(json, &v)) << json;
+  const std::vector<std::string> lines = absl::StrSplit(FormatReportCsv(report), '\n');
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_TRUE(absl::EndsWith(lines[0],
+                             ",reconnect,reconnections,reconnect_failures,unanswered_bytes,"
+                             "abandoned_messages,down"))
+      << lines[0];
+  EXPECT_TRUE(absl::EndsWith(lines[1], ",true,12,3,4096,8,0")) << lines[1];
+
+  // A connection down at the end is an error, in errors.total too.
+  report.connections_down = 2;
+  EXPECT_FALSE(report.ok());
+  EXPECT_EQ(report.error_count(), 2u);
+  EXPECT_EQ(FormatErrorKinds(report), "connect 0, verification 0, lost 0, down 2");
+  ASSERT_TRUE(FlatJson::Parse(FormatReportJson(report), &v));
+  EXPECT_EQ(v["errors.total"], "2");
+  EXPECT_EQ(v["down"], "2");
+  EXPECT_EQ(v["ok"], "false");
+
+  LoadProgress p;
+  p.phase = LoadProgress::Phase::kMeasuring;
+  p.elapsed = absl::Seconds(1);
+  p.total = absl::Seconds(10);
+  p.interval = absl::Seconds(1);
+  p.interval_messages = 100;
+  p.connections_established = 4;
+  p.reconnect = true;
+  p.reconnections = 7;
+  p.reconnecting = 2;
+  EXPECT_EQ(FormatProgressLine(p),
+            "1.0s/10s  100 msg/s  p99 -  errors 0  conns 4  reconnects 7  reconnecting 2");
 }
 
 }  // namespace

@@ -93,5 +93,40 @@ TEST(LoadClientTallyTest, TalliesAddUp) {
   EXPECT_EQ(report.error_count(), 1u);
 }
 
+TEST(LoadClientTallyTest, ReconnectCountsAreNotErrorsButDownIs) {
+  WorkerTally a;
+  WorkerTally b;
+  // a: a stream closed with 300 bytes and 3 messages unanswered, one failed
+  // attempt, then open again.
+  a.StreamEnded(300, 3);
+  a.ReconnectPending();
+  EXPECT_EQ(a.live().reconnecting.load(), 1u);
+  a.ReconnectFailed();
+  a.Reconnected();
+  EXPECT_EQ(a.live().reconnecting.load(), 0u);
+  EXPECT_EQ(a.live().reconnections.load(), 1u);
+  EXPECT_EQ(a.live().errors.load(), 0u);
+  // b: two streams closed; one connection gave up quietly (an aborted run),
+  // the other is down at the end, an error.
+  b.StreamEnded(10, 1);
+  b.ReconnectPending();
+  b.StreamEnded(20, 0);
+  b.ReconnectPending();
+  b.StopReconnecting(/*down=*/false, "");
+  b.StopReconnecting(/*down=*/true, "connection 7 down");
+  EXPECT_EQ(b.live().reconnecting.load(), 0u);
+  EXPECT_EQ(b.live().errors.load(), 1u);
+  EXPECT_EQ(b.result().errors, (std::vector<std::string>{"connection 7 down"}));
+  LoadReport report;
+  report.Add(a.result().counts);
+  report.Add(b.result().counts);
+  EXPECT_EQ(report.reconnections, 1u);
+  EXPECT_EQ(report.reconnect_failures, 1u);
+  EXPECT_EQ(report.unanswered_bytes, 330u);
+  EXPECT_EQ(report.abandoned_messages, 4u);
+  EXPECT_EQ(report.connections_down, 1u);
+  EXPECT_EQ(report.error_count(), 1u);
+}
+
 }  // namespace
 }  // namespace troupe::load
