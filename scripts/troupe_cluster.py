@@ -37,8 +37,8 @@ CHAT_NODES = ("chat1", "chat2")
 
 # --drain-grace for every node: more than HAProxy's inter x fall (500 ms x 2)
 # plus one check's latency, so HAProxy has marked the node down before it
-# stops accepting (docs/deploy.md).
-DRAIN_GRACE = "2s"
+# stops accepting (docs/deploy.md); 3 s leaves room for a loaded CI machine.
+DRAIN_GRACE = "3s"
 
 
 def free_port():
@@ -238,9 +238,10 @@ class Cluster:
     def status(self, name):
         return self.stat()[self.key(name)]["status"]
 
-    def wait_status(self, names, prefix, timeout=20):
-        wait_until(f"{', '.join(names)} {prefix} in HAProxy",
-                   lambda: all(self.status(n).startswith(prefix) for n in names), timeout)
+    def wait_status(self, names, status, timeout=20):
+        """Until HAProxy reports exactly `status` for each (not "UP 1/2": going down)."""
+        wait_until(f"{', '.join(names)} {status} in HAProxy",
+                   lambda: all(self.status(n) == status for n in names), timeout)
 
     # --- clients -----------------------------------------------------------
     def echo_load(self, *args, timeout=120):
