@@ -260,6 +260,17 @@ class Cluster:
         return ChatClient(self.chat_frontend)
 
 
+def await_membership(a, b, tries=40):
+    """Until b hears a: a member joins the room in its actor's OnOpen, after
+    the node has read the PROXY header, which no client can observe; so `a`
+    says "sync N" until `b` hears one. Returns the number of tries."""
+    for i in range(tries):
+        a.send(f"sync {i}")
+        if b.read_line(timeout=0.25, skip_sync=False) is not None:
+            return i + 1
+    raise TimeoutError(f"{b.name} never heard {a.name} in {tries} tries")
+
+
 class ChatClient:
     """One chat member through HAProxy: send a line, read lines."""
 
@@ -271,8 +282,15 @@ class ChatClient:
     def send(self, line):
         self.sock.sendall(line.encode() + b"\n")
 
-    def read_line(self, timeout=10.0):
-        """The next line, or None if none comes within `timeout`."""
+    def read_line(self, timeout=10.0, skip_sync=True):
+        """The next line (not counting await_membership's), or None if none
+        comes within `timeout`."""
+        while True:
+            line = self._read_line(timeout)
+            if line is None or not (skip_sync and line.split(": ", 1)[-1].startswith("sync ")):
+                return line
+
+    def _read_line(self, timeout):
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()

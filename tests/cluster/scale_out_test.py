@@ -61,6 +61,8 @@ def chat_across_nodes(c):
     troupe_cluster.wait_until(
         "one member on each chat node",
         lambda: all(int(c.stat()[c.key(n)]["scur"] or 0) == 1 for n in troupe_cluster.CHAT_NODES))
+    troupe_cluster.await_membership(a, b)
+    troupe_cluster.await_membership(b, a)
     a.send("hello from a")
     got = b.read_line()
     check(got == f"{a.name}: hello from a",
