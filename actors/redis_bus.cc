@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/base/check.h"
+#include "core/base/deadline.h"
 #include "core/base/log.h"
 #include "core/base/string_view_compat.h"
 #include "core/loop/reactor.h"
@@ -104,7 +105,9 @@ struct RedisBus::State {
     bool subscriber;
     Connection* conn = nullptr;  // while open (valid until OnClose returns)
     absl::Duration backoff;
-    uint64_t unacknowledged = 0;  // publisher: PUBLISHes awaiting their reply
+    uint64_t unacknowledged = 0;    // publisher: PUBLISHes awaiting their reply
+    bool ping_outstanding = false;  // a PING sent, its PONG not back yet
+    absl::Time ping_sent;
   };
 
   RedisBusOptions options;
@@ -114,19 +117,24 @@ struct RedisBus::State {
   std::atomic<bool> subscribed{false};
   std::atomic<bool> publisher_up{false};
 
-  Counter connects{0}, connect_failures{0}, disconnects{0}, published{0}, publish_receivers{0},
-      publish_dropped{0}, publish_unconfirmed{0}, publish_errors{0}, received{0}, own_skipped{0},
-      delivered{0}, deliver_refused{0}, malformed{0};
+  Counter connects{0}, connect_failures{0}, disconnects{0}, ping_timeouts{0}, published{0},
+      publish_receivers{0}, publish_dropped{0}, publish_unconfirmed{0}, publish_errors{0},
+      received{0}, own_skipped{0}, delivered{0}, deliver_refused{0}, malformed{0};
 
   // Loop thread only.
-  Link sub{"subscriber", true, nullptr, {}, 0};
-  Link pub{"publisher", false, nullptr, {}, 0};
+  Link sub{"subscriber", true, nullptr, {}, 0, false, {}};
+  Link pub{"publisher", false, nullptr, {}, 0, false, {}};
 
   void ConnectInLoop(Link& link);
   void RetryLaterInLoop(Link& link);
   void OpenedInLoop(Link& link, Connection& conn);
   void ClosedInLoop(Link& link, CloseReason reason);
   void ReplyInLoop(Link& link, const redisReply& reply);
+  void SendPingInLoop(Link& link);
+  // Every ping_interval: a link whose PING went unanswered for ping_timeout
+  // is cut (Redis is stopped or the path is dead: TCP alone would take
+  // hours to say so), the others are pinged again.
+  void PingTickInLoop();
   void PublishInLoop(std::string command);
 };
 
@@ -209,12 +217,49 @@ void RedisBus::State::OpenedInLoop(Link& link, Connection& conn) {
   if (link.subscriber) {
     conn.Send(FormatCommand({"PSUBSCRIBE", options.channel_prefix + "*"}));
   } else {
-    publisher_up.store(true, std::memory_order_relaxed);
+    // Up once Redis answers, not when the kernel completes the handshake
+    // (a stopped Redis still has its listen backlog).
+    SendPingInLoop(link);
   }
 }
 
+void RedisBus::State::SendPingInLoop(Link& link) {
+  link.conn->Send(FormatCommand({"PING"}));
+  link.ping_outstanding = true;
+  link.ping_sent = absl::Now();
+}
+
+void RedisBus::State::PingTickInLoop() {
+  if (stopping.load(std::memory_order_relaxed)) return;
+  const absl::Time now = absl::Now();
+  for (Link* link : {&sub, &pub}) {
+    if (link->conn == nullptr || link->conn->closing()) continue;
+    if (!link->ping_outstanding) {
+      SendPingInLoop(*link);
+    } else if (now - link->ping_sent > options.ping_timeout) {
+      Bump(ping_timeouts);
+      TROUPE_LOG_EVERY_SECOND(kWarning, "redis bus: %s: no answer to PING in %s; reconnecting",
+                              link->name, absl::FormatDuration(options.ping_timeout));
+      link->conn->Close(CloseReason::kIdleTimeout);
+    }
+  }
+  loop->RunAfter(options.ping_interval, [this] { PingTickInLoop(); });
+}
+
+namespace {
+
+// "+PONG" (a plain link) or ["pong", ""] (a subscribed one).
+bool IsPong(const redisReply& reply) {
+  if (reply.type == REDIS_REPLY_STATUS) return ReplyString(&reply) == "PONG";
+  return reply.type == REDIS_REPLY_ARRAY && reply.elements >= 1 &&
+         ReplyString(reply.element[0]) == "pong";
+}
+
+}  // namespace
+
 void RedisBus::State::ClosedInLoop(Link& link, CloseReason reason) {
   link.conn = nullptr;
+  link.ping_outstanding = false;
   if (link.subscriber) {
     subscribed.store(false, std::memory_order_relaxed);
   } else {
@@ -231,6 +276,11 @@ void RedisBus::State::ClosedInLoop(Link& link, CloseReason reason) {
 }
 
 void RedisBus::State::ReplyInLoop(Link& link, const redisReply& reply) {
+  if (IsPong(reply)) {
+    link.ping_outstanding = false;
+    if (!link.subscriber) publisher_up.store(true, std::memory_order_relaxed);
+    return;
+  }
   if (!link.subscriber) {
     if (link.unacknowledged == 0) {
       Bump(malformed);  // a reply to nothing we sent
@@ -296,6 +346,9 @@ absl::StatusOr<std::unique_ptr<RedisBus>> RedisBus::Create(const RedisBusOptions
   if (options.min_backoff <= absl::ZeroDuration() || options.max_backoff < options.min_backoff) {
     return absl::InvalidArgumentError("redis bus: backoff must satisfy 0 < min <= max");
   }
+  if (IsFiniteTimeout(options.ping_interval) && options.ping_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("redis bus: ping_timeout must be > 0");
+  }
   if (options.max_unacknowledged == 0) {
     return absl::InvalidArgumentError("redis bus: max_unacknowledged must be at least 1");
   }
@@ -337,6 +390,9 @@ void RedisBus::Start(Deliver deliver) {
   loop_->Post([state] {
     state->ConnectInLoop(state->sub);
     state->ConnectInLoop(state->pub);
+    if (IsFiniteTimeout(state->options.ping_interval)) {
+      state->loop->RunAfter(state->options.ping_interval, [state] { state->PingTickInLoop(); });
+    }
   });
   thread_ = std::thread([loop = loop_.get()] { loop->Run(); });
 }
@@ -373,6 +429,7 @@ RedisBusStats RedisBus::Stats() const {
   out.connects = Read(s.connects);
   out.connect_failures = Read(s.connect_failures);
   out.disconnects = Read(s.disconnects);
+  out.ping_timeouts = Read(s.ping_timeouts);
   out.published = Read(s.published);
   out.publish_receivers = Read(s.publish_receivers);
   out.publish_dropped = Read(s.publish_dropped);
@@ -400,11 +457,13 @@ std::string RedisBus::RenderPrometheus() const {
                     value, "\n");
   };
   gauge("troupe_bus_subscribed", "1 while the Redis subscription is live.", s.subscribed);
-  gauge("troupe_bus_publisher_up", "1 while the Redis publish link is open.", s.publisher_up);
+  gauge("troupe_bus_publisher_up", "1 while Redis answers on the publish link.", s.publisher_up);
   counter("troupe_bus_connects_total", "Redis links opened.", s.connects);
   counter("troupe_bus_connect_failures_total", "Redis connect attempts that failed.",
           s.connect_failures);
   counter("troupe_bus_disconnects_total", "Open Redis links that broke.", s.disconnects);
+  counter("troupe_bus_ping_timeouts_total", "Redis links cut because a PING went unanswered.",
+          s.ping_timeouts);
   counter("troupe_bus_published_total", "Broadcasts Redis acknowledged.", s.published);
   counter("troupe_bus_publish_receivers_total", "Subscribers Redis said each publish reached.",
           s.publish_receivers);

@@ -35,6 +35,9 @@
 //     for a subscriber that is away: what other nodes published meanwhile is
 //     not delivered here, and Redis's PUBLISH reply tells the publisher how
 //     many subscribers got it (publish_receivers_total).
+//   - a Redis that stops answering but keeps its sockets open (stopped,
+//     wedged) is found by a PING per link every `ping_interval`: one left
+//     unanswered for `ping_timeout` cuts the link, which reconnects;
 //   - a publish backlog (PUBLISH sent, reply not yet back) above
 //     `max_unacknowledged` sheds further broadcasts (counted), so a slow
 //     Redis cannot grow a node's memory without bound.
@@ -80,6 +83,13 @@ struct RedisBusOptions {
   // that is down for long.
   absl::Duration min_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
+  // Liveness: each open link is sent a PING every `ping_interval`; one
+  // unanswered for `ping_timeout` cuts the link (counted as a ping timeout),
+  // which then reconnects. A stopped or wedged Redis keeps its TCP
+  // connections open, so without this the bus would wait for TCP's own
+  // timeouts (hours). Zero or infinite interval: no pings.
+  absl::Duration ping_interval = absl::Seconds(1);
+  absl::Duration ping_timeout = absl::Seconds(3);
   // PUBLISHes sent and not yet acknowledged beyond this are shed (counted).
   // 65,536 lines of chat are a few MiB; a healthy Redis acknowledges in
   // microseconds, so only a stalled one gets near.
@@ -94,6 +104,7 @@ struct RedisBusStats {
   uint64_t connects = 0;             // links opened (both kinds)
   uint64_t connect_failures = 0;     // attempts that failed or timed out
   uint64_t disconnects = 0;          // open links that broke
+  uint64_t ping_timeouts = 0;        // links cut because a PING went unanswered
   uint64_t published = 0;            // PUBLISHes acknowledged by Redis
   uint64_t publish_receivers = 0;    // sum of their replies (subscribers reached)
   uint64_t publish_dropped = 0;      // not sent: link down, backlog or bus inbox full

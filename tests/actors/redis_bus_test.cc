@@ -100,6 +100,8 @@ std::unique_ptr<Node> StartNode(uint16_t redis_port, const std::string& id) {
   options.node_id = id;
   options.min_backoff = absl::Milliseconds(20);
   options.max_backoff = absl::Milliseconds(200);
+  options.ping_interval = absl::Milliseconds(100);
+  options.ping_timeout = absl::Milliseconds(500);
   auto bus = RedisBus::Create(options);
   EXPECT_TRUE(bus.ok()) << bus.status();
   if (!bus.ok()) return nullptr;
@@ -217,6 +219,41 @@ TEST(RedisBusTest, ALineReachesEveryNodeOnceAndSurvivesRedisGoingAway) {
   const std::string metrics = a->bus->RenderPrometheus();
   EXPECT_TRUE(absl::StrContains(metrics, "troupe_bus_publish_dropped_total 1\n")) << metrics;
   EXPECT_TRUE(absl::StrContains(metrics, "troupe_bus_subscribed 1\n")) << metrics;
+}
+
+// A Redis that stops answering keeps its TCP connections open: only the
+// bus's PINGs notice. Local delivery goes on meanwhile, and once Redis
+// answers again the bus is back by itself.
+TEST(RedisBusTest, AWedgedRedisIsNoticedAndLeftBehind) {
+  const uint16_t port = FreePort();
+  ASSERT_NE(port, 0);
+  std::unique_ptr<Subprocess> redis = StartRedis(port);
+  ASSERT_NE(redis, nullptr);
+  std::unique_ptr<Node> a = StartNode(port, "node-a");
+  std::unique_ptr<Node> b = StartNode(port, "node-b");
+  ASSERT_TRUE(a && a->server && b && b->server);
+  ASSERT_TRUE(WaitFor([&] { return Linked(*a->bus) && Linked(*b->bus); }));
+  LineClient a1(a->server->address());
+  LineClient a2(a->server->address());
+  LineClient b1(b->server->address());
+  ASSERT_TRUE(WaitFor([&] {
+    return a->server->Stats().Total().accepted == 2 && b->server->Stats().Total().accepted == 1;
+  }));
+
+  ASSERT_TRUE(redis->Signal(SIGSTOP).ok());
+  ASSERT_TRUE(WaitFor([&] { return a->bus->Stats().ping_timeouts >= 1 && !Linked(*a->bus); }));
+  ASSERT_TRUE(a1.Send("wedged\n"));
+  const std::optional<std::string> local = a2.ReadLine();
+  ASSERT_TRUE(local.has_value());
+  EXPECT_TRUE(local->ends_with(": wedged")) << *local;
+
+  ASSERT_TRUE(redis->Signal(SIGCONT).ok());
+  ASSERT_TRUE(WaitFor([&] { return Linked(*a->bus) && Linked(*b->bus); }));
+  ASSERT_TRUE(a1.Send("awake\n"));
+  const std::optional<std::string> across = b1.ReadLine();
+  ASSERT_TRUE(across.has_value());
+  EXPECT_TRUE(across->ends_with(": awake")) << *across;
+  EXPECT_EQ(a->bus->Stats().malformed, 0u);
 }
 
 }  // namespace
