@@ -121,6 +121,15 @@ bench-deps:
 bench: bench-deps build
 	@scripts/bench --build-dir $(BUILD_DIR) $(BENCH_ARGS)
 
+# TLS against plaintext on one worker: echo messages/s and server CPU per
+# message, then full handshakes per second per core for ECDSA P-256 and RSA
+# 2048 (docs/benchmarks.md, "TLS"). BENCH_TLS_SECONDS per measurement.
+.PHONY: bench-tls
+BENCH_TLS_SECONDS ?= 10
+bench-tls: build
+	@scripts/install-deps openssl
+	@scripts/bench-tls $(BUILD_DIR)/bin $(BENCH_TLS_SECONDS)
+
 # The Google Benchmark micro-benchmarks (ns/op); BENCH_ARGS go to the binary.
 bench-micro: build
 	@$(BUILD_DIR)/bin/troupe-micro-bench $(BENCH_ARGS)

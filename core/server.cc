@@ -23,6 +23,13 @@ ReactorStats ServerStats::Total() const {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options,
                                                        HandlerFactory factory) {
+  // Owned from here on, so that every error return below closes it.
+  Fd adopted(options.adopt_listen_fd);
+  if (adopted.valid() && options.accept_mode == AcceptMode::kReusePort) {
+    return absl::InvalidArgumentError(
+        "adopt_listen_fd needs the acceptor-thread mode: reuse-port mode binds a listener per "
+        "reactor");
+  }
   if (options.workers < 0) {
     return absl::InvalidArgumentError("workers must be >= 0");
   }
@@ -30,6 +37,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     return absl::InvalidArgumentError(
         "max_output_bytes must exceed high_watermark (reading pauses at the watermark; "
         "the cap is for output that does not come from reading)");
+  }
+  if (options.transport != nullptr && options.proxy_protocol) {
+    return absl::InvalidArgumentError(
+        "transport (TLS) and proxy_protocol together are not supported: the PROXY header "
+        "would have to be read in plaintext before the handshake; terminate TLS at the "
+        "proxy, or pass TLS through without the PROXY header");
+  }
+  if (options.transport != nullptr &&
+      options.connection.handshake_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "connection.handshake_timeout must be > 0 (infinite: no limit)");
   }
   if (options.proxy_protocol && options.proxy_header_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("proxy_header_timeout must be > 0 (infinite: no limit)");
@@ -49,7 +67,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   std::vector<Fd> listeners;
   Address address = options.address;
   for (int i = 0; i < (reuse_port ? workers : 1); ++i) {
-    absl::StatusOr<Fd> listen_fd = ListenTcp(address, listen);
+    absl::StatusOr<Fd> listen_fd =
+        adopted.valid() ? AdoptListeningSocket(adopted.Release()) : ListenTcp(address, listen);
     if (!listen_fd.ok()) return listen_fd.status();
     if (i == 0) {
       absl::StatusOr<Address> bound = LocalAddress(listen_fd->get());
@@ -65,6 +84,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     ReactorOptions reactor_options;
     reactor_options.index = static_cast<uint32_t>(i);
     reactor_options.connection = options.connection;
+    reactor_options.transport = options.transport;
     reactor_options.read_budget_bytes = options.read_budget_bytes;
     reactor_options.idle_timeout = options.idle_timeout;
     reactor_options.stall_threshold = options.stall_threshold;
@@ -86,6 +106,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     for (size_t i = 0; i < listeners.size(); ++i) {
       auto listener =
           std::make_unique<Listener>(listeners[i].get(), options.max_connections, open_count);
+      server->listeners_.push_back(listener.get());
       server->reactors_[i]->AddListener(std::move(listeners[i]), std::move(listener));
     }
   } else {
@@ -112,6 +133,47 @@ uint64_t Server::OpenConnections() const {
     closed += reactor->ClosedCount();
   }
   return accepted > closed ? accepted - closed : 0;
+}
+
+void Server::PauseAccepting(absl::AnyInvocable<void() &&> done) {
+  SetAcceptPaused(true, std::move(done));
+}
+
+void Server::ResumeAccepting(absl::AnyInvocable<void() &&> done) {
+  SetAcceptPaused(false, std::move(done));
+}
+
+void Server::SetAcceptPaused(bool paused, absl::AnyInvocable<void() &&> done) {
+  accept_paused_.store(paused, std::memory_order_relaxed);
+  if (acceptor_) {
+    acceptor_->SetAcceptPaused(paused, std::move(done));
+    return;
+  }
+  // One listener per reactor: `done` once the last of them has applied it.
+  struct Join {
+    std::atomic<size_t> left;
+    absl::AnyInvocable<void() &&> done;
+  };
+  auto join = std::make_shared<Join>();
+  join->left.store(reactors_.size());
+  join->done = std::move(done);
+  for (auto& reactor : reactors_) {
+    reactor->SetAcceptPaused(paused, [join] {
+      if (join->left.fetch_sub(1, std::memory_order_acq_rel) == 1 && join->done) {
+        std::move(join->done)();
+      }
+    });
+  }
+}
+
+void Server::SetMaxConnections(size_t max_connections) {
+  if (acceptor_) acceptor_->SetMaxConnections(max_connections);
+  for (Listener* listener : listeners_) listener->set_max_connections(max_connections);
+}
+
+size_t Server::max_connections() const {
+  if (acceptor_) return acceptor_->max_connections();
+  return listeners_.empty() ? 0 : listeners_.front()->max_connections();
 }
 
 Server::Server(const ServerOptions& options, Address address)

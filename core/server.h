@@ -12,7 +12,8 @@
 //   (*server)->Stop();   // drain: flush, close, bounded by drain_timeout
 //
 // Thread safety: Create/Start/Stop from one controlling thread (never from a
-// reactor thread: Stop joins them); Stats() and SendMail() from any thread.
+// reactor thread: Stop joins them); Stats(), SendMail() and the runtime
+// controls (PauseAccepting, SetMaxConnections, ...) from any thread.
 #pragma once
 
 #include <atomic>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -80,6 +82,24 @@ struct ServerOptions {
   // any client could then claim any address.
   bool proxy_protocol = false;
   absl::Duration proxy_header_timeout = absl::Seconds(5);
+  // TLS (or another transport) on every accepted connection: e.g.
+  // NewTlsServerFactory (core/net/tls.h, library troupe_tls). Handlers still
+  // see and send plaintext; they get OnOpen once the handshake is done, and
+  // one not done within connection.handshake_timeout (10 s) closes that
+  // connection (tls_handshake_timeout), as does a failed one
+  // (tls_handshake_failed). Null: plaintext. Not with proxy_protocol (the
+  // header would have to be read before the handshake): InvalidArgument.
+  std::shared_ptr<TransportFactory> transport;
+  // A socket that already listens (one systemd passed, core/ops/systemd.h,
+  // or one taken over from a running server, core/ops/handoff.h) to accept
+  // from instead of binding `address`; address() is then its local address.
+  // Create owns it from the call on (it closes it on any error) and checks
+  // that it listens (AdoptListeningSocket, core/net/socket.h). Stop() only
+  // closes our descriptor: never shutdown(), so another process holding the
+  // same socket keeps it and its accept queue. kAcceptorThread only (the
+  // reuse-port mode needs a listener per reactor): else InvalidArgument.
+  // -1: bind `address`.
+  int adopt_listen_fd = -1;
 };
 
 struct ServerStats {
@@ -91,7 +111,8 @@ struct ServerStats {
 
 class Server {
  public:
-  // Binds and listens (errors name the address), creates the reactors.
+  // Binds and listens (errors name the address), or adopts
+  // options.adopt_listen_fd; creates the reactors.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options,
                                                         HandlerFactory factory);
   ~Server();  // Stop()s if still running
@@ -119,6 +140,26 @@ class Server {
   // Any thread. True from Start() until accepting stops (after the grace).
   bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
 
+  // Runtime controls (the admin endpoint, core/ops/admin.h). Any thread.
+  // PauseAccepting: every listener of ours (the acceptor thread's, or each
+  // reactor's in reuse-port mode) leaves its epoll set; open connections are
+  // served as before, new ones wait in the kernel's listen backlog (up to
+  // ListenOptions' backlog; beyond it the kernel drops SYNs and clients
+  // retry) until ResumeAccepting(). Independent of Stop(): a paused server
+  // still drains. Each takes effect on the loops that own a listener, within
+  // a loop turn; `done`, if given, runs once all of them have applied it (on
+  // one of those threads; never if the server has already stopped). Calls
+  // from one thread apply in order.
+  void PauseAccepting(absl::AnyInvocable<void() &&> done = nullptr);
+  void ResumeAccepting(absl::AnyInvocable<void() &&> done = nullptr);
+  // True from PauseAccepting() until ResumeAccepting().
+  bool accept_paused() const { return accept_paused_.load(std::memory_order_relaxed); }
+  // The max-connections gate (ServerOptions::max_connections), changed from
+  // the next accept on; connections already open beyond a lowered limit stay
+  // open. 0: no limit.
+  void SetMaxConnections(size_t max_connections);
+  size_t max_connections() const;
+
   // The bound address (with the real port when asked for port 0).
   const Address& address() const { return address_; }
   int workers() const { return static_cast<int>(reactors_.size()); }
@@ -135,11 +176,15 @@ class Server {
   void Join();
   // Handed to reactors minus closed: the max-connections gate's view.
   uint64_t OpenConnections() const;
+  void SetAcceptPaused(bool paused, absl::AnyInvocable<void() &&> done);
 
   const ServerOptions options_;
   const Address address_;
   std::vector<std::unique_ptr<Reactor>> reactors_;
   std::unique_ptr<Acceptor> acceptor_;  // kAcceptorThread only
+  // kReusePort: each reactor's listener, owned by its reactor (for the gate).
+  std::vector<Listener*> listeners_;
+  std::atomic<bool> accept_paused_{false};
   std::vector<std::thread> threads_;
   std::atomic<bool> serving_{false};
   std::atomic<bool> accepting_{false};

@@ -94,13 +94,22 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   const load::Stream stream =
       script != nullptr ? load::Stream(*script) : load::Stream(options.message_size);
 
+  // One client context for the run: the CA file is read once, and a bad
+  // one fails the run before any connection is made.
+  std::unique_ptr<load::TlsClient> tls;
+  if (options.tls) {
+    absl::StatusOr<std::unique_ptr<load::TlsClient>> made = load::TlsClient::Create(options);
+    if (!made.ok()) return made.status();
+    tls = *std::move(made);
+  }
+
   // Contiguous slices, so connection numbers in errors map to threads simply.
   std::vector<std::unique_ptr<load::Worker>> workers;
   for (int t = 0; t < thread_count; ++t) {
     const int first = static_cast<int>(int64_t{n} * t / thread_count);
     const int last = static_cast<int>(int64_t{n} * (t + 1) / thread_count);
     absl::StatusOr<std::unique_ptr<load::Worker>> w =
-        load::Worker::Create(options, stream, *sources, first, last - first);
+        load::Worker::Create(options, stream, *sources, first, last - first, tls.get());
     if (!w.ok()) return w.status();
     workers.push_back(*std::move(w));
   }

@@ -217,6 +217,20 @@ struct LoadOptions {
   // Not with `messages` (script mode): a script is sent once.
   bool reconnect = false;
 
+  // TLS: each connection runs a TLS handshake (1.2 at least) after its TCP
+  // one, both within connect_timeout, then sends and verifies its stream
+  // through it; a failed handshake is a connect failure, with OpenSSL's
+  // reason (a certificate that does not verify says why). The server's
+  // certificate is verified against the PEM CAs in tls_ca_file, and its
+  // name against tls_server_name (else the target's host; an IP literal is
+  // checked as an address), unless tls_insecure, which verifies nothing.
+  // Exactly one of tls_ca_file and tls_insecure. Closing sends close_notify;
+  // the server's close_notify is a clean close, a TCP EOF without one is not.
+  bool tls = false;
+  std::string tls_ca_file;
+  std::string tls_server_name;
+  bool tls_insecure = false;
+
   // How often on_progress is called; zero: never.
   absl::Duration progress_interval = absl::ZeroDuration();
   std::function<void(const LoadProgress&)> on_progress;

@@ -96,6 +96,16 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
           "reconnect does not apply to a message list (script mode), which is sent once");
     }
   }
+  if (options.tls) {
+    if (options.tls_insecure == !options.tls_ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS needs exactly one of a CA file to verify the server against and insecure "
+          "(no verification)");
+    }
+  } else if (options.tls_insecure || !options.tls_ca_file.empty() ||
+             !options.tls_server_name.empty()) {
+    return absl::InvalidArgumentError("a TLS CA file, server name or insecure needs TLS");
+  }
   if (options.source_addresses < 0 || options.source_addresses > 65534) {
     return absl::InvalidArgumentError(absl::StrCat(
         "source addresses must be 0 (automatic) or 1..65534, got ", options.source_addresses));

@@ -1,5 +1,7 @@
 #include "load/session.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -85,41 +87,82 @@ void Session::StartReconnect(SessionContext& context, const Address& target, con
       now + std::min(context.connect_timeout_ns, std::numeric_limits<int64_t>::max() - now);
 }
 
+Session::Handshake Session::AdvanceHandshake(SessionContext& context, const Address& target,
+                                             uint32_t events, std::string* error) {
+  if (ssl_ == nullptr) {
+    int code = 0;
+    socklen_t len = sizeof(code);
+    if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &code, &len) != 0) {
+      code = errno;
+    }
+    // Neither writable nor failed: the TCP handshake is still under way.
+    if (code == 0 && (events & EPOLLOUT) == 0) return Handshake::kPending;
+    if (code != 0) {
+      *error = ErrnoMessage(code, absl::StrCat("connect ", target.ToString()));
+      return Handshake::kFailed;
+    }
+    if (context.tls == nullptr) return Handshake::kOpen;
+    ssl_ = context.tls->NewConnection(fd_.get());
+    if (ssl_ == nullptr) {
+      *error = "TLS: cannot create a connection's state";
+      return Handshake::kFailed;
+    }
+  }
+  // Every event advances it: SSL_connect reads and writes until the socket
+  // says EAGAIN, so the next edge (in or out, as it asks) comes.
+  ERR_clear_error();
+  const int r = SSL_connect(ssl_.get());
+  if (r == 1) return Handshake::kOpen;
+  const int ssl_error = SSL_get_error(ssl_.get(), r);
+  if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
+    return Handshake::kPending;
+  }
+  tls_failed_ = true;
+  *error = TlsErrorText(ssl_.get(), r, absl::StrCat("TLS handshake with ", target.ToString()));
+  return Handshake::kFailed;
+}
+
 bool Session::FinishConnect(SessionContext& context, const Address& target, uint32_t events) {
-  int error = 0;
-  socklen_t len = sizeof(error);
-  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
-    error = errno;
+  std::string error;
+  switch (AdvanceHandshake(context, target, events, &error)) {
+    case Handshake::kPending:
+      return false;
+    case Handshake::kOpen:
+      state_ = SessionState::kOpen;
+      ++context.open;
+      context.tally.Established();
+      return true;
+    case Handshake::kFailed:
+      break;
   }
-  // Neither writable nor failed: the handshake is still under way.
-  if (error == 0 && (events & EPOLLOUT) == 0) return false;
-  if (error == 0) {
-    state_ = SessionState::kOpen;
-    ++context.open;
-    context.tally.Established();
-    return true;
-  }
-  FailConnect(context, ErrnoMessage(error, absl::StrCat("connect ", target.ToString())));
+  FailConnect(context, error);
   return true;
+}
+
+void Session::ResetSocket() {
+  ssl_.reset();  // SSL_set_fd leaves the descriptor to us
+  tls_write_len_ = 0;
+  tls_failed_ = false;
+  fd_.Reset();
 }
 
 void Session::FailConnect(SessionContext& context, absl::string_view why) {
   context.tally.ConnectFailed(why);
-  fd_.Reset();
+  ResetSocket();
   state_ = SessionState::kClosed;
 }
 
 void Session::FinishReconnect(SessionContext& context, const Address& target, uint32_t events,
                               int64_t now) {
-  int error = 0;
-  socklen_t len = sizeof(error);
-  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
-    error = errno;
-  }
-  if (error == 0 && (events & EPOLLOUT) == 0) return;
-  if (error != 0) {
-    FailReconnect(context, ErrnoMessage(error, absl::StrCat("connect ", target.ToString())), now);
-    return;
+  std::string error;
+  switch (AdvanceHandshake(context, target, events, &error)) {
+    case Handshake::kPending:
+      return;
+    case Handshake::kFailed:
+      FailReconnect(context, error, now);
+      return;
+    case Handshake::kOpen:
+      break;
   }
   state_ = SessionState::kOpen;
   ++context.open;
@@ -142,7 +185,7 @@ void Session::FailReconnect(SessionContext& context, absl::string_view why, int6
   context.tally.ReconnectFailed();
   ++failed_attempts_;
   last_failure_ = std::string(why);
-  fd_.Reset();
+  ResetSocket();
   state_ = SessionState::kBackoff;
   ScheduleReconnect(now);
 }
@@ -161,7 +204,7 @@ void Session::GiveUpReconnecting(SessionContext& context, bool down) {
     }
   }
   context.tally.StopReconnecting(down, std::move(message));
-  fd_.Reset();
+  ResetSocket();
   state_ = SessionState::kClosed;
 }
 
@@ -178,7 +221,8 @@ void Session::ScheduleReconnect(int64_t now) {
 
 void Session::HandleEvent(SessionContext& context, uint32_t events, int64_t now) {
   if (state_ != SessionState::kOpen) return;
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 &&
+  // TLS reads on every event: a read that wanted to write waits for EPOLLOUT.
+  if ((ssl_ != nullptr || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) &&
       !ReadAndVerify(context, events, now)) {
     return;
   }
@@ -190,7 +234,54 @@ void Session::HandleEvent(SessionContext& context, uint32_t events, int64_t now)
   Flush(context);
 }
 
+bool Session::Received(SessionContext& context, const uint8_t* data, size_t n, int64_t now) {
+  if (std::optional<std::string> error =
+          CheckEcho(index_, context.stream.At(seed_, received_), received_, sent_, data, n)) {
+    // One report per connection: after a mismatch the stream is out of
+    // step, and every later byte would be reported too.
+    context.tally.VerificationFailed(*std::move(error));
+    Close(context);
+    return false;
+  }
+  // The new stream works: the next outage backs off from the start.
+  if (received_ == 0) backoff_ns_ = 0;
+  received_ += static_cast<uint64_t>(n);
+  progress_ns_ = now;
+  if (!context.draining && now >= context.measure_start_ns) {
+    context.tally.MeasuredBytes(static_cast<uint64_t>(n));
+  }
+  CompleteMessages(context, now);
+  return state_ == SessionState::kOpen;  // Not when the script finished.
+}
+
+bool Session::ReadTlsAndVerify(SessionContext& context, int64_t now) {
+  // Until OpenSSL wants more from the socket: a record read whole may leave
+  // others in the socket (no new edge for them) or decrypted bytes in
+  // OpenSSL (SSL_pending), so the short-read shortcut does not apply.
+  uint8_t* const buffer = context.read_buffer.get();
+  for (;;) {
+    ERR_clear_error();
+    const int n = SSL_read(ssl_.get(), buffer, static_cast<int>(kReadChunk));
+    if (n > 0) {
+      if (!Received(context, buffer, static_cast<size_t>(n), now)) return false;
+      continue;
+    }
+    const int ssl_error = SSL_get_error(ssl_.get(), n);
+    if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) return true;
+    if (ssl_error == SSL_ERROR_ZERO_RETURN) {
+      // close_notify: the server's orderly end, like a FIN in plaintext.
+      PeerGone(context, "peer closed the connection (close_notify)", /*clean=*/true);
+      return false;
+    }
+    tls_failed_ = true;
+    // A FIN without close_notify lands here too: a cut stream, not a close.
+    PeerGone(context, TlsErrorText(ssl_.get(), n, "TLS read"), /*clean=*/false);
+    return false;
+  }
+}
+
 bool Session::ReadAndVerify(SessionContext& context, uint32_t events, int64_t now) {
+  if (ssl_ != nullptr) return ReadTlsAndVerify(context, now);
   // A short read means the receive queue was empty; with EPOLLET any byte
   // arriving later raises a new event, so reading on to EAGAIN would only
   // cost a syscall. A pending FIN or error raises no new edge, though, so
@@ -200,24 +291,7 @@ bool Session::ReadAndVerify(SessionContext& context, uint32_t events, int64_t no
   for (;;) {
     const ssize_t n = ::recv(fd_.get(), buffer, kReadChunk, 0);
     if (n > 0) {
-      if (std::optional<std::string> error =
-              CheckEcho(index_, context.stream.At(seed_, received_), received_, sent_, buffer,
-                        static_cast<size_t>(n))) {
-        // One report per connection: after a mismatch the stream is out of
-        // step, and every later byte would be reported too.
-        context.tally.VerificationFailed(*std::move(error));
-        Close(context);
-        return false;
-      }
-      // The new stream works: the next outage backs off from the start.
-      if (received_ == 0) backoff_ns_ = 0;
-      received_ += static_cast<uint64_t>(n);
-      progress_ns_ = now;
-      if (!context.draining && now >= context.measure_start_ns) {
-        context.tally.MeasuredBytes(static_cast<uint64_t>(n));
-      }
-      CompleteMessages(context, now);
-      if (state_ != SessionState::kOpen) return false;  // Script finished.
+      if (!Received(context, buffer, static_cast<size_t>(n), now)) return false;
       if (static_cast<size_t>(n) < kReadChunk && !read_to_end) return true;
       continue;
     }
@@ -282,7 +356,38 @@ bool Session::Issue(SessionContext& context, int64_t now) {
   return issued_ != before;
 }
 
+void Session::FlushTls(SessionContext& context) {
+  const uint64_t target = context.stream.EndOf(issued_);
+  while (sent_ < target) {
+    const uint8_t* from = context.stream.At(seed_, sent_);
+    const size_t len = tls_write_len_ != 0
+                           ? tls_write_len_
+                           : static_cast<size_t>(std::min<uint64_t>(target - sent_, kSendChunk));
+    ERR_clear_error();
+    // Partial writes are on (SSL_MODE_ENABLE_PARTIAL_WRITE): each record
+    // that went out counts.
+    const int n = SSL_write(ssl_.get(), from, static_cast<int>(len));
+    if (n > 0) {
+      sent_ += static_cast<uint64_t>(n);
+      tls_write_len_ = 0;
+      continue;
+    }
+    const int ssl_error = SSL_get_error(ssl_.get(), n);
+    if (ssl_error == SSL_ERROR_WANT_WRITE || ssl_error == SSL_ERROR_WANT_READ) {
+      tls_write_len_ = len;  // The next event retries the very same write.
+      return;
+    }
+    tls_failed_ = true;
+    PeerGone(context, TlsErrorText(ssl_.get(), n, "TLS write"), /*clean=*/false);
+    return;
+  }
+}
+
 void Session::Flush(SessionContext& context) {
+  if (ssl_ != nullptr) {
+    FlushTls(context);
+    return;
+  }
   const uint64_t target = context.stream.EndOf(issued_);
   while (sent_ < target) {
     const uint8_t* from = context.stream.At(seed_, sent_);
@@ -386,9 +491,18 @@ void Session::Incomplete(SessionContext& context, absl::string_view why) {
 }
 
 void Session::Close(SessionContext& context) {
-  if (state_ == SessionState::kOpen) --context.open;
+  if (state_ == SessionState::kOpen) {
+    --context.open;
+    // close_notify before the FIN, best effort: one that does not fit in
+    // the socket now is not waited for (all that was owed is back, or lost).
+    if (ssl_ != nullptr && !tls_failed_) {
+      ERR_clear_error();
+      (void)SSL_shutdown(ssl_.get());
+      ERR_clear_error();
+    }
+  }
   // close() also removes the descriptor from the epoll set.
-  fd_.Reset();
+  ResetSocket();
   state_ = SessionState::kClosed;
 }
 

@@ -46,6 +46,7 @@
 #include "load/pattern.h"
 #include "load/schedule.h"
 #include "load/tally.h"
+#include "load/tls_client.h"
 
 namespace troupe::load {
 
@@ -63,6 +64,8 @@ struct SessionContext {
   // LoadOptions::reconnect, and how long a reconnect's handshake may take.
   const bool reconnect = false;
   const int64_t connect_timeout_ns = 0;
+  // LoadOptions::tls: makes each connection's SSL; null: plaintext.
+  const TlsClient* const tls = nullptr;
   int64_t measure_start_ns = 0;
   // No new messages; each session closes once all it sent is back.
   bool draining = false;
@@ -157,6 +160,18 @@ class Session {
   bool Owes(const SessionContext& context) const {
     return context.stream.EndOf(issued_) > received_;
   }
+  enum class Handshake : uint8_t { kPending, kOpen, kFailed };
+  // Advances the handshake on an event: TCP, then (LoadOptions::tls) TLS.
+  // kFailed sets `error`.
+  Handshake AdvanceHandshake(SessionContext& context, const Address& target, uint32_t events,
+                             std::string* error);
+  // Frees the SSL, if any, then closes the socket (no close_notify).
+  void ResetSocket();
+  // The TLS halves of ReadAndVerify and Flush.
+  bool ReadTlsAndVerify(SessionContext& context, int64_t now);
+  void FlushTls(SessionContext& context);
+  // Verifies and counts `n` bytes received. False when that closed it.
+  bool Received(SessionContext& context, const uint8_t* data, size_t n, int64_t now);
   // Opens the socket, starts the handshake and adds it to `epoll_fd`;
   // returns why not when that fails at once.
   std::optional<std::string> OpenSocket(const Address& target, const Address* source, int epoll_fd);
@@ -174,6 +189,12 @@ class Session {
   void ScheduleReconnect(int64_t now);
 
   Fd fd_;
+  SslPtr ssl_;  // LoadOptions::tls, from the TCP handshake's end to the close
+  // SSL_write wanted to wait with this many bytes: the retry must pass the
+  // same (OpenSSL's rule for a non-blocking write). 0: none pending.
+  size_t tls_write_len_ = 0;
+  // OpenSSL reported a fatal error: no SSL_shutdown may follow.
+  bool tls_failed_ = false;
   SessionState state_ = SessionState::kIdle;
   int index_ = 0;
   size_t local_ = 0;

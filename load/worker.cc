@@ -45,15 +45,17 @@ int TimeoutMs(int64_t ns) {
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const LoadOptions& options,
                                                        const Stream& stream,
                                                        const std::vector<Address>& sources,
-                                                       int first_index, int count) {
+                                                       int first_index, int count,
+                                                       const TlsClient* tls) {
   Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1");
   return std::unique_ptr<Worker>(
-      new Worker(options, stream, sources, std::move(epoll), first_index, count));
+      new Worker(options, stream, sources, std::move(epoll), first_index, count, tls));
 }
 
 Worker::Worker(const LoadOptions& options, const Stream& stream,
-               const std::vector<Address>& sources, Fd epoll, int first_index, int count)
+               const std::vector<Address>& sources, Fd epoll, int first_index, int count,
+               const TlsClient* tls)
     : options_(options),
       sources_(sources),
       epoll_(std::move(epoll)),
@@ -69,7 +71,8 @@ Worker::Worker(const LoadOptions& options, const Stream& stream,
                .open_loop = open_loop_,
                .tally = tally_,
                .reconnect = options.reconnect,
-               .connect_timeout_ns = absl::ToInt64Nanoseconds(options.connect_timeout)} {
+               .connect_timeout_ns = absl::ToInt64Nanoseconds(options.connect_timeout),
+               .tls = tls} {
   const size_t pipeline = static_cast<size_t>(options.pipeline);
   for (size_t i = 0; i < sessions_.size(); ++i) {
     sessions_[i].Init(first_index + static_cast<int>(i), i, &issue_times_[i * pipeline]);

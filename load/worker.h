@@ -26,17 +26,20 @@
 #include "load/schedule.h"
 #include "load/session.h"
 #include "load/tally.h"
+#include "load/tls_client.h"
 
 namespace troupe::load {
 
 class Worker {
  public:
-  // Connections first_index .. first_index + count - 1. `options`, `stream`
-  // and `sources` (empty: let the kernel choose) must outlive the worker.
+  // Connections first_index .. first_index + count - 1. `options`, `stream`,
+  // `sources` (empty: let the kernel choose) and `tls` (null: plaintext)
+  // must outlive the worker.
   static absl::StatusOr<std::unique_ptr<Worker>> Create(const LoadOptions& options,
                                                         const Stream& stream,
                                                         const std::vector<Address>& sources,
-                                                        int first_index, int count);
+                                                        int first_index, int count,
+                                                        const TlsClient* tls = nullptr);
 
   // Phase 1: opens every connection, at most `window` handshakes at a time,
   // waiting until `deadline_ns` at most.
@@ -54,7 +57,7 @@ class Worker {
   static constexpr int kMaxEvents = 1024;
 
   Worker(const LoadOptions& options, const Stream& stream, const std::vector<Address>& sources,
-         Fd epoll, int first_index, int count);
+         Fd epoll, int first_index, int count, const TlsClient* tls);
 
   // Waits for events until `deadline_ns` and hands each to `handle`.
   template <typename Handler>

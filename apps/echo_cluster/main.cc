@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -20,8 +21,12 @@
 #include "apps/cli.h"
 #include "core/base/log.h"
 #include "core/base/string_view_compat.h"
+#include "core/net/socket.h"
+#include "core/net/tls.h"
+#include "core/ops/handoff.h"
 #include "core/ops/metrics_server.h"
 #include "core/ops/signals.h"
+#include "core/ops/systemd.h"
 #include "core/server.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
@@ -83,6 +88,13 @@ ABSL_FLAG(bool, proxy_protocol, false,
 ABSL_FLAG(absl::Duration, proxy_header_timeout, absl::Seconds(5),
           "With --proxy-protocol: close a connection whose header is not complete "
           "this long after it was accepted; must be > 0.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Serve TLS (1.2 and 1.3) with this PEM certificate (chain) file; needs "
+          "--tls-key. Actors still see plaintext. Not with --proxy-protocol.");
+ABSL_FLAG(std::string, tls_key, "", "With --tls-cert: the PEM private key file (unencrypted).");
+ABSL_FLAG(absl::Duration, tls_handshake_timeout, absl::Seconds(10),
+          "With --tls-cert: close a connection whose TLS handshake is not complete "
+          "this long after it was accepted (tls_handshake_timeout); must be > 0.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGINT/SIGTERM: how long connections may take to flush (and to get "
           "the replies still owed to them) before they are cut; inf waits for "
@@ -111,6 +123,14 @@ ABSL_FLAG(int, agent_port, -1,
           "Answer HAProxy's agent-check on this port (0 picks one): \"up ready "
           "N%\" with a weight that follows the reactors' measured load, or "
           "\"drain\" once the drain begins. Needs --metrics-port; -1 is off.");
+ABSL_FLAG(std::string, admin, "off",
+          "Runtime controls on the metrics port (docs/deploy.md): off; loopback "
+          "(only with a loopback --metrics-host: any local user may use them); or "
+          "token (Authorization: Bearer, the content of --admin-token-file). "
+          "Pause/resume accepting, max-connections, log level, top connections.");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "With --admin=token: the file holding the bearer token (trimmed); keep "
+          "it mode 0600.");
 ABSL_FLAG(std::string, bus, "",
           "Carry chat-group broadcasts to the other nodes of a cluster over Redis "
           "pub/sub: redis://HOST:PORT. Empty: this node only. Local delivery "
@@ -118,6 +138,20 @@ ABSL_FLAG(std::string, bus, "",
           "and counts what it could not carry (troupe_bus_* on /metrics).");
 ABSL_FLAG(std::string, bus_prefix, "troupe:",
           "With --bus: the Redis channel prefix; only nodes sharing it hear each other.");
+ABSL_FLAG(std::string, handoff_socket, "",
+          "Offer the listening socket on this Unix socket path (mode 0600) to a new "
+          "echo-cluster started with --takeover PATH: a restart that refuses and "
+          "resets no connection. Once the new one serves, this one drains as on "
+          "SIGTERM. Acceptor mode only.");
+ABSL_FLAG(absl::Duration, defer_accept, absl::ZeroDuration(),
+          "TCP_DEFER_ACCEPT (nginx's `deferred`): accept a connection only once its "
+          "first bytes arrived, waiting up to about this long (e.g. 5s); for client-"
+          "speaks-first protocols. With --handoff-socket it makes a takeover answer "
+          "every request (docs/deploy.md). 0: off.");
+ABSL_FLAG(std::string, takeover, "",
+          "Take the listening socket over from the echo-cluster offering it at this "
+          "Unix socket path (its --handoff-socket) instead of binding --host/--port; "
+          "then offer it at the same path (or --handoff-socket) for the next restart.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning, error or off.");
 ABSL_FLAG(absl::Duration, stats_interval, absl::ZeroDuration(),
           "Log a one-line summary this often, e.g. 5s; 0 is off.");
@@ -148,6 +182,15 @@ void LogStats(const troupe::ReactorStats& now, const troupe::ReactorStats& befor
              static_cast<double>(now.bytes_out - before.bytes_out) / mib / seconds,
              now.mail_delivered, now.mail_dropped, now.frames_shed,
              now.closed_by_reason[static_cast<size_t>(troupe::CloseReason::kSlowConsumer)]);
+}
+
+// Offers `listen_fd` at `path` to the next echo-cluster --takeover; once it
+// serves, this process drains as on SIGTERM.
+absl::StatusOr<std::unique_ptr<troupe::HandoffServer>> MakeHandoff(const std::string& path,
+                                                                   int listen_fd,
+                                                                   const troupe::Address& address) {
+  return troupe::HandoffServer::Create(path, listen_fd, address.ToString(),
+                                       [](pid_t) { troupe::RequestStop(); });
 }
 
 }  // namespace
@@ -190,8 +233,12 @@ int main(int argc, char* argv[]) {
   if (absl::GetFlag(FLAGS_idle_timeout) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_drain_timeout) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_drain_grace) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_defer_accept) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_stats_interval) < absl::ZeroDuration()) {
     Usage(argv[0], "durations must not be negative");
+  }
+  if (absl::GetFlag(FLAGS_defer_accept) > absl::Hours(1)) {
+    Usage(argv[0], "--defer-accept must be at most 1h");
   }
   // Zero would cut every closing connection at once: say "inf" for no limit.
   if (absl::GetFlag(FLAGS_flush_timeout) <= absl::ZeroDuration() ||
@@ -205,6 +252,18 @@ int main(int argc, char* argv[]) {
   if (absl::GetFlag(FLAGS_max_connections) < 0) Usage(argv[0], "--max-connections must be >= 0");
   if (absl::GetFlag(FLAGS_proxy_header_timeout) <= absl::ZeroDuration()) {
     Usage(argv[0], "--proxy-header-timeout must be > 0");
+  }
+  const bool tls = !absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty();
+  if (tls && (absl::GetFlag(FLAGS_tls_cert).empty() || absl::GetFlag(FLAGS_tls_key).empty())) {
+    Usage(argv[0], "--tls-cert and --tls-key go together");
+  }
+  if (tls && absl::GetFlag(FLAGS_proxy_protocol)) {
+    Usage(argv[0],
+          "--tls-cert with --proxy-protocol is not supported (the PROXY header would come in "
+          "plaintext before the handshake): terminate TLS at the proxy instead");
+  }
+  if (absl::GetFlag(FLAGS_tls_handshake_timeout) <= absl::ZeroDuration()) {
+    Usage(argv[0], "--tls-handshake-timeout must be > 0");
   }
   if (absl::GetFlag(FLAGS_first_cpu) < 0) Usage(argv[0], "--first-cpu must be >= 0");
   troupe::AcceptMode accept_mode = troupe::AcceptMode::kAcceptorThread;
@@ -228,6 +287,22 @@ int main(int argc, char* argv[]) {
     Usage(argv[0], "--agent-port must be -1 (off) or 0..65535");
   }
   if (agent_port >= 0 && metrics_port < 0) Usage(argv[0], "--agent-port needs --metrics-port");
+  absl::StatusOr<troupe::AdminAuth> admin = troupe::ParseAdminAuth(absl::GetFlag(FLAGS_admin));
+  if (!admin.ok()) Usage(argv[0], absl::StrCat("--admin: ", admin.status().message()));
+  if (*admin != troupe::AdminAuth::kOff && metrics_port < 0) {
+    Usage(argv[0], "--admin needs --metrics-port");
+  }
+  if ((*admin == troupe::AdminAuth::kToken) == absl::GetFlag(FLAGS_admin_token_file).empty()) {
+    Usage(argv[0], "--admin-token-file goes with --admin=token, and only with it");
+  }
+  const std::string takeover_path = absl::GetFlag(FLAGS_takeover);
+  // A process that took over offers the socket again for the next restart.
+  const std::string handoff_path = absl::GetFlag(FLAGS_handoff_socket).empty()
+                                       ? takeover_path
+                                       : absl::GetFlag(FLAGS_handoff_socket);
+  if (!handoff_path.empty() && accept_mode == troupe::AcceptMode::kReusePort) {
+    Usage(argv[0], "--handoff-socket and --takeover need --accept-mode=acceptor (one socket)");
+  }
   if (absl::GetFlag(FLAGS_drain_grace) == absl::InfiniteDuration()) {
     Usage(argv[0], "--drain-grace must be finite (it delays every stop by that much)");
   }
@@ -280,10 +355,67 @@ int main(int argc, char* argv[]) {
     bus = *std::move(b);
   }
 
+  // Before anything binds: a bad certificate or key is the operator's to fix,
+  // and the message names the file.
+  std::shared_ptr<troupe::TransportFactory> tls_factory;
+  if (tls) {
+    absl::StatusOr<std::shared_ptr<troupe::TransportFactory>> made = troupe::NewTlsServerFactory(
+        {.cert_file = absl::GetFlag(FLAGS_tls_cert), .key_file = absl::GetFlag(FLAGS_tls_key)});
+    if (!made.ok()) {
+      std::fprintf(stderr, "echo-cluster: %s\n", std::string(made.status().message()).c_str());
+      return 1;
+    }
+    tls_factory = *std::move(made);
+  }
+
   troupe::RaiseOpenFileLimitToHard();
+
+  // The listening socket: taken over from a running echo-cluster, passed by
+  // systemd (socket activation), bound here (to be offered for a handoff),
+  // or else bound by the Server. The first two ignore --host/--port.
+  troupe::ListenOptions listen_options;
+  listen_options.defer_accept_seconds = static_cast<int>(
+      absl::ToInt64Seconds(absl::Ceil(absl::GetFlag(FLAGS_defer_accept), absl::Seconds(1))));
+  troupe::Fd listener;
+  std::optional<troupe::Takeover> takeover;
+  if (!takeover_path.empty()) {
+    absl::StatusOr<troupe::Takeover> t =
+        troupe::Takeover::Receive(takeover_path, absl::Seconds(10));
+    if (!t.ok()) {
+      std::fprintf(stderr, "echo-cluster: %s\n", std::string(t.status().message()).c_str());
+      return 1;
+    }
+    takeover = *std::move(t);
+    listener = troupe::Fd(takeover->ReleaseListenFd());
+    TROUPE_LOG(kInfo, "takeover %s: received %s from pid %d (--host/--port ignored)", takeover_path,
+               takeover->address(), takeover->from_pid());
+  } else {
+    absl::StatusOr<int> passed = troupe::SystemdListenFd();
+    if (!passed.ok()) {
+      std::fprintf(stderr, "echo-cluster: %s\n", std::string(passed.status().message()).c_str());
+      return 1;
+    }
+    if (*passed >= 0) {
+      listener = troupe::Fd(*passed);
+      TROUPE_LOG(kInfo, "using the socket systemd passed (fd %d); --host/--port ignored", *passed);
+    } else if (!handoff_path.empty()) {
+      // Bound here rather than by the Server: the handoff needs the descriptor.
+      absl::StatusOr<troupe::Fd> bound = troupe::ListenTcp(*address, listen_options);
+      if (!bound.ok()) {
+        std::fprintf(stderr, "echo-cluster: %s\n", std::string(bound.status().message()).c_str());
+        return 1;
+      }
+      listener = *std::move(bound);
+    }
+  }
+  // The Server owns it from Create on; this number stays valid (for the
+  // handoff to duplicate) while the server accepts.
+  const int listen_fd = listener.get();
 
   troupe::ServerOptions options;
   options.address = *address;
+  options.adopt_listen_fd = listener.Release();
+  options.listen = listen_options;
   options.workers = workers;
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.drain_grace = absl::GetFlag(FLAGS_drain_grace);
@@ -295,6 +427,8 @@ int main(int argc, char* argv[]) {
   options.max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections));
   options.proxy_protocol = absl::GetFlag(FLAGS_proxy_protocol);
   options.proxy_header_timeout = absl::GetFlag(FLAGS_proxy_header_timeout);
+  options.transport = tls_factory;
+  options.connection.handshake_timeout = absl::GetFlag(FLAGS_tls_handshake_timeout);
   options.connection.high_watermark = static_cast<size_t>(high);
   options.connection.low_watermark = static_cast<size_t>(low);
   options.connection.max_output_bytes = static_cast<size_t>(max_output);
@@ -320,6 +454,8 @@ int main(int argc, char* argv[]) {
       agent.set_port(static_cast<uint16_t>(agent_port));
       metrics_options.agent_address = agent;
     }
+    metrics_options.admin.auth = *admin;
+    metrics_options.admin.token_file = absl::GetFlag(FLAGS_admin_token_file);
     absl::StatusOr<std::unique_ptr<troupe::MetricsServer>> m =
         troupe::MetricsServer::Create(*metrics_address, server->get(), std::move(metrics_options));
     if (!m.ok()) {
@@ -329,11 +465,49 @@ int main(int argc, char* argv[]) {
     }
     metrics = std::move(*m);
   }
+  // A fresh start with --handoff-socket fails here if PATH cannot be bound;
+  // after a takeover, see below.
+  absl::StatusOr<std::unique_ptr<troupe::HandoffServer>> handoff =
+      std::unique_ptr<troupe::HandoffServer>();
+  if (!handoff_path.empty() && !takeover) {
+    handoff = MakeHandoff(handoff_path, listen_fd, (*server)->address());
+    if (!handoff.ok()) {
+      std::fprintf(stderr, "echo-cluster: --handoff-socket: %s\n",
+                   std::string(handoff.status().message()).c_str());
+      return 1;
+    }
+  }
   if (bus) troupe::AttachBus(**server, *bus);
   (*server)->Start();
   if (metrics) metrics->Start();
-  std::printf("echo-cluster listening on %s with %d workers\n",
-              (*server)->address().ToString().c_str(), (*server)->workers());
+  if (takeover) {
+    // We serve: only now may the old process stop accepting and drain.
+    if (absl::Status s = takeover->Confirm(absl::Seconds(10)); !s.ok()) {
+      TROUPE_LOG(kWarning, "%s; serving anyway", std::string(s.message()));
+    } else {
+      TROUPE_LOG(kInfo, "takeover %s: pid %d is draining; serving %s alone", takeover_path,
+                 takeover->from_pid(), (*server)->address().ToString());
+    }
+    // Offered again only now: until the old process drains, the path is its.
+    handoff = MakeHandoff(handoff_path, listen_fd, (*server)->address());
+    if (!handoff.ok()) {
+      // Exiting now would leave no one serving: go on without the offer.
+      TROUPE_LOG(kWarning, "--handoff-socket: %s; no takeover offered",
+                 std::string(handoff.status().message()));
+    }
+  }
+  if (handoff.ok() && *handoff != nullptr) {
+    (*handoff)->Start();
+    TROUPE_LOG(kInfo, "handoff %s: offering %s to the next echo-cluster --takeover", handoff_path,
+               (*server)->address().ToString());
+  }
+  // Printed once everything listens (the handoff path included): scripts
+  // and tests wait for this line.
+  std::printf("echo-cluster listening on %s with %d workers%s\n",
+              (*server)->address().ToString().c_str(), (*server)->workers(), tls ? " (TLS)" : "");
+  troupe::SystemdNotifier systemd(**server);
+  systemd.Ready(absl::StrCat("serving on ", (*server)->address().ToString(), " with ",
+                             (*server)->workers(), " workers"));
   if (metrics) std::printf("metrics on http://%s/metrics\n", metrics->address().ToString().c_str());
   if (bus) {
     std::printf("group bus %s (node %s)\n", absl::GetFlag(FLAGS_bus).c_str(),
@@ -358,16 +532,24 @@ int main(int argc, char* argv[]) {
     last = now;
     last_time = absl::Now();
   };
-  hooks.on_signal = [](int sig) {
+  hooks.on_signal = [&](int sig) {
     TROUPE_LOG(kInfo,
                "%s: draining (health check failing now; accepting for %s more, then "
                "up to %s to flush; a second signal cuts connections now)",
-               sig == SIGINT ? "SIGINT" : "SIGTERM",
+               sig == SIGINT    ? "SIGINT"
+               : sig == SIGTERM ? "SIGTERM"
+                                : "taken over",
                absl::FormatDuration(absl::GetFlag(FLAGS_drain_grace)),
                absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
+    systemd.Stopping("draining");
+    // Our copy of the socket must not keep it alive once the server stops
+    // accepting (connects would queue with no one to accept them); after a
+    // takeover the handoff thread has already let go of it.
+    if (handoff.ok() && *handoff != nullptr) (*handoff)->Stop();
   };
   hooks.on_abort = [] { TROUPE_LOG(kWarning, "second signal: closing every connection now"); };
   troupe::DrainOnStopSignal(**server, hooks);
+  systemd.Stop();
   if (metrics) metrics->Stop();
   // After the reactors (they publish on it), before the server is destroyed.
   if (bus) bus->Stop();

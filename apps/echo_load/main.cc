@@ -84,6 +84,17 @@ ABSL_FLAG(bool, reconnect, false,
           "still an error (lost), as is a connection still down at the end. "
           "For servers drained and restarted behind a load balancer. Not with "
           "--messages");
+ABSL_FLAG(bool, tls, false,
+          "speak TLS (1.2 or 1.3) to the server; needs --tls-ca or --tls-insecure. "
+          "The handshake counts as part of the connect (--connect-timeout)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "with --tls: verify the server's certificate against the CA "
+          "certificates in this PEM file, and its name (--tls-server-name, else --host)");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "with --tls: the name sent as SNI and checked against the certificate; "
+          "empty: --host");
+ABSL_FLAG(bool, tls_insecure, false,
+          "with --tls: verify nothing (any certificate, any name); for tests only");
 ABSL_FLAG(absl::Duration, progress_interval, absl::Seconds(5),
           "when stderr is not a terminal, print a progress line this often; "
           "on a terminal one line is redrawn every 500ms. 0: no progress");
@@ -133,6 +144,19 @@ int main(int argc, char** argv) {
     Fail(kExitUsage, "--reconnect does not apply to --messages: a script is sent once");
   }
 
+  const bool tls = absl::GetFlag(FLAGS_tls);
+  const bool tls_verify = !absl::GetFlag(FLAGS_tls_ca).empty();
+  if (tls && !tls_verify && !absl::GetFlag(FLAGS_tls_insecure)) {
+    Fail(kExitUsage, "--tls needs --tls-ca FILE (verify the server) or --tls-insecure (do not)");
+  }
+  if (tls_verify && absl::GetFlag(FLAGS_tls_insecure)) {
+    Fail(kExitUsage, "--tls-ca and --tls-insecure exclude each other");
+  }
+  if (!tls && (tls_verify || absl::GetFlag(FLAGS_tls_insecure) ||
+               !absl::GetFlag(FLAGS_tls_server_name).empty())) {
+    Fail(kExitUsage, "--tls-ca, --tls-insecure and --tls-server-name need --tls");
+  }
+
   const int32_t port = absl::GetFlag(FLAGS_port);
   if (port < 1 || port > 65535) {
     Fail(kExitUsage, absl::StrCat("--port must be 1..65535, got ", port));
@@ -159,6 +183,10 @@ int main(int argc, char** argv) {
   options.source_addresses = absl::GetFlag(FLAGS_source_addresses);
   options.stall_timeout = absl::GetFlag(FLAGS_stall_timeout);
   options.reconnect = absl::GetFlag(FLAGS_reconnect);
+  options.tls = tls;
+  options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  options.tls_insecure = absl::GetFlag(FLAGS_tls_insecure);
   if (options.stall_timeout < absl::ZeroDuration()) {
     Fail(kExitUsage, "--stall-timeout must not be negative");
   }

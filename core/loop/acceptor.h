@@ -13,7 +13,8 @@
 //   acceptor->Start();   // spawns the thread
 //   acceptor->Stop();    // any thread; joins; closes the listening socket
 //
-// Thread safety: Start/Stop from one controlling thread, counters any thread.
+// Thread safety: Start/Stop from one controlling thread; counters,
+// SetMaxConnections and SetAcceptPaused any thread.
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +51,15 @@ class Acceptor {
   void Stop();
 
   const ListenerCounters& counters() const { return listener_->counters(); }
+  // Any thread. The gate (Listener::set_max_connections) and the operator's
+  // pause (Reactor::SetAcceptPaused, `done` on the acceptor's thread).
+  void SetMaxConnections(size_t max_connections) {
+    listener_->set_max_connections(max_connections);
+  }
+  size_t max_connections() const { return listener_->max_connections(); }
+  void SetAcceptPaused(bool paused, Reactor::Task done = nullptr) {
+    loop_->SetAcceptPaused(paused, std::move(done));
+  }
 
  private:
   Acceptor(std::unique_ptr<Reactor> loop, std::vector<Reactor*> reactors, Balance balance);
@@ -56,8 +67,8 @@ class Acceptor {
   void Dispatch(Handoff handoff);
   size_t PickReactor();
 
-  std::unique_ptr<Reactor> loop_;       // the acceptor's own loop; owns the listener
-  const Listener* listener_ = nullptr;  // loop_'s, for its counters
+  std::unique_ptr<Reactor> loop_;  // the acceptor's own loop; owns the listener
+  Listener* listener_ = nullptr;   // loop_'s, for its counters and its gate
   std::vector<Reactor*> reactors_;
   const Balance balance_;
   std::vector<HandoffToken> tokens_;  // one per reactor

@@ -6,14 +6,23 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <string>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/check.h"
 #include "core/base/deadline.h"
 #include "core/base/log.h"
 
 namespace troupe {
+namespace {
+
+// Send(pieces) over a transport joins pieces up to this size into one write
+// (one TLS record, whose maximum this is); larger ones go piece by piece.
+constexpr size_t kTransportJoinBytes = 16 << 10;
+
+}  // namespace
 
 const char* CloseReasonName(CloseReason reason) {
   switch (reason) {
@@ -53,6 +62,12 @@ const char* CloseReasonName(CloseReason reason) {
       return "proxy_header_invalid";
     case CloseReason::kProxyHeaderTimeout:
       return "proxy_header_timeout";
+    case CloseReason::kTlsHandshakeFailed:
+      return "tls_handshake_failed";
+    case CloseReason::kTlsHandshakeTimeout:
+      return "tls_handshake_timeout";
+    case CloseReason::kTlsError:
+      return "tls_error";
     case CloseReason::kCount:
       break;
   }
@@ -82,7 +97,22 @@ void Connection::set_peer_in_loop(Address peer) {
   peer_ = std::move(peer);
 }
 
+void Connection::set_transport_in_loop(std::unique_ptr<Transport> transport) {
+  host_.AssertInLoopThread();
+  TROUPE_CHECK(!opened_ && !outbound_ && state_ == State::kOpen,
+               "a transport goes on an accepted connection before it opens");
+  transport_ = std::move(transport);
+}
+
 void Connection::OpenInLoop() {
+  if (transport_ != nullptr) {
+    // The handshake first: FinishHandshakeInLoop gives the handler OnOpen.
+    if (IsFiniteTimeout(options_.handshake_timeout)) {
+      close_deadline_ = DeadlineAfter(host_.now(), options_.handshake_timeout);
+    }
+    ScheduleDeadlineInLoop();
+    return;
+  }
   ScheduleDeadlineInLoop();
   opened_ = true;
   handler_->OnOpen(*this);
@@ -228,6 +258,7 @@ bool Connection::ReadInLoop(size_t budget, bool until_eagain) {
       if (closed()) return false;
     }
   }
+  if (transport_ != nullptr) return ReadTransportInLoop(budget, until_eagain);
   while (!closed() && !peer_eof_) {
     // Closing, waiting for owed replies: nothing new is read (the drain
     // flushes what was read, not what is yet to come).
@@ -299,6 +330,10 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
     TROUPE_CHECK(used <= n, "OnData consumed more than it got");
     input_.Append(fresh.substr(used));
   }
+  CheckInputInLoop();
+}
+
+void Connection::CheckInputInLoop() {
   // The handler stopped at max_pending_work: what it left waits (and no
   // more is read) until FinishPendingWork makes room.
   if (work_full()) paused_for_work_ = true;
@@ -316,10 +351,9 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
   }
 }
 
-void Connection::Send(std::string_view bytes) {
-  host_.AssertInLoopThread();
-  if ((state_ != State::kOpen && state_ != State::kConnecting) || bytes.empty()) return;
-  if (write_shut_requested_) return;  // ShutdownWrite: nothing more goes out
+// Inlined into Send, so that a connection without a transport runs the code
+// it always ran; the transport's sink calls it too.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Connection::SendRawInLoop(std::string_view bytes) {
   if (output_.empty() && !write_blocked_) {
     // Write-through: most small replies leave in this one syscall, without
     // touching the output buffer or waiting for EPOLLOUT.
@@ -347,6 +381,17 @@ void Connection::Send(std::string_view bytes) {
   if (!write_blocked_) WriteInLoop();
 }
 
+void Connection::Send(std::string_view bytes) {
+  host_.AssertInLoopThread();
+  if ((state_ != State::kOpen && state_ != State::kConnecting) || bytes.empty()) return;
+  if (write_shut_requested_) return;  // ShutdownWrite: nothing more goes out
+  if (transport_ != nullptr) {
+    SendTransportInLoop(bytes);
+    return;
+  }
+  SendRawInLoop(bytes);
+}
+
 bool Connection::QueueOutput(size_t bytes) {
   // Only a connection already behind is cut: one large reply to a peer that
   // keeps up is the handler's own (bounded) message, not a slow consumer.
@@ -366,6 +411,21 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
   host_.AssertInLoopThread();
   if (state_ != State::kOpen && state_ != State::kConnecting) return;
   if (write_shut_requested_) return;
+  if (transport_ != nullptr) {
+    // One record for a frame header and its payload, not one each (a small
+    // frame would double its bytes on the wire); a large one goes piecewise.
+    size_t total = 0;
+    for (std::string_view piece : pieces) total += piece.size();
+    if (total > kTransportJoinBytes) {
+      for (std::string_view piece : pieces) Send(piece);
+      return;
+    }
+    std::string joined;
+    joined.reserve(total);
+    for (std::string_view piece : pieces) joined.append(piece);
+    Send(joined);
+    return;
+  }
   if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
     for (std::string_view piece : pieces) Send(piece);
     return;
@@ -482,6 +542,12 @@ void Connection::ShutdownWrite() {
   host_.AssertInLoopThread();
   if (state_ != State::kOpen || write_shut_requested_) return;
   write_shut_requested_ = true;
+  // close_notify behind the queued output, then (below or in WriteInLoop)
+  // the FIN; reading goes on, and the transport still decrypts.
+  if (transport_ != nullptr) {
+    SendTransportCloseInLoop();
+    if (closed() || write_shut_) return;
+  }
   if (output_.empty()) {
     ::shutdown(fd(), SHUT_WR);
     write_shut_ = true;
@@ -527,6 +593,12 @@ void Connection::FinishPendingWork() {
 
 void Connection::StartFlushInLoop() {
   state_ = State::kFlushing;
+  if (transport_ != nullptr) {
+    // close_notify goes behind everything queued, and the FIN behind it.
+    // Its send may drain the output and finish the flush itself.
+    SendTransportCloseInLoop();
+    if (closed() || state_ != State::kFlushing) return;
+  }
   if (output_.empty()) FinishFlushInLoop();
 }
 
@@ -551,6 +623,10 @@ void Connection::DeadlineDueInLoop(SteadyClock::time_point now) {
             "connect ", peer_.ToString(), ": not open after ",
             absl::FormatDuration(dial_ != nullptr ? dial_->timeout : absl::ZeroDuration()))),
         CloseReason::kConnectTimeout);
+    return;
+  }
+  if (handshaking() && now >= close_deadline_) {
+    TransportFailedInLoop(CloseReason::kTlsHandshakeTimeout, "no complete handshake in time");
     return;
   }
   const SteadyClock::duration idle = host_.idle_timeout();
@@ -619,7 +695,8 @@ void Connection::ScheduleMailInLoop() {
 
 void Connection::HandOverMailInLoop(size_t max) {
   in_mail_ready_ = false;
-  if (state_ == State::kConnecting) return;  // it waits for OnOpen; the open asks again
+  // Connecting or handshaking: it waits for OnOpen; the open asks again.
+  if (!opened_) return;
   // What is waiting now, not what arrives meanwhile (an actor mailing
   // itself waits for the next pass).
   const size_t n = std::min(max, mailbox_.size());
@@ -630,6 +707,167 @@ void Connection::HandOverMailInLoop(size_t max) {
     handler_->OnMail(*this, std::move(mail));
   }
   if (!closed() && !mailbox_.empty()) ScheduleMailInLoop();
+}
+
+bool Connection::ReadTransportInLoop(size_t budget, bool until_eagain) {
+  char* const scratch = host_.scratch();
+  constexpr size_t kScratch = ConnectionHost::kScratchBytes;
+  bool socket_may_hold_more = true;
+  bool budget_spent = false;
+  while (!closed() && !peer_eof_) {
+    // What the transport holds first: the bytes just fed, or what a pause
+    // left there (no new edge comes for it; the resume reads again).
+    if (state_ == State::kOpen && !DecryptInLoop()) return false;
+    if (closed() || peer_eof_) return false;
+    if (budget_spent) return true;
+    if (!socket_may_hold_more) return false;
+    // Everything fed was copied into the transport, so the scratch is free:
+    // always read into it (no readv behind a partial frame here).
+    const ssize_t n = ::recv(fd(), scratch, kScratch, 0);
+    if (n > 0) {
+      const size_t got = static_cast<size_t>(n);
+      ReactorCounters::Bump(host_.counters().bytes_in, got);
+      last_active_ = host_.now();
+      // Flushing or lingering: read only to be discarded, as without one.
+      if (state_ == State::kOpen) {
+        transport_fed_ = true;
+        transport_->Feed(std::string_view(scratch, got));
+      }
+      // The same short-read rule as ReadInLoop, once what came is decrypted.
+      if (got < kScratch && !until_eagain) socket_may_hold_more = false;
+      if (got >= budget) {
+        budget_spent = true;
+      } else {
+        budget -= got;
+      }
+    } else if (n == 0) {
+      TransportEofInLoop();
+      return false;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return false;
+    } else if (handshaking()) {
+      // A client that rejects our certificate sends its alert and closes,
+      // and the reset often overtakes the alert: still a failed handshake.
+      const int error = errno;
+      TransportFailedInLoop(
+          CloseReason::kTlsHandshakeFailed,
+          error == ECONNRESET ? "reset inside the handshake" : "socket error inside the handshake");
+      return false;
+    } else {
+      FailInLoop(errno);
+      return false;
+    }
+  }
+  return false;
+}
+
+bool Connection::DecryptInLoop() {
+  char* const scratch = host_.scratch();
+  const auto sink = [this](std::string_view wire) {
+    if (!closed()) SendRawInLoop(wire);
+  };
+  for (;;) {
+    if (opened_) {
+      // ReadInLoop's pauses, applied to plaintext: what is not handed over
+      // stays in the transport until the pause ends and reads again.
+      if (close_requested_ || user_paused_) return false;
+      if (work_full()) {
+        paused_for_work_ = true;
+        return false;
+      }
+      if (output_.size() > options_.high_watermark) {
+        read_paused_ = true;
+        return false;
+      }
+    }
+    const Transport::ReadResult read =
+        transport_->Read(scratch, ConnectionHost::kScratchBytes, sink);
+    if (closed()) return false;  // a handshake reply's send failed
+    switch (read.status) {
+      case Transport::ReadStatus::kData:
+        DeliverPlainInLoop(std::string_view(scratch, read.size));
+        break;
+      case Transport::ReadStatus::kHandshakeDone:
+        FinishHandshakeInLoop();
+        break;
+      case Transport::ReadStatus::kNeedInput:
+        return true;
+      case Transport::ReadStatus::kPeerClosed:
+        OnPeerEofInLoop();  // close_notify: the peer's EOF
+        return false;
+      case Transport::ReadStatus::kFailed:
+        TransportFailedInLoop(opened_ ? CloseReason::kTlsError : CloseReason::kTlsHandshakeFailed,
+                              transport_->error());
+        return false;
+    }
+    if (closed() || state_ != State::kOpen) return false;
+  }
+}
+
+void Connection::DeliverPlainInLoop(std::string_view plain) {
+  if (input_.empty()) {
+    const size_t used = handler_->OnData(*this, plain);
+    if (closed()) return;
+    TROUPE_CHECK(used <= plain.size(), "OnData consumed more than it got");
+    input_.Append(plain.substr(used));
+  } else {
+    input_.Append(plain);
+    const size_t used = handler_->OnData(*this, input_.view());
+    if (closed()) return;
+    TROUPE_CHECK(used <= input_.size(), "OnData consumed more than it got");
+    input_.Consume(used);
+  }
+  CheckInputInLoop();
+}
+
+void Connection::SendTransportInLoop(std::string_view plain) {
+  const bool ok = transport_->Write(plain, [this](std::string_view wire) {
+    if (!closed()) SendRawInLoop(wire);
+  });
+  if (!ok && !closed()) TransportFailedInLoop(CloseReason::kTlsError, transport_->error());
+}
+
+void Connection::SendTransportCloseInLoop() {
+  transport_->Shutdown([this](std::string_view wire) {
+    if (!closed()) SendRawInLoop(wire);
+  });
+}
+
+void Connection::FinishHandshakeInLoop() {
+  close_deadline_ = SteadyClock::time_point::max();  // the handshake's; idle from now on
+  last_active_ = host_.now();
+  ScheduleDeadlineInLoop();
+  opened_ = true;
+  handler_->OnOpen(*this);
+  if (closed()) return;
+  if (!mailbox_.empty()) ScheduleMailInLoop();  // mail that waited for the open
+}
+
+void Connection::TransportEofInLoop() {
+  if (handshaking()) {
+    peer_eof_ = true;
+    if (transport_fed_) {
+      TransportFailedInLoop(CloseReason::kTlsHandshakeFailed, "closed inside the handshake");
+    } else {
+      // Connected and closed without a byte: a TCP health check, not a bad
+      // handshake. The handler never had OnOpen, so it hears nothing.
+      Close(CloseReason::kPeerClosed);
+    }
+    return;
+  }
+  // After the handshake without close_notify (a truncated stream; many
+  // clients close that way): still the peer's EOF.
+  OnPeerEofInLoop();
+}
+
+void Connection::TransportFailedInLoop(CloseReason reason, std::string_view why) {
+  // One call site for every transport failure, so that together they log at
+  // most a line a second: a fleet of plaintext clients must not flood it.
+  TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: %s (%s)", peer_.ToString(), std::string(why),
+                          CloseReasonName(reason));
+  Close(reason);
 }
 
 void Connection::FailInLoop(int error) {

@@ -32,6 +32,19 @@
 //                         ──► kFlushing ──output empty: shutdown(SHUT_WR)──►
 //                             kLingering (read and discard) ──EOF or deadline──► closed
 //
+//   With a transport (ServerOptions::transport, core/net/transport.h: TLS),
+//   an accepted connection is kOpen but handshaking() first: bytes go to the
+//   transport only, mail waits, and the handler hears nothing until the
+//   handshake completes, when it gets OnOpen (so it only ever meets a peer
+//   whose handshake is done). A failed handshake (kTlsHandshakeFailed) or
+//   none within `handshake_timeout` (kTlsHandshakeTimeout) closes it with no
+//   OnOpen and no OnClose, as for an outbound connection that never opened.
+//   From OnOpen on, the handler reads and Sends plaintext; the transport sits
+//   between the socket and the scratch/output buffers, so the watermarks and
+//   max_output_bytes count the bytes on the wire. The peer's close_notify is
+//   its EOF (OnPeerClosed); CloseAfterFlush queues our close_notify behind
+//   the output before the FIN; ShutdownWrite sends close_notify, then FIN.
+//
 //   Close() from any state closes at once (output still queued is lost).
 //   OnClose runs at the end of the reactor's turn, never inside another
 //   callback of the same handler.
@@ -87,6 +100,7 @@
 #include "core/loop/mailbox.h"
 #include "core/net/address.h"
 #include "core/net/buffer.h"
+#include "core/net/transport.h"
 
 namespace troupe {
 
@@ -125,6 +139,11 @@ struct ConnectionOptions {
   // steady traffic, small enough (tens of KiB) to hold for every connection.
   size_t mailbox_capacity = 1024;
   MailboxOverflow mailbox_overflow = MailboxOverflow::kDropNewest;
+  // With a transport (ServerOptions::transport): how long an accepted
+  // connection may take to complete its handshake before it is closed
+  // (kTlsHandshakeTimeout). Infinite: no limit (the idle timeout, if any,
+  // still applies).
+  absl::Duration handshake_timeout = absl::Seconds(10);
   // An emptied buffer keeps up to this much capacity for the next message;
   // a larger one is freed, so idle connections hold no large buffers.
   size_t retained_buffer_bytes = 64 << 10;
@@ -181,6 +200,13 @@ class Connection {
   // before the handler that serves the connection has had OnOpen or any
   // byte, so that it, its log lines and its actor see one address for life.
   void set_peer_in_loop(Address peer);
+  // Puts `transport` (TLS) between the socket and the handler. Accepted
+  // connections only, before OpenInLoop: the reactor does it when
+  // ReactorOptions::transport is set.
+  void set_transport_in_loop(std::unique_ptr<Transport> transport);
+  // True while the transport's handshake is under way (the handler has not
+  // had OnOpen yet).
+  bool handshaking() const { return transport_ != nullptr && !opened_ && state_ == State::kOpen; }
   // The reactor that owns this connection, for handlers (to post, send mail
   // or set timers); the connection itself never calls it.
   Reactor& reactor() const;
@@ -191,6 +217,10 @@ class Connection {
   // Dialed out by Reactor::Connect (counted apart from accepted ones).
   bool outbound() const { return outbound_; }
   size_t pending_output() const { return output_.size(); }
+  // Mail waiting for the handler (user and system).
+  size_t mailbox_depth() const { return mailbox_.size(); }
+  // When bytes last moved either way (the loop's per-turn clock).
+  std::chrono::steady_clock::time_point last_active() const { return last_active_; }
   // True while queued output is above the high watermark: the peer is not
   // keeping up, and a handler that can shed (drop a chat line, skip an
   // update) should rather than queue more.
@@ -291,6 +321,27 @@ class Connection {
 
   // Hands freshly read bytes to the handler, keeping what it leaves.
   void DeliverInLoop(size_t n, bool into_input);
+  // After a delivery: the pending-work pause and the input limit.
+  void CheckInputInLoop();
+  // The socket half of Send: write-through, the rest to output_.
+  void SendRawInLoop(std::string_view bytes);
+
+  // With a transport (transport_ != nullptr) only.
+  // ReadInLoop's counterpart: recv, Feed, then Read plaintext out.
+  bool ReadTransportInLoop(size_t budget, bool until_eagain);
+  // Reads what the transport can give and hands it over, as far as the
+  // handler's pauses allow. False: stop reading (paused, closed, EOF).
+  bool DecryptInLoop();
+  // Hands plaintext to the handler, behind any partial frame in input_.
+  void DeliverPlainInLoop(std::string_view plain);
+  void SendTransportInLoop(std::string_view plain);
+  // Queues the transport's close (close_notify) behind the output.
+  void SendTransportCloseInLoop();
+  // The handshake completed: the handler's OnOpen, then what waited.
+  void FinishHandshakeInLoop();
+  // The socket's EOF arrived (no close_notify, or during the handshake).
+  void TransportEofInLoop();
+  void TransportFailedInLoop(CloseReason reason, std::string_view why);
   void OnPeerEofInLoop();
   void FinishFlushInLoop();
   // Handles a failed recv/send (errno), closing with the matching reason.
@@ -342,6 +393,9 @@ class Connection {
   Buffer output_;    // bytes the kernel has not taken yet
   Mailbox mailbox_;  // mail not yet handed to the handler
   std::unique_ptr<ConnectionHandler> handler_;
+  // Null: plaintext (the default). Else every byte goes through it.
+  std::unique_ptr<Transport> transport_;
+  bool transport_fed_ = false;  // bytes arrived for the handshake
   std::unique_ptr<Dial> dial_;  // outbound, until open or reaped
 };
 

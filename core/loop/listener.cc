@@ -21,8 +21,14 @@ Listener::Listener(int listen_fd, size_t max_connections, OpenCount open_count)
       spare_fd_(OpenSpare()),
       max_connections_(max_connections),
       open_count_(std::move(open_count)) {
-  TROUPE_CHECK(max_connections_ == 0 || open_count_ != nullptr,
+  TROUPE_CHECK(max_connections == 0 || open_count_ != nullptr,
                "a connection limit needs an open-connection count");
+}
+
+void Listener::set_max_connections(size_t max_connections) {
+  TROUPE_CHECK(max_connections == 0 || open_count_ != nullptr,
+               "a connection limit needs an open-connection count");
+  max_connections_.store(max_connections, std::memory_order_relaxed);
 }
 
 Listener::Result Listener::AcceptOne(Handoff& out) {
@@ -50,13 +56,14 @@ Listener::Result Listener::AcceptOne(Handoff& out) {
           return Result::kFailed;
       }
     }
-    if (max_connections_ > 0 && open_count_() >= max_connections_) {
+    const size_t max_connections = max_connections_.load(std::memory_order_relaxed);
+    if (max_connections > 0 && open_count_() >= max_connections) {
       counters_.rejected.fetch_add(1, std::memory_order_relaxed);  // before the peer sees EOF
       ::close(fd);
       TROUPE_LOG_EVERY_SECOND(kWarning,
                               "max_connections (%d) reached; closing new connections "
                               "(%d rejected so far)",
-                              max_connections_, counters_.rejected.load());
+                              max_connections, counters_.rejected.load());
       return Result::kRejected;
     }
     (void)SetNoDelay(fd);  // best effort: failure only costs latency

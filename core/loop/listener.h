@@ -15,7 +15,8 @@
 // described in libev's documentation and used by muduo). Each refusal is
 // counted; a log line goes out at most once per second.
 //
-// Thread safety: thread-compatible (one accepting thread); counters any thread.
+// Thread safety: thread-compatible (one accepting thread); counters and
+// set_max_connections/max_connections any thread.
 #pragma once
 
 #include <atomic>
@@ -51,6 +52,12 @@ class Listener {
   // `max_connections` 0: no limit (and `open_count` is never called).
   Listener(int listen_fd, size_t max_connections, OpenCount open_count);
 
+  // Any thread. Changes the gate from the next accept on (the admin
+  // endpoint, core/ops/admin.h); open connections beyond it stay open. A
+  // limit needs the `open_count` given at construction.
+  void set_max_connections(size_t max_connections);
+  size_t max_connections() const { return max_connections_.load(std::memory_order_relaxed); }
+
   // Accepts one connection into `out`. kEmpty: nothing waiting. kExhausted /
   // kFailed: pause for kExhaustedPauseMs rather than retry at once.
   // kRejected: accepted and closed (the connection limit); call again.
@@ -62,7 +69,9 @@ class Listener {
 
   const int listen_fd_;
   Fd spare_fd_;  // released on EMFILE to accept-and-close one connection
-  const size_t max_connections_;
+  // Read once per accept, relaxed: a change only needs to be seen soon,
+  // not ordered with anything else.
+  std::atomic<size_t> max_connections_;
   const OpenCount open_count_;
   ListenerCounters counters_;
 };

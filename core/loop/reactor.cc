@@ -107,9 +107,17 @@ void Reactor::AddListener(Fd listen_fd, std::unique_ptr<Listener> listener,
   UpdateListeningInLoop();  // before Run(): no other thread touches us yet
 }
 
+void Reactor::SetAcceptPaused(bool paused, Task done) {
+  Post([this, paused, done = std::move(done)]() mutable {
+    accept_held_ = paused;
+    UpdateListeningInLoop();
+    if (done) std::move(done)();
+  });
+}
+
 void Reactor::UpdateListeningInLoop() {
-  const bool want =
-      listen_fd_.valid() && !accept_paused_ && !accept_full_ && !draining_ && !stopping_;
+  const bool want = listen_fd_.valid() && !accept_paused_ && !accept_full_ && !accept_held_ &&
+                    !draining_ && !stopping_;
   if (want == listening_ || !listen_fd_.valid()) return;
   epoll_event event{};
   event.events = EPOLLIN;  // level-triggered: a paused backlog re-reports
@@ -358,6 +366,17 @@ void Reactor::AdoptInLoop(Handoff handoff) {
   ReactorCounters::Bump(counters_.accepted);
   ref.set_handler(factory_(ref));
   TROUPE_CHECK(ref.handler() != nullptr, "HandlerFactory returned null");
+  if (options_.transport != nullptr) {
+    absl::StatusOr<std::unique_ptr<Transport>> transport = options_.transport->NewServerTransport();
+    if (!transport.ok()) {
+      // The handler never had OnOpen, so it hears nothing of this.
+      TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: %s", ref.peer().ToString(),
+                              std::string(transport.status().message()));
+      ref.Close(CloseReason::kTlsError);
+      return;
+    }
+    ref.set_transport_in_loop(*std::move(transport));
+  }
   ref.OpenInLoop();
   if (draining_ && !ref.closed()) ref.CloseAfterFlush();
 }
@@ -555,14 +574,32 @@ void Reactor::ReapInLoop() {
 
 void Reactor::BeginDrainInLoop(absl::Time deadline) {
   draining_ = true;
-  // A listener of our own: stop accepting (closing it leaves epoll; the
-  // Listener stays, since Stats() may read its counters from any thread).
+  // A listener of our own: stop accepting (the Listener stays, since Stats()
+  // may read its counters from any thread). Out of epoll first: closing our
+  // descriptor does not remove it while another process holds the same
+  // socket (one handed over, core/ops/handoff.h), and epoll would go on
+  // reporting it under a closed number.
+  if (listening_) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
+  }
   listen_fd_.Reset();
   listening_ = false;
   // An infinite deadline stays infinite (DeadlineAfter saturates).
   drain_deadline_ = DeadlineAfter(Clock::now(), deadline - absl::Now());
   // Sockets already handed over are connections of this server too.
   AdoptHandoffsInLoop();
+  // Bytes that arrived before the drain began are requests made to this
+  // server: answer them rather than discard them unread. It matters most for
+  // a connection adopted this very turn (accepted just before accepting
+  // stopped, as in a takeover, core/ops/handoff.h): nothing has read it yet.
+  // One pass by id, since a handler may open or close entries meanwhile.
+  std::vector<ConnectionId> open;
+  table_.ForEach([&open](Connection& conn) {
+    if (!conn.closed() && !conn.connecting()) open.push_back(conn.id());
+  });
+  for (ConnectionId id : open) {
+    if (Connection* conn = Find(id)) conn->ReadAgainInLoop();
+  }
   // An outbound connection still connecting has nothing to flush, and may
   // never open: it is cancelled (its result callback learns at the reap).
   table_.ForEach([](Connection& conn) {

@@ -89,6 +89,10 @@ using HandlerFactory = std::function<std::unique_ptr<ConnectionHandler>(Connecti
 struct ReactorOptions {
   uint32_t index = 0;
   ConnectionOptions connection;
+  // Accepted connections get a transport of this factory (TLS,
+  // core/net/tls.h) between their socket and their handler; null: plaintext.
+  // Dialed-out ones (Connect) never do.
+  std::shared_ptr<TransportFactory> transport;
   // Bytes read from one connection per turn before others get a go. 256 KiB
   // is four scratch-buffer reads: large enough that a bulk stream still
   // moves in big reads, small enough that 1,000 such streams cannot starve a
@@ -164,6 +168,21 @@ class Reactor {
   // acceptor thread, the metrics endpoint). Call before Run(). `listener`
   // wraps `listen_fd` (see core/loop/listener.h).
   void AddListener(Fd listen_fd, std::unique_ptr<Listener> listener, ListenerOptions options = {});
+  // Any thread. An operator's pause of that listener (Server::PauseAccepting):
+  // while paused it leaves the epoll set and new connections wait in the
+  // kernel's backlog; independent of the loop's own pauses (descriptors ran
+  // out, pause_at_open), so neither lifts the other. Takes effect on the
+  // loop; `done`, if any, runs there right after (with no listener: at once
+  // there too). Calls from one thread apply in order.
+  void SetAcceptPaused(bool paused, Task done = nullptr);
+  // Calls `f(const Connection&)` for every connection of this reactor
+  // (connecting and closing ones included), in slot order: O(connections).
+  // On the loop thread; `f` must not open or close connections.
+  template <typename F>
+  void ForEachConnectionInLoop(F&& f) {
+    AssertInLoopThread();
+    table_.ForEach([&f](const Connection& conn) { f(conn); });
+  }
 
   // Any thread (the acceptor). One token per producing thread.
   HandoffToken MakeHandoffToken() { return inbox_->MakeHandoffToken(); }
@@ -310,6 +329,7 @@ class Reactor {
   bool listening_ = false;      // the listener is in the epoll set
   bool accept_paused_ = false;  // descriptors ran out: resumes by timer
   bool accept_full_ = false;    // pause_at_open reached: resumes at a reap
+  bool accept_held_ = false;    // SetAcceptPaused(true): resumes when told
 
   // Loop-thread state. Connections (table_) are destroyed before the host
   // and timers they point into.

@@ -37,11 +37,54 @@ absl::StatusOr<Fd> ListenTcp(const Address& address, const ListenOptions& option
       return s;
     }
   }
+  if (options.defer_accept_seconds > 0 &&
+      ::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &options.defer_accept_seconds,
+                   sizeof(options.defer_accept_seconds)) != 0) {
+    return absl::ErrnoToStatus(errno, "setsockopt TCP_DEFER_ACCEPT");
+  }
   if (::bind(fd.get(), address.sockaddr_ptr(), address.length()) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("bind ", where));
   }
   if (::listen(fd.get(), options.backlog) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("listen ", where));
+  }
+  return fd;
+}
+
+absl::StatusOr<Fd> AdoptListeningSocket(int raw) {
+  Fd fd(raw);
+  const std::string where = absl::StrCat("adopt fd ", raw);
+  auto get = [&](int name, const char* what) -> absl::StatusOr<int> {
+    int value = 0;
+    socklen_t len = sizeof(value);
+    if (::getsockopt(fd.get(), SOL_SOCKET, name, &value, &len) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat(where, ": getsockopt ", what));
+    }
+    return value;
+  };
+  absl::StatusOr<int> accepting = get(SO_ACCEPTCONN, "SO_ACCEPTCONN");
+  if (!accepting.ok()) return accepting.status();  // ENOTSOCK for a file, EBADF for no fd
+  if (*accepting == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": not a listening socket"));
+  }
+  absl::StatusOr<int> type = get(SO_TYPE, "SO_TYPE");
+  if (!type.ok()) return type.status();
+  absl::StatusOr<int> domain = get(SO_DOMAIN, "SO_DOMAIN");
+  if (!domain.ok()) return domain.status();
+  // A Unix stream listener would pass SO_TYPE, but TCP_NODELAY and peer
+  // addresses assume TCP.
+  if (*type != SOCK_STREAM || (*domain != AF_INET && *domain != AF_INET6)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": not a TCP (IPv4 or IPv6 stream) socket"));
+  }
+  if (auto s = SetNonBlocking(fd.get()); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(where, ": ", s.message()));
+  }
+  // Inherited descriptors come without CLOEXEC (systemd clears it for us),
+  // and a child we start must not keep our listener alive.
+  const int flags = ::fcntl(fd.get(), F_GETFD);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFD, flags | FD_CLOEXEC) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(where, ": fcntl FD_CLOEXEC"));
   }
   return fd;
 }

@@ -21,10 +21,23 @@ struct ListenOptions {
   int backlog = SOMAXCONN;
   // One listener per reactor (SO_REUSEPORT) instead of one shared acceptor.
   bool reuse_port = false;
+  // TCP_DEFER_ACCEPT (nginx's `listen ... deferred`, systemd's
+  // DeferAcceptSec=): a connection is accepted only once its first bytes
+  // arrived (or after about this many seconds without). For protocols where
+  // the client speaks first; it also lets a draining server answer every
+  // connection it accepted (core/ops/handoff.h). 0: off.
+  int defer_accept_seconds = 0;
 };
 
 // socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen; non-blocking, CLOEXEC.
 absl::StatusOr<Fd> ListenTcp(const Address& address, const ListenOptions& options = {});
+
+// Takes ownership of `fd`, a socket someone else bound and listens on (one
+// systemd passed, or one received from the process we take over from,
+// core/ops/handoff.h): checks that it is a listening TCP socket (SO_ACCEPTCONN,
+// SO_TYPE, SO_DOMAIN) and makes it non-blocking and close-on-exec. `fd` is
+// closed when the check fails. Errors name the descriptor.
+absl::StatusOr<Fd> AdoptListeningSocket(int fd);
 
 // Starts a non-blocking connect; completion is signalled by writability.
 // EINPROGRESS is success here. `source` (optional) binds the local address

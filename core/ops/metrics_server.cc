@@ -10,12 +10,16 @@
 #include "core/base/log.h"
 #include "core/loop/listener.h"
 #include "core/net/socket.h"
+#include "core/ops/http_request.h"
 
 namespace troupe {
 namespace {
 
 // A request head larger than this is refused (431): enough for any scraper.
 constexpr size_t kMaxRequestHead = 8 * 1024;
+// A request body larger than this is refused (413): the admin endpoints
+// take a number or a word.
+constexpr size_t kMaxBody = 1024;
 // Clients served at once; more wait in the listen backlog.
 constexpr size_t kMaxClients = 64;
 // A client is dropped this long after it connected, whatever it is doing
@@ -51,62 +55,57 @@ void ByReason(std::string& out, const ServerStats& stats, const char* name, cons
   }
 }
 
-std::string Response(int code, const char* reason, std::string_view content_type,
-                     std::string_view body, bool head_only) {
-  std::string r = absl::StrFormat(
-      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-      "Connection: close\r\n\r\n",
-      code, reason, std::string(content_type), body.size());
-  if (!head_only) r.append(body);
-  return r;
-}
-
 // What the handlers share. The load sample is the agent thread's alone.
 struct Shared {
-  const Server* server;
+  Server* server;
   std::function<std::string()> extra;
+  // The runtime controls; null when off. The HTTP thread's alone.
+  std::unique_ptr<AdminEndpoint> admin;
   // The previous agent check's load sample.
   absl::Time sampled_at = absl::Now();
   uint64_t busy_ns = 0;
   int weight = 100;
 };
 
-// The response to a complete request head.
-std::string Answer(std::string_view head, const Shared& shared) {
+std::string Text(int code, std::string_view body, bool head_only = false) {
+  return HttpResponse(code, "text/plain", body, head_only);
+}
+
+// The response to a complete request that is not for /admin/.
+std::string Answer(const HttpRequest& request, const Shared& shared) {
   const Server& server = *shared.server;
-  const std::string_view line = head.substr(0, head.find("\r\n"));
-  const size_t sp1 = line.find(' ');
-  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || sp1 == 0 ||
-      line.substr(sp2 + 1, 7) != "HTTP/1." || line.find(' ', sp2 + 1) != std::string_view::npos) {
-    return Response(400, "Bad Request", "text/plain", "bad request\n", false);
-  }
-  const std::string_view method = line.substr(0, sp1);
-  std::string_view path = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  path = path.substr(0, path.find('?'));
-  const bool head_only = method == "HEAD";
-  if (method != "GET" && !head_only) {
-    return Response(405, "Method Not Allowed", "text/plain", "GET or HEAD only\n", false);
-  }
-  if (path == "/metrics") {
+  const bool head_only = request.method == "HEAD";
+  if (request.method != "GET" && !head_only) return Text(405, "GET or HEAD only\n");
+  if (request.path == "/metrics") {
     std::string body = RenderPrometheus(server.Stats(), server.accepting());
     Family(body, "troupe_serving", "gauge",
            "1 while the health check passes, 0 from the moment the drain begins.");
     absl::StrAppend(&body, "troupe_serving ", server.serving() ? 1 : 0, "\n");
+    Family(body, "troupe_accept_paused", "gauge",
+           "1 while an operator has paused accepting (POST /admin/accept/pause).");
+    absl::StrAppend(&body, "troupe_accept_paused ", server.accept_paused() ? 1 : 0, "\n");
+    Family(body, "troupe_max_connections", "gauge",
+           "The max-connections gate (0: no limit); changed at run time by "
+           "POST /admin/max-connections.");
+    absl::StrAppend(&body, "troupe_max_connections ", server.max_connections(), "\n");
+    if (shared.admin) shared.admin->RenderPrometheus(body);
     if (shared.extra) body.append(shared.extra());
-    return Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, head_only);
+    return HttpResponse(200, "text/plain; version=0.0.4; charset=utf-8", body, head_only);
   }
-  if (path == "/healthz") {
-    return server.serving()
-               ? Response(200, "OK", "text/plain", "ok\n", head_only)
-               : Response(503, "Service Unavailable", "text/plain", "draining\n", head_only);
+  if (request.path == "/healthz") {
+    // Paused: failing, so that a balancer sends new clients elsewhere while
+    // they would only wait in our backlog.
+    if (!server.serving()) return Text(503, "draining\n", head_only);
+    if (server.accept_paused()) return Text(503, "paused\n", head_only);
+    return Text(200, "ok\n", head_only);
   }
-  return Response(404, "Not Found", "text/plain", "not found\n", head_only);
+  return Text(404, "not found\n", head_only);
 }
 
-// One scrape: reads the request head, answers it, and closes after the
-// flush (Connection's FIN-then-linger, so the response is never lost to a
-// RST). Requests are one per connection ("Connection: close").
+// One client: reads the request, answers it, and closes after the flush
+// (Connection's FIN-then-linger, so the response is never lost to a RST).
+// Requests are one per connection ("Connection: close"). An admin answer
+// may come later, from the admin endpoint (it closes the connection then).
 class HttpHandler final : public ConnectionHandler {
  public:
   explicit HttpHandler(const Shared& shared) : shared_(shared) {}
@@ -117,20 +116,34 @@ class HttpHandler final : public ConnectionHandler {
     });
   }
   size_t OnData(Connection& conn, std::string_view data) override {
-    if (data.find("\r\n\r\n") != std::string_view::npos) {
-      conn.Send(Answer(data, shared_));
-    } else if (data.size() > kMaxRequestHead) {
-      conn.Send(
-          Response(431, "Request Header Fields Too Large", "text/plain", "too large\n", false));
+    if (answering_) return data.size();  // one request per connection
+    const HttpParse parse = ParseHttpRequest(data, kMaxRequestHead, kMaxBody);
+    if (parse.status == HttpParse::kIncomplete) return 0;  // keep it, wait for more
+    answering_ = true;
+    if (parse.status == HttpParse::kError) {
+      conn.Send(Text(parse.code, parse.error + "\n"));
+    } else if (parse.request.path.substr(0, 7) == "/admin/") {
+      // Off: as if there were no such path.
+      std::optional<std::string> now = shared_.admin != nullptr
+                                           ? shared_.admin->Handle(parse.request, conn)
+                                           : Text(404, "not found\n");
+      if (!now.has_value()) return data.size();  // the endpoint answers later
+      conn.Send(*now);
     } else {
-      return 0;  // the head is not complete yet: keep it
+      conn.Send(Answer(parse.request, shared_));
     }
     conn.CloseAfterFlush();
     return data.size();
   }
+  // A client that half-closes after its request still gets a later answer
+  // (the admin endpoint closes the connection then, the deadline at worst).
+  void OnPeerClosed(Connection& conn) override {
+    if (!answering_) conn.CloseAfterFlush();
+  }
 
  private:
   const Shared& shared_;
+  bool answering_ = false;
 };
 
 // The reactors' busy fraction since the previous check (the first: since
@@ -140,7 +153,7 @@ constexpr absl::Duration kMinSample = absl::Milliseconds(200);
 
 std::string AgentLine(Shared& shared) {
   const Server& server = *shared.server;
-  if (!server.serving()) return "drain\n";
+  if (!server.serving() || server.accept_paused()) return "drain\n";
   const ServerStats stats = server.Stats();
   uint64_t busy_ns = 0;
   for (const ReactorStats& r : stats.reactors) busy_ns += r.turn_sum_ns;
@@ -225,7 +238,10 @@ std::string RenderPrometheus(const ServerStats& stats, bool accepting) {
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
-    const Address& address, const Server* server, MetricsServerOptions metrics_options) {
+    const Address& address, Server* server, MetricsServerOptions metrics_options) {
+  absl::StatusOr<std::unique_ptr<AdminEndpoint>> admin =
+      AdminEndpoint::Create(metrics_options.admin, address, server);
+  if (!admin.ok()) return admin.status();
   absl::StatusOr<Fd> listen_fd = ListenTcp(address);
   if (!listen_fd.ok()) return listen_fd.status();
   absl::StatusOr<Address> bound = LocalAddress(listen_fd->get());
@@ -242,6 +258,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   auto shared = std::make_shared<Shared>();
   shared->server = server;
   shared->extra = std::move(metrics_options.extra);
+  shared->admin = std::move(*admin);
   // Each endpoint is one more reactor (the one event loop of core; a
   // reactor has one listener), with a handler per connection.
   auto make_loop = [](Fd fd, HandlerFactory factory) -> absl::StatusOr<std::unique_ptr<Reactor>> {

@@ -5,16 +5,21 @@
 //   GET /healthz   200 "ok" while the server serves (Server::serving()), 503
 //                  "draining" from the moment Stop() begins (before it stops
 //                  accepting: ServerOptions::drain_grace)
+//                  or "paused" while accepting is paused (Server::PauseAccepting)
+//   /admin/...     runtime controls, off unless MetricsServerOptions::admin
+//                  says how to authenticate them (core/ops/admin.h)
 //   anything else  404 (unknown path), 405 (not GET/HEAD), 400 (malformed),
-//                  431 (request head over 8 KiB); every response closes
+//                  431 (request head over 8 KiB), 413 (body over 1 KiB),
+//                  411 (chunked body); every response closes
 //
 // With MetricsServerOptions::agent_address it also answers HAProxy's
 // agent-check (`agent-check agent-port N` on a server line): one line per
 // connection, then close:
 //   "up ready 73%\n"  while serving; the weight follows the reactors' measured
 //                     load since the previous check (100% idle .. 1% saturated)
-//   "drain\n"         from the moment Stop() begins: HAProxy sends no new
-//                     connections and leaves the open ones be
+//   "drain\n"         from the moment Stop() begins, and while accepting is
+//                     paused: HAProxy sends no new connections and leaves
+//                     the open ones be
 //
 //   auto metrics = MetricsServer::Create(*Address::Parse("127.0.0.1:9100"), server.get());
 //   (*metrics)->Start();
@@ -22,10 +27,10 @@
 //   (*metrics)->Stop();
 //
 // It runs on a Reactor of its own (core/loop/reactor.h; the agent check on
-// a second one), one connection per scrape, and never touches the server's
-// reactors: it reads only
-// Server::Stats(), built from counters the reactors publish as relaxed
-// atomics. 64 scrapes at once; more wait in the listen backlog.
+// a second one), one connection per scrape. Scrapes never touch the server's
+// reactors: they read only Server::Stats(), built from counters the reactors
+// publish as relaxed atomics; only the admin endpoints post tasks to them.
+// 64 clients at once; more wait in the listen backlog.
 //
 // Thread safety: Start/Stop from one controlling thread; RenderPrometheus is
 // a pure function.
@@ -42,6 +47,7 @@
 #include "core/base/fd.h"
 #include "core/loop/reactor.h"
 #include "core/net/address.h"
+#include "core/ops/admin.h"
 #include "core/server.h"
 
 namespace troupe {
@@ -58,14 +64,17 @@ struct MetricsServerOptions {
   std::function<std::string()> extra;
   // Also listen here for HAProxy's agent-check (above).
   std::optional<Address> agent_address;
+  // The runtime controls under /admin/ (core/ops/admin.h): off by default.
+  AdminOptions admin;
 };
 
 class MetricsServer {
  public:
   // Binds `address` (and the agent address; errors name it). `server` must
-  // outlive this object.
+  // outlive this object; it is changed only through the admin endpoints.
+  // Admin options that do not fit `address` are an error (AdminEndpoint::Create).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const Address& address,
-                                                               const Server* server,
+                                                               Server* server,
                                                                MetricsServerOptions options = {});
   ~MetricsServer();
 

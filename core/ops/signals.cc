@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +21,15 @@ sigset_t StopSet() {
   sigaddset(&set, SIGTERM);
   return set;
 }
+
+// RequestStop's SIGTERM carries this, from this process's own pid.
+constexpr int kRequestMarker = 0x7472;  // "tr"
+
+int Classify(int sig, const siginfo_t& info) {
+  const bool ours = info.si_code == SI_QUEUE && info.si_pid == ::getpid() &&
+                    info.si_value.sival_int == kRequestMarker;
+  return ours ? kStopRequested : sig;
+}
 }  // namespace
 
 void BlockStopSignals() {
@@ -30,17 +40,25 @@ void BlockStopSignals() {
 
 int WaitForStopSignal() {
   const sigset_t set = StopSet();
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
+  siginfo_t info;
+  int sig;
+  while ((sig = sigwaitinfo(&set, &info)) < 0) {
   }
-  return sig;
+  return Classify(sig, info);
 }
 
 int WaitForStopSignalFor(int timeout_ms) {
   const sigset_t set = StopSet();
   timespec timeout{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1'000'000};
-  const int sig = sigtimedwait(&set, nullptr, &timeout);
-  return sig > 0 ? sig : 0;
+  siginfo_t info;
+  const int sig = sigtimedwait(&set, &info, &timeout);
+  return sig > 0 ? Classify(sig, info) : 0;
+}
+
+void RequestStop() {
+  sigval value{};
+  value.sival_int = kRequestMarker;
+  ::sigqueue(::getpid(), SIGTERM, value);
 }
 
 int ServeUntilStopSignal(std::string_view name, const ServerOptions& options,

@@ -25,10 +25,18 @@ struct ServerOptions;
 class Server;
 
 void BlockStopSignals();
-// Blocks until SIGINT or SIGTERM arrives; returns which.
+// What the waits below return for a RequestStop() (no signal number is < 0).
+inline constexpr int kStopRequested = -1;
+// Blocks until SIGINT or SIGTERM arrives, or RequestStop(); returns which.
 int WaitForStopSignal();
 // Like WaitForStopSignal, but gives up after `timeout_ms`; returns 0 then.
 int WaitForStopSignalFor(int timeout_ms);
+// Any thread: the program's own request to stop, as if a stop signal came,
+// e.g. once another process took the listening socket over
+// (core/ops/handoff.h). It is a SIGTERM queued to this process with a marker
+// (sigqueue), so it wakes the same wait; the wait returns kStopRequested,
+// and a real `kill -TERM` is still told apart.
+void RequestStop();
 
 // The one way a troupe program stops (docs/architecture.md, "Closing"):
 // waits for SIGINT or SIGTERM, then drains `server` (Server::Stop, bounded
@@ -39,7 +47,8 @@ struct StopSignalHooks {
   // stats line, say); zero or infinite: never.
   absl::Duration tick_interval = absl::ZeroDuration();
   std::function<void()> on_tick;
-  // Called with the first signal, before the drain starts.
+  // Called with the first signal (kStopRequested for RequestStop()), before
+  // the drain starts.
   std::function<void(int sig)> on_signal;
   // Called when a second signal cuts the drain.
   std::function<void()> on_abort;

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -437,6 +438,109 @@ TEST(ListenerTest, EachRejectionAtTheLimitCountsTowardTheCallersBatch) {
     EXPECT_EQ(listener.counters().rejected.load(), static_cast<uint64_t>(i + 1));
   }
   EXPECT_EQ(listener.AcceptOne(handoff), Listener::Result::kEmpty);
+}
+
+// A blocking listener without CLOEXEC, as systemd or another process hands
+// one over: bound to 127.0.0.1:0 and listening.
+Fd RawListener() {
+  Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  const Address any = *Address::Parse("127.0.0.1:0");
+  EXPECT_EQ(::bind(fd.get(), any.sockaddr_ptr(), any.length()), 0);
+  EXPECT_EQ(::listen(fd.get(), 16), 0);
+  return fd;
+}
+
+TEST(ServerTest, AdoptsAListeningSocketInsteadOfBinding) {
+  Fd listener = RawListener();
+  const Address bound = *LocalAddress(listener.get());
+  const int raw = listener.get();
+  ServerOptions options;
+  options.address = *Address::Parse("127.0.0.1:1");  // ignored: never bound
+  options.workers = 2;
+  options.adopt_listen_fd = listener.Release();
+  auto server = Server::Create(options, EchoHandlerFactory());
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->address().ToString(), bound.ToString());
+  // Made non-blocking (the acceptor must never block) and close-on-exec.
+  EXPECT_TRUE(::fcntl(raw, F_GETFL) & O_NONBLOCK);
+  EXPECT_TRUE(::fcntl(raw, F_GETFD) & FD_CLOEXEC);
+  (*server)->Start();
+  for (int i = 0; i < 4; ++i) {
+    Fd fd = Connect(**server);
+    const std::string text = "adopted " + std::to_string(i);
+    ASSERT_TRUE(SendAll(fd.get(), text.data(), text.size()));
+    std::string got;
+    ASSERT_TRUE(RecvExactly(fd.get(), got, text.size()));
+    EXPECT_EQ(got, text);
+  }
+  (*server)->Stop();
+}
+
+TEST(ServerTest, StopLeavesAListenerSharedWithAnotherHolderListening) {
+  // What a takeover relies on (core/ops/handoff.h): the old server stops
+  // accepting and closes its descriptor, but never shuts the socket down,
+  // so the other holder's copy (the new process) keeps it and its queue.
+  Fd listener = RawListener();
+  Fd other(::fcntl(listener.get(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(other.valid());
+  ServerOptions options;
+  options.workers = 1;
+  options.adopt_listen_fd = listener.Release();
+  auto server = Server::Create(options, EchoHandlerFactory());
+  ASSERT_TRUE(server.ok()) << server.status();
+  (*server)->Start();
+  const Address address = (*server)->address();
+  (*server)->Stop();
+  int accepting = 0;
+  socklen_t len = sizeof(accepting);
+  ASSERT_EQ(::getsockopt(other.get(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len), 0);
+  EXPECT_EQ(accepting, 1);
+  absl::StatusOr<Fd> client = ConnectTcpBlocking(address);
+  ASSERT_TRUE(client.ok()) << client.status();
+  pollfd p{other.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10'000), 1);
+  Fd accepted(::accept4(other.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  EXPECT_TRUE(accepted.valid()) << std::strerror(errno);
+}
+
+TEST(ServerTest, AdoptRejectsASocketThatDoesNotListen) {
+  Fd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int raw = unbound.get();
+  ServerOptions options;
+  options.workers = 1;
+  options.adopt_listen_fd = unbound.Release();
+  auto server = Server::Create(options, EchoHandlerFactory());
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("not a listening socket"), absl::string_view::npos)
+      << server.status();
+  // Owned from the call on: closed on the error too.
+  EXPECT_EQ(::fcntl(raw, F_GETFD), -1);
+
+  // A listening socket that is not TCP.
+  Fd unix_listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;  // autobind: an abstract name of the kernel's choice
+  ASSERT_EQ(::bind(unix_listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(sa_family_t)),
+            0);
+  ASSERT_EQ(::listen(unix_listener.get(), 1), 0);
+  options.adopt_listen_fd = unix_listener.Release();
+  server = Server::Create(options, EchoHandlerFactory());
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("not a TCP"), absl::string_view::npos)
+      << server.status();
+}
+
+TEST(ServerTest, AdoptRejectsReusePortMode) {
+  ServerOptions options;
+  options.workers = 2;
+  options.accept_mode = AcceptMode::kReusePort;
+  options.adopt_listen_fd = RawListener().Release();
+  auto server = Server::Create(options, EchoHandlerFactory());
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("reuse-port"), absl::string_view::npos)
+      << server.status();
 }
 
 }  // namespace

@@ -46,6 +46,14 @@ std::string BinPath(std::string_view name) {
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
                                                               Stderr stderr_mode) {
+  Options options;
+  options.stderr_mode = stderr_mode;
+  return Start(argv, options);
+}
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
+                                                              const Options& options) {
+  const Stderr stderr_mode = options.stderr_mode;
   if (argv.empty()) return absl::InvalidArgumentError("Subprocess: empty argv");
   // O_CLOEXEC: only the dup2()ed copies reach the child, and no other child
   // started meanwhile by another thread holds a write end open.
@@ -65,6 +73,29 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<
   ::posix_spawn_file_actions_adddup2(&actions, out_write.get(), STDOUT_FILENO);
   ::posix_spawn_file_actions_adddup2(&actions, merge ? out_write.get() : err_write.get(),
                                      STDERR_FILENO);
+  // dup2 onto itself would leave CLOEXEC set (older glibc), so fd 3 always
+  // comes from a copy above it; the copy itself is CLOEXEC and goes away.
+  Fd fd3_copy;
+  if (options.fd3 >= 0) {
+    fd3_copy = Fd(::fcntl(options.fd3, F_DUPFD_CLOEXEC, 10));
+    if (!fd3_copy.valid()) return absl::ErrnoToStatus(errno, "fcntl F_DUPFD_CLOEXEC");
+    ::posix_spawn_file_actions_adddup2(&actions, fd3_copy.get(), 3);
+  }
+  // The environment: ours, with options.env replacing same-named entries.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const std::string_view name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const std::string& extra : options.env) {
+      replaced |= std::string_view(extra).substr(0, extra.find('=')) == name;
+    }
+    if (!replaced) env_strings.emplace_back(entry);
+  }
+  env_strings.insert(env_strings.end(), options.env.begin(), options.env.end());
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   // The child starts with no blocked signals and default dispositions for
   // the ones tests send or a test runner may have ignored.
@@ -87,7 +118,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<
   args.push_back(nullptr);
 
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), environ);
+  const int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), envp.data());
   ::posix_spawn_file_actions_destroy(&actions);
   ::posix_spawnattr_destroy(&attr);
   if (rc != 0) return absl::ErrnoToStatus(rc, absl::StrCat("posix_spawn ", argv[0]));

@@ -51,6 +51,19 @@ class Subprocess {
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
                                                            Stderr stderr_mode = Stderr::kSeparate);
 
+  struct Options {
+    Stderr stderr_mode = Stderr::kSeparate;
+    // "NAME=VALUE" entries added to the parent's environment (replacing a
+    // variable of the same name), e.g. NOTIFY_SOCKET for a systemd test.
+    std::vector<std::string> env;
+    // A descriptor of ours the child gets as its fd 3 (where systemd puts
+    // the first socket it passes), or -1. Ours stays open.
+    int fd3 = -1;
+  };
+  // Like Start above, with more control over what the child inherits.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
+                                                           const Options& options);
+
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
   // SIGKILLs and reaps the child if it has not been reaped yet.
