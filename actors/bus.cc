@@ -4,11 +4,15 @@
 #include <string>
 
 #include "actors/cell.h"
+#include "core/base/check.h"
 #include "core/server.h"
 
 namespace troupe {
 
 void AttachBus(Server& server, GroupBus& bus) {
+  // The reactors read their BusLink without a lock: it must be set before
+  // any of them runs.
+  TROUPE_CHECK(!server.serving(), "AttachBus must come before Server::Start");
   for (int i = 0; i < server.workers(); ++i) {
     server.reactor(i).Local<internal::BusLink>().bus = &bus;
   }

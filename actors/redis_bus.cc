@@ -114,12 +114,16 @@ struct RedisBus::State {
   Reactor* loop = nullptr;
   Deliver deliver;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> stopped{false};  // the loop has ended: it runs nothing more
   std::atomic<bool> subscribed{false};
   std::atomic<bool> publisher_up{false};
 
   Counter connects{0}, connect_failures{0}, disconnects{0}, ping_timeouts{0}, published{0},
       publish_receivers{0}, publish_dropped{0}, publish_unconfirmed{0}, publish_errors{0},
       received{0}, own_skipped{0}, delivered{0}, deliver_refused{0}, malformed{0};
+  // Publish tasks posted to the loop, and those it ran: once the loop has
+  // stopped, the difference died in its inbox and counts as dropped.
+  Counter posted{0}, taken{0};
 
   // Loop thread only.
   Link sub{"subscriber", true, nullptr, {}, 0, false, {}};
@@ -335,11 +339,18 @@ void RedisBus::State::ReplyInLoop(Link& link, const redisReply& reply) {
 void RedisBus::State::PublishInLoop(std::string command) {
   if (pub.conn == nullptr || pub.conn->closing() ||
       pub.unacknowledged >= options.max_unacknowledged) {
+    Bump(taken);
     Bump(publish_dropped);
     return;
   }
+  Bump(taken);
   ++pub.unacknowledged;
   pub.conn->Send(command);
+  if (pub.conn->closed()) {
+    // This very send passed the output cap (slow_consumer): it never went.
+    --pub.unacknowledged;
+    Bump(publish_dropped);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<RedisBus>> RedisBus::Create(const RedisBusOptions& options) {
@@ -401,6 +412,7 @@ void RedisBus::Stop() {
   if (!started_ || state_->stopping.exchange(true)) return;
   loop_->StopNow();
   thread_.join();
+  state_->stopped.store(true, std::memory_order_release);
 }
 
 void RedisBus::Publish(std::string_view group, std::string_view text) {
@@ -418,6 +430,8 @@ void RedisBus::Publish(std::string_view group, std::string_view text) {
   if (!loop_->TryPost(
           [state, c = std::move(command)]() mutable { state->PublishInLoop(std::move(c)); })) {
     Bump(s.publish_dropped);
+  } else {
+    Bump(s.posted);
   }
 }
 
@@ -433,6 +447,10 @@ RedisBusStats RedisBus::Stats() const {
   out.published = Read(s.published);
   out.publish_receivers = Read(s.publish_receivers);
   out.publish_dropped = Read(s.publish_dropped);
+  // After Stop, what was posted and never run was dropped too.
+  if (s.stopped.load(std::memory_order_acquire)) {
+    out.publish_dropped += Read(s.posted) - Read(s.taken);
+  }
   out.publish_unconfirmed = Read(s.publish_unconfirmed);
   out.publish_errors = Read(s.publish_errors);
   out.received = Read(s.received);

@@ -109,8 +109,11 @@ class Cluster:
         return proc
 
     def log_of(self, name):
-        with open(os.path.join(self.dir, name + ".log"), "rb") as f:
-            return f.read().decode(errors="replace")
+        try:
+            with open(os.path.join(self.dir, name + ".log"), "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return f"({name} was not started)"
 
     def start(self):
         self.redis = self._spawn("redis", [

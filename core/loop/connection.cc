@@ -523,6 +523,23 @@ void Connection::Close(CloseReason reason) {
   host_.Closed(id_, reason, outbound_);
 }
 
+void Connection::SetOpeningDeadline(absl::Duration timeout, CloseReason reason) {
+  host_.AssertInLoopThread();
+  if (state_ != State::kOpen || closing() || !IsFiniteTimeout(timeout)) return;
+  opening_deadline_ = true;
+  opening_reason_ = reason;
+  close_deadline_ = DeadlineAfter(host_.now(), timeout);
+  ScheduleDeadlineInLoop();
+}
+
+void Connection::ClearOpeningDeadline() {
+  host_.AssertInLoopThread();
+  if (!opening_deadline_) return;
+  opening_deadline_ = false;
+  close_deadline_ = SteadyClock::time_point::max();
+  ScheduleDeadlineInLoop();
+}
+
 void Connection::CloseAfterFlush() {
   host_.AssertInLoopThread();
   if (state_ == State::kConnecting) {
@@ -532,6 +549,7 @@ void Connection::CloseAfterFlush() {
   if (state_ != State::kOpen || close_requested_) return;
   close_requested_ = true;
   // From the call: owed work and the flush share one bound.
+  opening_deadline_ = false;
   close_deadline_ = DeadlineAfter(host_.now(), options_.flush_timeout);
   ScheduleDeadlineInLoop();
   if (pending_work_ > 0) return;  // FinishPendingWork() flushes
@@ -625,6 +643,11 @@ void Connection::DeadlineDueInLoop(SteadyClock::time_point now) {
         CloseReason::kConnectTimeout);
     return;
   }
+  if (opening_deadline_ && now >= close_deadline_) {
+    opening_deadline_ = false;
+    Close(opening_reason_);
+    return;
+  }
   if (handshaking() && now >= close_deadline_) {
     TransportFailedInLoop(CloseReason::kTlsHandshakeTimeout, "no complete handshake in time");
     return;
@@ -650,6 +673,7 @@ void Connection::FinishFlushInLoop() {
   // RST and the peer could lose the tail of our output (invariant 7, docs/architecture.md).
   ::shutdown(fd(), SHUT_WR);
   state_ = State::kLingering;
+  opening_deadline_ = false;
   close_deadline_ = DeadlineAfter(host_.now(), options_.linger_timeout);
   ScheduleDeadlineInLoop();
   ScheduleReadInLoop();

@@ -262,6 +262,15 @@ class Connection {
   // connection ends as any other: at the peer's EOF (OnPeerClosed), Close()
   // or CloseAfterFlush().
   void ShutdownWrite();
+  // A bound on an opening phase that a handler runs before it serves (the
+  // PROXY protocol header, core/loop/proxy_header.h): unless
+  // ClearOpeningDeadline() comes first, the connection is closed with
+  // `reason` once `timeout` has passed. It takes the connection's one
+  // deadline slot (the TimerWheel entry every connection has), so it costs
+  // no timer of its own and ends with the connection. A CloseAfterFlush()
+  // replaces it with the flush deadline. Zero or infinite: no bound.
+  void SetOpeningDeadline(absl::Duration timeout, CloseReason reason);
+  void ClearOpeningDeadline();
   bool write_shut() const { return write_shut_requested_; }
 
   // Closes now; queued output is dropped. While connecting, it cancels the
@@ -395,8 +404,10 @@ class Connection {
   std::unique_ptr<ConnectionHandler> handler_;
   // Null: plaintext (the default). Else every byte goes through it.
   std::unique_ptr<Transport> transport_;
-  bool transport_fed_ = false;  // bytes arrived for the handshake
-  std::unique_ptr<Dial> dial_;  // outbound, until open or reaped
+  bool transport_fed_ = false;     // bytes arrived for the handshake
+  bool opening_deadline_ = false;  // close_deadline_ is SetOpeningDeadline's
+  CloseReason opening_reason_ = CloseReason::kLocalClose;  // ... and this is why
+  std::unique_ptr<Dial> dial_;                             // outbound, until open or reaped
 };
 
 }  // namespace troupe

@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "core/base/check.h"
-#include "core/base/deadline.h"
 #include "core/base/log.h"
 #include "core/net/proxy_protocol.h"
 
@@ -17,9 +16,13 @@ namespace {
 // so that together they log at most one line a second: a misconfigured
 // client fleet (talking straight to a port that expects a proxy) must not
 // flood the log.
-void Reject(Connection& conn, CloseReason reason, const char* why) {
+void Log(const Connection& conn, CloseReason reason, const char* why) {
   TROUPE_LOG_EVERY_SECOND(kWarning, "closing %s: %s (%s)", conn.peer().ToString(), why,
                           CloseReasonName(reason));
+}
+
+void Reject(Connection& conn, CloseReason reason, const char* why) {
+  Log(conn, reason, why);
   conn.Close(reason);
 }
 
@@ -28,26 +31,10 @@ class ProxyHeaderHandler final : public ConnectionHandler {
   ProxyHeaderHandler(std::shared_ptr<const HandlerFactory> factory, absl::Duration timeout)
       : factory_(std::move(factory)), timeout_(timeout) {}
 
-  // True until the header is complete (and the inner handler exists).
-  bool awaiting() const { return inner_ == nullptr; }
-
   void OnOpen(Connection& conn) override {
-    if (!IsFiniteTimeout(timeout_)) return;
-    // Reactor*, slot and generation: 16 bytes, which AnyInvocable stores
-    // inline, so the timer costs no allocation (the id's reactor index comes
-    // from the reactor). The task lives in that reactor's own timers, so the
-    // pointer cannot outlive it.
-    Reactor* const reactor = &conn.reactor();
-    const uint64_t key = uint64_t{conn.id().slot} << 32 | conn.id().generation;
-    reactor->RunAfter(timeout_, [reactor, key] {
-      const ConnectionId id{reactor->index(), static_cast<uint32_t>(key >> 32),
-                            static_cast<uint32_t>(key)};
-      Connection* found = reactor->Find(id);  // null once closed, or a newer generation
-      if (found == nullptr) return;
-      const auto* self = dynamic_cast<const ProxyHeaderHandler*>(found->handler());
-      if (self == nullptr || !self->awaiting()) return;
-      Reject(*found, CloseReason::kProxyHeaderTimeout, "no complete PROXY protocol header in time");
-    });
+    // The connection's own deadline slot: no timer of our own, nothing left
+    // behind when the header comes or the connection closes.
+    conn.SetOpeningDeadline(timeout_, CloseReason::kProxyHeaderTimeout);
   }
 
   size_t OnData(Connection& conn, std::string_view data) override {
@@ -63,6 +50,7 @@ class ProxyHeaderHandler final : public ConnectionHandler {
       Reject(conn, CloseReason::kProxyHeaderInvalid, header.error);
       return 0;
     }
+    conn.ClearOpeningDeadline();
     if (header.source.has_value()) conn.set_peer_in_loop(*header.source);
     inner_ = (*factory_)(conn);
     TROUPE_CHECK(inner_ != nullptr, "HandlerFactory returned null");
@@ -80,9 +68,13 @@ class ProxyHeaderHandler final : public ConnectionHandler {
   }
 
   void OnMail(Connection& conn, Mail mail) override {
-    // Before the header, dropped: no actor exists yet that anyone could
-    // have meant.
-    if (inner_ != nullptr) inner_->OnMail(conn, std::move(mail));
+    // Before the header, dropped (and counted): no actor exists yet that
+    // anyone could have meant.
+    if (inner_ != nullptr) {
+      inner_->OnMail(conn, std::move(mail));
+    } else {
+      conn.reactor().CountMailDropInLoop(MailDrop::kGone);
+    }
   }
 
   void OnPeerClosed(Connection& conn) override {
@@ -103,7 +95,11 @@ class ProxyHeaderHandler final : public ConnectionHandler {
 
   void OnClose(Connection& conn, CloseReason reason) override {
     // Only a handler that had OnOpen gets OnClose.
-    if (inner_ != nullptr) inner_->OnClose(conn, reason);
+    if (inner_ != nullptr) {
+      inner_->OnClose(conn, reason);
+    } else if (reason == CloseReason::kProxyHeaderTimeout) {
+      Log(conn, reason, "no complete PROXY protocol header in time");
+    }
   }
 
   size_t input_limit() const override {

@@ -23,14 +23,13 @@
 //
 // So the user's factory and OnOpen already see the client's address, and a
 // connection that never completes its header gets no inner handler and so no
-// OnOpen or OnClose. Mail for it before then is dropped: nothing could hold
-// the id of an actor that does not exist yet.
+// OnOpen or OnClose. Mail for it before then is dropped and counted (gone):
+// no actor exists yet that anyone could have meant.
 //
-// The timeout is one Reactor::RunAfter task per connection (16 bytes of
-// capture, stored inline in the timer heap), which names the connection by its
-// id and does nothing if it has gone or got its header meanwhile; it stays in
-// the heap until due, so a reactor holds one per connection accepted within
-// the last `timeout`.
+// The timeout is the connection's own deadline (Connection::
+// SetOpeningDeadline, its one TimerWheel entry), cleared when the header is
+// complete: it costs no timer of its own and leaves nothing behind when the
+// connection closes, however many connections come and go.
 //
 // Thread safety: the factory it returns is thread-safe if `inner` is (each
 // reactor calls it); each handler is loop-affine, like every handler.

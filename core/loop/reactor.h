@@ -233,6 +233,8 @@ class Reactor {
   void CountShedInLoop() { ReactorCounters::Bump(counters_.frames_shed); }
   // A send from this reactor named no actor (counted here).
   void CountInvalidRefInLoop() { counters_.CountMailDrop(MailDrop::kInvalidRef); }
+  // Mail a handler had to drop (e.g. before its actor exists), by reason.
+  void CountMailDropInLoop(MailDrop reason) { counters_.CountMailDrop(reason); }
 
   // Every reactor of the same server, by index (this one included), so that
   // code on one reactor can Post or SendMail to another. Set before Run().

@@ -190,7 +190,9 @@ Result ParseV2(std::string_view data) {
   if (data.size() < 14) return NeedMore();
   const uint8_t family = b[13] >> 4;
   const uint8_t transport = b[13] & 0x0F;
-  if (family > kFamilyUnix || transport > kTransportDgram) {
+  // LOCAL (a proxy's own health check) carries no client: the spec says its
+  // whole protocol block, family byte included, is to be ignored.
+  if (command == kCommandProxy && (family > kFamilyUnix || transport > kTransportDgram)) {
     return Invalid("bad v2 address family or transport");
   }
   // The address block PROXY must carry; LOCAL's block is ignored whole.

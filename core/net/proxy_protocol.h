@@ -19,8 +19,9 @@
 // PROXY 1), the family and transport byte, a big-endian 16-bit length, then
 // that many bytes: the address block, then TLVs (type, 16-bit length, value),
 // which are skipped but must tile the rest of the block exactly.
-//   LOCAL, any defined family:      local (the proxy's own connection, e.g. a
-//                                   health check); the block is not read
+//   LOCAL, any family byte:         local (the proxy's own connection, e.g. a
+//                                   health check); the block, family byte
+//                                   included, is ignored, as the spec asks
 //   PROXY, TCP over IPv4 or IPv6:   the source and destination addresses
 //   PROXY, AF_UNSPEC (0x00):        local, as the specification asks
 //   PROXY, AF_UNIX stream:          local: a path names no peer we could
@@ -28,8 +29,9 @@
 //                                   is the honest answer, as v1 UNKNOWN
 //   PROXY, any datagram transport:  invalid: a stream listener cannot be
 //                                   relaying a datagram flow, so the sender is
-//                                   confused or not a proxy at all
-//   undefined version, command, family or transport nibbles: invalid
+//                                   confused or not a proxy at all (the spec
+//                                   allows it; we depart from it on purpose)
+//   undefined version or command, or (PROXY) family or transport: invalid
 //
 // Early rejection: the first byte chooses the version ('P' or '\r'), and as
 // soon as the bytes seen cannot begin a valid header the answer is invalid, so

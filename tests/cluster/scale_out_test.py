@@ -76,12 +76,20 @@ def chat_across_nodes(c):
     b.close()
 
 
+LOADS = []  # every echo-load started, so that a failure stops them too
+
+
 def start_load(c, seconds):
+    # Open loop at a modest rate: the checks are about what the client sees,
+    # and a closed loop would take both cores from HAProxy's checks and this
+    # script, which time the drain.
     argv = [os.path.join(c.bin_dir, "echo-load"), "--host", "127.0.0.1",
             "--port", str(c.echo_frontend), "--json", "--reconnect", "--connections", "12",
-            "--duration", f"{seconds}s", "--warmup", "0s", "--stall-timeout", "5s",
-            "--progress-interval", "0"]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            "--rate", "3000", "--duration", f"{seconds}s", "--warmup", "0s",
+            "--stall-timeout", "5s", "--progress-interval", "0"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    LOADS.append(proc)
+    return proc
 
 
 def finish_load(proc):
@@ -121,6 +129,10 @@ def rolling_drain(c):
           f"HAProxy marked echo1 {status} while it was still accepting")
     code = c.wait_exit("echo1")
     check(code == 0, f"echo1 drained and exited 0 (got {code})")
+    # Its clients got every echo they were owed: the drain cut nobody (a
+    # clean close after dropped echoes would look like a drain to the client).
+    check(" 0 cut at the drain deadline" in c.log_of("echo1"),
+          "echo1 flushed every connection; none was cut at the drain deadline")
     c.start_node("echo1")
     c.wait_status(["echo1"], "UP")
     code, report = finish_load(load)
@@ -134,7 +146,8 @@ def rolling_drain(c):
     check(e["lost"] == 0, "0 connections lost")
     check(e["incomplete"] == 0 and e["stalled"] == 0 and report["down"] == 0,
           "0 incomplete, stalled or down connections")
-    check(e["connect"] == 0, "0 failed connects")
+    check(e["connect"] == 0 and report["reconnect_failures"] == 0,
+          "every connect and reconnect went through")
     # Each of echo1's connections is closed cleanly once and reopened on
     # another node; nobody else is disturbed (a little slack for a client
     # that reconnected onto echo1 in the instant before HAProxy took it out).
@@ -158,13 +171,16 @@ def crash(c):
     print("crash, client saw:", summary(report), flush=True)
     e = report["errors"]
     check(e["verification"] == 0, "0 corrupted bytes after a crash")
-    check(e["lost"] <= on_echo2, f"only echo2's connections were lost ({e['lost']} <= {on_echo2})")
-    hit = e["lost"] + report["reconnections"]
-    check(on_echo2 <= hit <= on_echo2 + 2 and report["down"] == 0,
+    # A connection cut by the crash reconnects once, whether the client saw
+    # a reset (also counted as lost) or, as HAProxy usually relays it, a
+    # clean close.
+    check(e["lost"] <= on_echo2, f"at most echo2's connections were lost ({e['lost']})")
+    check(on_echo2 <= report["reconnections"] <= on_echo2 + 2 and report["down"] == 0,
           f"echo2's {on_echo2} connections came back on the others, and only they "
-          f"({e['lost']} lost, {report['reconnections']} reconnections)")
+          f"({report['reconnections']} reconnections)")
     check(e["incomplete"] == 0 and e["stalled"] == 0, "0 incomplete or stalled connections")
-    check(e["connect"] == 0, "no connect failed: HAProxy redispatched")
+    check(report["reconnect_failures"] == 0,
+          "no reconnect failed: HAProxy sent each to a live node")
 
 
 def main():
@@ -177,12 +193,17 @@ def main():
             chat_across_nodes(c)
             rolling_drain(c)
             crash(c)
-        except (AssertionError, TimeoutError, RuntimeError) as e:
-            print(f"FAILED: {e}", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - any failure: report with the logs
+            print(f"FAILED: {type(e).__name__}: {e}", file=sys.stderr)
             for name in ("haproxy", "echo1", "echo2", "chat1", "chat2"):
                 print(f"--- {name}.log (last lines)", file=sys.stderr)
                 print("\n".join(c.log_of(name).splitlines()[-15:]), file=sys.stderr)
             return 1
+        finally:
+            for load in LOADS:
+                if load.poll() is None:
+                    load.kill()
+                    load.wait()
     print("scale-out test: all checks passed")
     return 0
 

@@ -26,7 +26,8 @@ contents=$(dpkg-deb --contents "$deb")
 for f in usr/bin/echo-cluster usr/bin/echo-load usr/include/troupe/core/server.h \
          usr/include/troupe/actors/actor.h usr/lib/pkgconfig/troupe.pc \
          usr/lib/pkgconfig/troupe-redis.pc usr/lib/cmake/troupe/troupeConfig.cmake \
-         usr/lib/libtroupe_core.a usr/lib/libtroupe_redis.a; do
+         usr/lib/libtroupe_core.a usr/lib/libtroupe_redis.a usr/lib/libtroupe_tls.a \
+         usr/lib/libtroupe_systemd.a; do
   grep -q " \./$f\$" <<<"$contents" || fail "the package lacks /$f"
 done
 if grep -q -E 'tests?/|bench|gtest' <<<"$(grep -o ' \./.*' <<<"$contents")"; then
@@ -54,6 +55,14 @@ grep -q -- "-I$root/usr/lib/pkgconfig/../../include/troupe\|-I$root/usr/include/
 # shellcheck disable=SC2086  # the flags are words
 "$cxx" -std=c++20 -O1 "$source/examples/counter/main.cc" -o "$work/counter-pc" $flags ||
   fail "building counter-server with pkg-config"
-pkg-config --libs troupe-redis | grep -q -- -lhiredis || fail "troupe-redis.pc does not bring hiredis"
+# The bus's own .pc: a program that uses RedisBus links with it alone.
+cat >"$work/bus.cc" <<'CC'
+#include "actors/redis_bus.h"
+int main() { return troupe::ParseRedisUrl("redis://127.0.0.1:6379").ok() ? 0 : 1; }
+CC
+# shellcheck disable=SC2046  # the flags are words
+"$cxx" -std=c++20 -O1 "$work/bus.cc" -o "$work/bus-pc" $(pkg-config --cflags --libs troupe-redis) ||
+  fail "building a RedisBus program with pkg-config troupe-redis"
+"$work/bus-pc" || fail "the RedisBus program built with pkg-config does not run"
 echo "counter-server built with pkg-config"
 echo "package_test: all checks passed"
