@@ -20,15 +20,17 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/base/fd.h"
@@ -72,8 +74,10 @@ class NotifySocket {
   // Takes messages in arrival order until one contains `needle`; returns that
   // one, or DeadlineExceeded (listing what came) after `timeout`.
   absl::StatusOr<std::string> WaitFor(const std::string& needle, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    absl::MutexLock lock(&mu_);
+    // std's mutex, not absl's: Debian's Abseil is not built for
+    // ThreadSanitizer, which would then report races that are not there.
+    const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       while (!messages_.empty()) {
         std::string m = std::move(messages_.front());
@@ -81,10 +85,7 @@ class NotifySocket {
         if (absl::StrContains(m, needle)) return m;
         absl::StrAppend(&skipped_, "[", m, "] ");
       }
-      if (!mu_.AwaitWithDeadline(
-              absl::Condition(
-                  +[](std::deque<std::string>* q) { return !q->empty(); }, &messages_),
-              deadline)) {
+      if (!arrived_.wait_until(lock, deadline, [this] { return !messages_.empty(); })) {
         return absl::DeadlineExceededError(
             absl::StrCat("no sd_notify message with '", needle, "'; got: ", skipped_));
       }
@@ -99,8 +100,11 @@ class NotifySocket {
       char buf[4096];
       const ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), MSG_DONTWAIT);
       if (n < 0) continue;
-      absl::MutexLock lock(&mu_);
-      messages_.emplace_back(buf, static_cast<size_t>(n));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        messages_.emplace_back(buf, static_cast<size_t>(n));
+      }
+      arrived_.notify_all();
     }
   }
 
@@ -109,9 +113,10 @@ class NotifySocket {
   Fd fd_;
   std::thread reader_;
   std::atomic<bool> stop_{false};
-  absl::Mutex mu_;
-  std::deque<std::string> messages_ ABSL_GUARDED_BY(mu_);
-  std::string skipped_ ABSL_GUARDED_BY(mu_);
+  std::mutex mu_;
+  std::condition_variable arrived_;
+  std::deque<std::string> messages_;  // guarded by mu_
+  std::string skipped_;               // guarded by mu_
 };
 
 }  // namespace troupe::testing
