@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,16 @@ namespace {
 // Send(pieces) over a transport joins pieces up to this size into one write
 // (one TLS record, whose maximum this is); larger ones go piece by piece.
 constexpr size_t kTransportJoinBytes = 16 << 10;
+// A bound on what one plaintext Send becomes on the wire, for its admission
+// under max_output_bytes: the plaintext plus, per TLS record (at most 16 KiB
+// of plaintext), its header, tag, padding and MAC (under 64 bytes for every
+// cipher suite OpenSSL offers).
+constexpr size_t kTransportRecordBytes = 16 << 10;
+constexpr size_t kTransportRecordOverhead = 64;
+
+size_t TransportWireBound(size_t plain) {
+  return plain + (plain / kTransportRecordBytes + 1) * kTransportRecordOverhead;
+}
 
 }  // namespace
 
@@ -353,7 +364,8 @@ void Connection::CheckInputInLoop() {
 
 // Inlined into Send, so that a connection without a transport runs the code
 // it always ran; the transport's sink calls it too.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Connection::SendRawInLoop(std::string_view bytes) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Connection::SendRawInLoop(std::string_view bytes,
+                                                                   bool admitted) {
   if (output_.empty() && !write_blocked_) {
     // Write-through: most small replies leave in this one syscall, without
     // touching the output buffer or waiting for EPOLLOUT.
@@ -373,7 +385,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Connection::SendRawInLoop(std::string_v
       return;
     }
   }
-  if (!QueueOutput(bytes.size())) return;
+  // A transport's sink: its plaintext Send was admitted as a whole.
+  if (!admitted && !QueueOutput(bytes.size())) return;
   output_.Append(bytes);
   if (output_.size() > options_.high_watermark) was_behind_ = true;
   // After a partial write, try once more: EPOLLOUT is only promised after
@@ -389,7 +402,7 @@ void Connection::Send(std::string_view bytes) {
     SendTransportInLoop(bytes);
     return;
   }
-  SendRawInLoop(bytes);
+  SendRawInLoop(bytes, /*admitted=*/false);
 }
 
 bool Connection::QueueOutput(size_t bytes) {
@@ -420,10 +433,14 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
       for (std::string_view piece : pieces) Send(piece);
       return;
     }
-    std::string joined;
-    joined.reserve(total);
-    for (std::string_view piece : pieces) joined.append(piece);
-    Send(joined);
+    // Joined on the stack: no allocation per message.
+    char joined[kTransportJoinBytes];
+    size_t at = 0;
+    for (std::string_view piece : pieces) {
+      if (!piece.empty()) std::memcpy(joined + at, piece.data(), piece.size());
+      at += piece.size();
+    }
+    Send(std::string_view(joined, total));
     return;
   }
   if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
@@ -546,8 +563,16 @@ void Connection::CloseAfterFlush() {
     flush_at_open_ = true;  // the open flushes what was queued meanwhile
     return;
   }
+  if (handshaking()) {
+    // No FIN inside a handshake (a drain): it takes effect once the
+    // handshake is done and the handler has served the first bytes that
+    // follow (DecryptInLoop); the handshake timeout bounds the wait.
+    flush_at_open_ = true;
+    return;
+  }
   if (state_ != State::kOpen || close_requested_) return;
   close_requested_ = true;
+  flush_at_open_ = false;
   // From the call: owed work and the flush share one bound.
   opening_deadline_ = false;
   close_deadline_ = DeadlineAfter(host_.now(), options_.flush_timeout);
@@ -789,9 +814,13 @@ bool Connection::ReadTransportInLoop(size_t budget, bool until_eagain) {
 
 bool Connection::DecryptInLoop() {
   char* const scratch = host_.scratch();
+  // The handshake's replies and what waited in it were admitted already
+  // (SendTransportInLoop), alerts and key updates are small and bounded by
+  // the watermark pause below.
   const auto sink = [this](std::string_view wire) {
-    if (!closed()) SendRawInLoop(wire);
+    if (!closed()) SendRawInLoop(wire, /*admitted=*/true);
   };
+  bool delivered = false;  // plaintext went to the handler in this call
   for (;;) {
     if (opened_) {
       // ReadInLoop's pauses, applied to plaintext: what is not handed over
@@ -812,11 +841,18 @@ bool Connection::DecryptInLoop() {
     switch (read.status) {
       case Transport::ReadStatus::kData:
         DeliverPlainInLoop(std::string_view(scratch, read.size));
+        delivered = true;
         break;
       case Transport::ReadStatus::kHandshakeDone:
         FinishHandshakeInLoop();
         break;
       case Transport::ReadStatus::kNeedInput:
+        if (flush_at_open_ && delivered && input_.empty()) {
+          // CloseAfterFlush() came inside the handshake: the first request
+          // after it is served (no partial frame left), then it applies.
+          flush_at_open_ = false;
+          CloseAfterFlush();
+        }
         return true;
       case Transport::ReadStatus::kPeerClosed:
         OnPeerEofInLoop();  // close_notify: the peer's EOF
@@ -847,20 +883,43 @@ void Connection::DeliverPlainInLoop(std::string_view plain) {
 }
 
 void Connection::SendTransportInLoop(std::string_view plain) {
+  // Admitted once per plaintext Send, as plaintext is per write: the sink's
+  // many calls (a record batch each) append without checking again, so one
+  // large reply to a peer that keeps up is never cut.
+  if (!transport_->handshake_done()) {
+    // Held by the transport until the handshake is done: bounded the same.
+    if (early_bytes_ + plain.size() > options_.max_output_bytes) {
+      TROUPE_LOG_EVERY_SECOND(kWarning,
+                              "closing %s: slow consumer, %d bytes sent during the handshake "
+                              "and %d more would pass the limit of %d",
+                              peer_.ToString(), early_bytes_, plain.size(),
+                              options_.max_output_bytes);
+      Close(CloseReason::kSlowConsumer);
+      return;
+    }
+    early_bytes_ += plain.size();
+  } else if (!QueueOutput(TransportWireBound(plain.size()))) {
+    return;
+  }
   const bool ok = transport_->Write(plain, [this](std::string_view wire) {
-    if (!closed()) SendRawInLoop(wire);
+    if (!closed()) SendRawInLoop(wire, /*admitted=*/true);
   });
   if (!ok && !closed()) TransportFailedInLoop(CloseReason::kTlsError, transport_->error());
 }
 
 void Connection::SendTransportCloseInLoop() {
+  // close_notify: a few bytes, once.
   transport_->Shutdown([this](std::string_view wire) {
-    if (!closed()) SendRawInLoop(wire);
+    if (!closed()) SendRawInLoop(wire, /*admitted=*/true);
   });
 }
 
 void Connection::FinishHandshakeInLoop() {
-  close_deadline_ = SteadyClock::time_point::max();  // the handshake's; idle from now on
+  early_bytes_ = 0;  // the transport wrote them out before it said done
+  // The handshake's deadline ends; idle from now on, unless CloseAfterFlush()
+  // came inside it: its flush bound starts now.
+  close_deadline_ = flush_at_open_ ? DeadlineAfter(host_.now(), options_.flush_timeout)
+                                   : SteadyClock::time_point::max();
   last_active_ = host_.now();
   ScheduleDeadlineInLoop();
   opened_ = true;

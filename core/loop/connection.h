@@ -41,9 +41,23 @@
 //   OnOpen and no OnClose, as for an outbound connection that never opened.
 //   From OnOpen on, the handler reads and Sends plaintext; the transport sits
 //   between the socket and the scratch/output buffers, so the watermarks and
-//   max_output_bytes count the bytes on the wire. The peer's close_notify is
-//   its EOF (OnPeerClosed); CloseAfterFlush queues our close_notify behind
-//   the output before the FIN; ShutdownWrite sends close_notify, then FIN.
+//   max_output_bytes count the bytes on the wire. Each plaintext Send is
+//   admitted once, as a plaintext write is (its size plus a per-record
+//   overhead bound, against max_output_bytes if already behind); the many
+//   record batches it becomes then queue without another check, so one
+//   large reply to a peer that keeps up is not cut over TLS either. A Send
+//   made while the handshake is under way is held by the transport until it
+//   completes; those bytes count against max_output_bytes too (beyond it:
+//   kSlowConsumer). The peer's close_notify is its EOF (OnPeerClosed);
+//   CloseAfterFlush queues our close_notify behind the output before the
+//   FIN; ShutdownWrite sends close_notify, then FIN. CloseAfterFlush (a
+//   drain) on a connection still handshaking sends no FIN inside the
+//   handshake: the handshake goes on (handshake_timeout still bounds it),
+//   the handler gets OnOpen and the first bytes that follow, and once it has
+//   consumed them (no partial frame left) the CloseAfterFlush applies; a
+//   peer that sends nothing after its handshake is cut at flush_timeout from
+//   the handshake's end (kFlushTimeout), and the drain's own deadline bounds
+//   it all.
 //
 //   Close() from any state closes at once (output still queued is lost).
 //   OnClose runs at the end of the reactor's turn, never inside another
@@ -332,8 +346,10 @@ class Connection {
   void DeliverInLoop(size_t n, bool into_input);
   // After a delivery: the pending-work pause and the input limit.
   void CheckInputInLoop();
-  // The socket half of Send: write-through, the rest to output_.
-  void SendRawInLoop(std::string_view bytes);
+  // The socket half of Send: write-through, the rest to output_, under
+  // max_output_bytes unless `admitted` (a transport's sink: its plaintext
+  // Send was admitted as a whole).
+  void SendRawInLoop(std::string_view bytes, bool admitted);
 
   // With a transport (transport_ != nullptr) only.
   // ReadInLoop's counterpart: recv, Feed, then Read plaintext out.
@@ -405,6 +421,7 @@ class Connection {
   // Null: plaintext (the default). Else every byte goes through it.
   std::unique_ptr<Transport> transport_;
   bool transport_fed_ = false;     // bytes arrived for the handshake
+  size_t early_bytes_ = 0;         // plaintext Sent during the handshake, held by the transport
   bool opening_deadline_ = false;  // close_deadline_ is SetOpeningDeadline's
   CloseReason opening_reason_ = CloseReason::kLocalClose;  // ... and this is why
   std::unique_ptr<Dial> dial_;                             // outbound, until open or reaped

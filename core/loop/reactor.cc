@@ -287,8 +287,9 @@ void Reactor::HandleEventsInLoop(const epoll_event* events, int count) {
 bool Reactor::ShouldExitInLoop() {
   if (stopping_) return true;
   if (!draining_) return false;
-  // A handoff still queued is a connection too: adopt it (it starts
-  // closing at once) rather than leave it to the destructor's reset.
+  // A handoff still queued is a connection too: adopt it (AdoptInLoop reads
+  // what it sent, then starts closing it) rather than leave it to the
+  // destructor's reset.
   if (inbox_->handoffs_approx() > 0) AdoptHandoffsInLoop();
   if (Clock::now() >= drain_deadline_) {
     CloseAllInLoop(CloseReason::kShutdown);
@@ -378,7 +379,15 @@ void Reactor::AdoptInLoop(Handoff handoff) {
     ref.set_transport_in_loop(*std::move(transport));
   }
   ref.OpenInLoop();
-  if (draining_ && !ref.closed()) ref.CloseAfterFlush();
+  if (draining_ && !ref.closed()) {
+    // Accepted before accepting stopped (a takeover's last accepts, a late
+    // handoff): what the client sent already is a request made to this
+    // server, so it is read (and answered) before the close, as the drain's
+    // one read does for the others. Closing first would leave it to the
+    // lingering state, which reads only to discard.
+    ref.ReadAgainInLoop();
+    if (!ref.closed()) ref.CloseAfterFlush();
+  }
 }
 
 ConnectionId Reactor::Connect(const Address& to, absl::Duration timeout,
@@ -573,6 +582,9 @@ void Reactor::ReapInLoop() {
 }
 
 void Reactor::BeginDrainInLoop(absl::Time deadline) {
+  // Sockets already handed over are connections of this server too: adopted
+  // before draining_ is set, they join the one read below like the others.
+  AdoptHandoffsInLoop();
   draining_ = true;
   // A listener of our own: stop accepting (the Listener stays, since Stats()
   // may read its counters from any thread). Out of epoll first: closing our
@@ -586,8 +598,6 @@ void Reactor::BeginDrainInLoop(absl::Time deadline) {
   listening_ = false;
   // An infinite deadline stays infinite (DeadlineAfter saturates).
   drain_deadline_ = DeadlineAfter(Clock::now(), deadline - absl::Now());
-  // Sockets already handed over are connections of this server too.
-  AdoptHandoffsInLoop();
   // Bytes that arrived before the drain began are requests made to this
   // server: answer them rather than discard them unread. It matters most for
   // a connection adopted this very turn (accepted just before accepting

@@ -1,5 +1,6 @@
 #include "core/ops/admin.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -123,13 +124,58 @@ struct Gather {
 
   void Add(TopConnections part) {
     ++answered;
+    // Late (after the deadline's 503): nothing is kept.
+    if (reply.answered) return;
     scanned += part.scanned;
     for (ConnectionRow& row : part.rows) rows.push_back(std::move(row));
     if (answered < reactors) return;
     MergeTop(rows, n, by);
-    reply.Answer(200, RenderTopJson(rows, by, n, reactors, scanned), "application/json");
+    const std::string json = RenderTopJson(rows, by, n, reactors, scanned);
+    // The deadline timer holds this Gather until it fires: the rows go now,
+    // not then.
+    std::vector<ConnectionRow>().swap(rows);
+    reply.Answer(200, json, "application/json");
+  }
+
+  // The deadline: 503 unless answered already.
+  void Expire(absl::Duration deadline) {
+    if (reply.answered) return;
+    std::vector<ConnectionRow>().swap(rows);
+    reply.Answer(503, absl::StrCat(answered, " of ", reactors, " reactors answered within ",
+                                   absl::FormatDuration(deadline), "\n"));
   }
 };
+
+// "1234" (1 to 5 digits): a port in a Host header.
+bool IsPort(std::string_view s) {
+  return !s.empty() && s.size() <= 5 && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// A Host header that names this machine's loopback literally: 127.x.y.z,
+// [::1] (or [::ffff:127.x.y.z]) or localhost, each optionally with ":port".
+// Any other name may be a DNS-rebound attacker's.
+bool IsLoopbackHost(std::string_view host) {
+  std::string_view name = host;
+  if (!host.empty() && host.front() == '[') {
+    const size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    const std::string_view after = host.substr(close + 1);
+    if (!after.empty() && (after.front() != ':' || !IsPort(after.substr(1)))) return false;
+    const std::string literal(host.substr(1, close - 1));
+    in6_addr in6{};
+    if (::inet_pton(AF_INET6, literal.c_str(), &in6) != 1) return false;
+    return IN6_IS_ADDR_LOOPBACK(&in6) || (IN6_IS_ADDR_V4MAPPED(&in6) && in6.s6_addr[12] == 127);
+  }
+  if (const size_t colon = host.find(':'); colon != std::string_view::npos) {
+    if (!IsPort(host.substr(colon + 1))) return false;
+    name = host.substr(0, colon);
+  }
+  if (absl::EqualsIgnoreCase(AsAbsl(name), "localhost")) return true;
+  // inet_pton takes the dotted quad only (no "0x7f.1", no "2130706433").
+  const std::string literal(name);
+  in_addr in{};
+  return ::inet_pton(AF_INET, literal.c_str(), &in) == 1 && (ntohl(in.s_addr) >> 24) == 127;
+}
 
 // The content of a token file, at most 4 KiB (a token is far smaller; a
 // larger file is not a token file). Errors name the file.
@@ -271,8 +317,23 @@ std::optional<AdminEndpoint::Reply> AdminEndpoint::Dispatch(Action action,
                                                             Connection& conn) {
   if (action == Action::kUnknown) return Text(404, "not found");
   // Auth before anything else: an outsider learns no more than "no".
-  if (options_.auth == AdminAuth::kLoopback && !IsLoopback(conn.peer())) {
-    return Text(403, "admin endpoints answer loopback clients only");
+  // A browser marks what a web page sends (a cross-origin POST needs no
+  // preflight, and a page can read 127.0.0.1 under a DNS-rebound name of
+  // its own); curl and scripts send neither header. A typed-in URL is
+  // "Sec-Fetch-Site: none".
+  if (request.Header("origin").has_value()) {
+    return Text(403, "admin endpoints refuse browser requests (Origin)");
+  }
+  if (const std::optional<std::string_view> site = request.Header("sec-fetch-site");
+      site.has_value() && !absl::EqualsIgnoreCase(AsAbsl(*site), "none")) {
+    return Text(403, "admin endpoints refuse browser requests (Sec-Fetch-Site)");
+  }
+  if (options_.auth == AdminAuth::kLoopback) {
+    if (!IsLoopback(conn.peer())) return Text(403, "admin endpoints answer loopback clients only");
+    if (const std::optional<std::string_view> host = request.Header("host");
+        host.has_value() && !IsLoopbackHost(*host)) {
+      return Text(403, "Host must be a loopback address or localhost");
+    }
   }
   if (options_.auth == AdminAuth::kToken) {
     const std::optional<std::string_view> auth = request.Header("authorization");
@@ -339,10 +400,19 @@ std::optional<AdminEndpoint::Reply> AdminEndpoint::ConnectionsRequest(const Http
       return Text(400, absl::StrCat("unknown parameter '", key, "' (known: top, by)"));
     }
   }
+  // One walk of every table at a time: a second request meanwhile would only
+  // double the reactors' work and the rows held.
+  if (gather_in_flight_) {
+    return Text(503, "another /admin/connections request is being answered; retry",
+                "Retry-After: 1\r\n");
+  }
+  gather_in_flight_ = true;
   Reactor& loop = conn.reactor();
   auto gather = std::make_shared<Gather>();
-  gather->reply =
-      PendingReply{&loop, conn.id(), [this](int code) { Count(Action::kConnections, code); }};
+  gather->reply = PendingReply{&loop, conn.id(), [this](int code) {
+                                 gather_in_flight_ = false;
+                                 Count(Action::kConnections, code);
+                               }};
   gather->n = n;
   gather->by = by;
   gather->reactors = static_cast<size_t>(server_->workers());
@@ -357,11 +427,11 @@ std::optional<AdminEndpoint::Reply> AdminEndpoint::ConnectionsRequest(const Http
       });
     });
   }
-  loop.RunAfter(options_.reply_deadline, [gather, deadline = options_.reply_deadline] {
-    gather->reply.Answer(
-        503, absl::StrCat(gather->answered, " of ", gather->reactors, " reactors answered within ",
-                          absl::FormatDuration(deadline), "\n"));
-  });
+  // The timer keeps the Gather (it must answer even if a reactor drops its
+  // task unrun), but an answered Gather holds no rows: until the deadline
+  // it is a few words.
+  loop.RunAfter(options_.reply_deadline,
+                [gather, deadline = options_.reply_deadline] { gather->Expire(deadline); });
   return std::nullopt;
 }
 

@@ -6,8 +6,14 @@
 //        the N (default 10, at most 1000) connections with the most queued
 //        output (or mail) across all reactors, as JSON (core/ops/top_connections.h).
 //        Each reactor walks its own table on its own thread (a posted task,
-//        O(connections) there) and posts its part back; a reactor that has
+//        O(connections) there: every connection visited once, each walk
+//        stalling that reactor's loop meanwhile) and posts its part back
+//        (up to N rows each, so up to reactors x N held); a reactor that has
 //        not answered within `reply_deadline` makes it 503, never a hang.
+//        One gather in flight per endpoint: a request while another is being
+//        answered is 503 at once with "Retry-After: 1" (counted as
+//        unavailable), so clients polling in parallel cannot pile walks onto
+//        the reactors. The rows are released as soon as the answer is sent.
 //   POST /admin/accept/pause    stop accepting (Server::PauseAccepting):
 //   POST /admin/accept/resume   new connections wait in the listen backlog;
 //        /healthz answers 503 "paused" and the agent check "drain" meanwhile,
@@ -20,9 +26,15 @@
 //
 // Safety: off by default, and then every /admin/ path is 404, as if there
 // were none. On, each request must pass the auth first (connections too: it
-// reveals client addresses):
+// reveals client addresses). In both modes a request with an `Origin`
+// header, or a `Sec-Fetch-Site` other than `none`, is 403: browsers mark
+// what a web page sends that way (a page may POST to 127.0.0.1 cross-origin
+// without a preflight), and curl or scripts send neither.
 //   kLoopback  the endpoint binds a loopback address (Create refuses any
 //              other) and the peer must be one: only local users reach it.
+//              A `Host` header, if any, must name loopback literally
+//              (127.x.y.z, [::1] or localhost, optionally with :port),
+//              else 403: a DNS-rebound name is some web page's.
 //   kToken     "Authorization: Bearer <token>" must equal the token file's
 //              content (trimmed), compared in constant time; no or another
 //              scheme: 401, a wrong token: 403.
@@ -115,6 +127,9 @@ class AdminEndpoint {
   const AdminOptions options_;
   const std::string token_;  // kToken
   Server* const server_;
+  // A /admin/connections gather is being answered (one at a time); the HTTP
+  // loop's alone.
+  bool gather_in_flight_ = false;
   // Requests by action and result; the HTTP loop's alone (it renders them too).
   std::array<std::array<uint64_t, static_cast<size_t>(Result::kCount)>,
              static_cast<size_t>(Action::kCount)>

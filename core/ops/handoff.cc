@@ -56,6 +56,51 @@ bool WaitReadable(int fd, absl::Time deadline, int abort_fd) {
   }
 }
 
+// connect() on a non-blocking Unix stream socket, bounded by `deadline`; the
+// socket is blocking again afterwards. A full backlog (EAGAIN) is retried.
+int ConnectUnixBy(int fd, const sockaddr_un& addr, absl::Time deadline) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
+  int rc;
+  for (;;) {
+    rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+    if (rc == 0 || errno == EISCONN) {
+      rc = 0;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EINPROGRESS) break;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      errno = ETIMEDOUT;
+      break;
+    }
+    if (errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      const int ms = static_cast<int>(std::min<int64_t>(
+          absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))), 1 << 30));
+      if (::poll(&p, 1, ms) == 0) {
+        errno = ETIMEDOUT;
+        break;
+      }
+      int err = 0;
+      socklen_t len = sizeof(err);
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) break;
+      errno = err;
+      rc = err == 0 ? 0 : -1;
+      break;
+    }
+    // EAGAIN: the listener's backlog is full; a Unix socket never completes
+    // a connect in the background, so ask again shortly (bounded above).
+    pollfd none{-1, 0, 0};
+    ::poll(&none, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 10)));
+  }
+  const int saved = errno;
+  ::fcntl(fd, F_SETFL, flags);
+  errno = saved;
+  return rc;
+}
+
 absl::Status SendAll(int fd, std::string_view data, const std::string& what) {
   while (!data.empty()) {
     const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -115,6 +160,13 @@ absl::StatusOr<std::string> ReadLine(int fd, absl::Time deadline, const std::str
 
 }  // namespace
 
+absl::Status CheckHandoffPeer(const ucred& peer, uid_t self, const std::string& what) {
+  if (peer.uid == self || peer.uid == 0) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(what, ": the peer (pid ", peer.pid, ", uid ",
+                                                  peer.uid, ") is neither uid ", self,
+                                                  " nor root; refusing it"));
+}
+
 absl::StatusOr<std::unique_ptr<HandoffServer>> HandoffServer::Create(
     std::string path, int listen_fd, std::string address,
     std::function<void(pid_t)> on_taken_over) {
@@ -127,9 +179,31 @@ absl::StatusOr<std::unique_ptr<HandoffServer>> HandoffServer::Create(
     return absl::ErrnoToStatus(errno, absl::StrCat("handoff ", path, ": socket"));
   }
   // A socket file left by a process that is gone (or by the process we took
-  // over from, which never unlinks it after a takeover) would fail the bind.
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("unlink ", path));
+  // over from, which never unlinks it after a takeover) would fail the bind:
+  // it is unlinked, but only a socket, and only one nobody answers on.
+  struct stat existing {};
+  if (::lstat(path.c_str(), &existing) == 0) {
+    if (!S_ISSOCK(existing.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("handoff ", path, ": exists and is not a socket; refusing to replace it"));
+    }
+    Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!probe.valid()) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("handoff ", path, ": socket"));
+    }
+    if (ConnectUnixBy(probe.get(), *addr, absl::Now() + absl::Seconds(1)) == 0 ||
+        errno == ETIMEDOUT) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("handoff ", path, ": in use by a running server"));
+    }
+    if (errno != ECONNREFUSED) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("handoff ", path, ": probing it"));
+    }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("unlink ", path));
+    }
+  } else if (errno != ENOENT) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("lstat ", path));
   }
   if (::bind(unix_listener.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("bind ", path));
@@ -216,9 +290,9 @@ bool HandoffServer::Serve(int conn) {
     TROUPE_LOG(kWarning, "handoff %s: SO_PEERCRED: %s", path_, std::strerror(errno));
     return false;
   }
-  if (peer.uid != ::geteuid() && peer.uid != 0) {
-    TROUPE_LOG(kWarning, "handoff %s: refused pid %d of uid %d (not ours)", path_, peer.pid,
-               peer.uid);
+  if (absl::Status s = CheckHandoffPeer(peer, ::geteuid(), absl::StrCat("handoff ", path_));
+      !s.ok()) {
+    TROUPE_LOG(kWarning, "%s", std::string(s.message()));
     return false;
   }
   const std::string greeting = absl::StrCat(kGreeting, " ", address_, " ", ::getpid(), "\n");
@@ -261,6 +335,9 @@ bool HandoffServer::Serve(int conn) {
   }
   // From here on the successor accepts: we drain whether or not it hears us.
   taken_over_.store(true);
+  // The path is the successor's to bind once it hears DRAINING: a listener
+  // still open here would make its Create() see a running server there.
+  unix_listener_.Reset();
   (void)SendAll(conn, "DRAINING\n", "send DRAINING");
   TROUPE_LOG(kInfo, "handoff %s: pid %d serves %s now; draining", path_, peer.pid, address_);
   if (on_taken_over_) on_taken_over_(peer.pid);
@@ -272,19 +349,24 @@ absl::StatusOr<Takeover> Takeover::Receive(const std::string& path, absl::Durati
   absl::StatusOr<sockaddr_un> addr = UnixAddress(path);
   if (!addr.ok())
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", addr.status().message()));
+  const absl::Time deadline = absl::Now() + timeout;
   Fd channel(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!channel.valid()) return absl::ErrnoToStatus(errno, absl::StrCat(what, ": socket"));
-  int rc;
-  do {
-    rc = ::connect(channel.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr));
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
+  if (ConnectUnixBy(channel.get(), *addr, deadline) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat(what,
                                                    ": connect (is a server running with "
                                                    "--handoff-socket there?)"));
   }
+  // Whoever listens there hands us the socket we will serve on: only our
+  // own user (or root) is believed.
+  ucred peer{};
+  socklen_t len = sizeof(peer);
+  if (::getsockopt(channel.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(what, ": SO_PEERCRED"));
+  }
+  if (absl::Status s = CheckHandoffPeer(peer, ::geteuid(), what); !s.ok()) return s;
   std::vector<Fd> fds;
-  absl::StatusOr<std::string> line = ReadLine(channel.get(), absl::Now() + timeout, what, &fds);
+  absl::StatusOr<std::string> line = ReadLine(channel.get(), deadline, what, &fds);
   if (!line.ok()) return line.status();
   // "TROUPE-HANDOFF 1 <address> <pid>"
   std::vector<std::string> words = absl::StrSplit(*line, ' ');

@@ -40,6 +40,7 @@
 // thread; on_taken_over runs on its thread. Takeover: thread-compatible.
 #pragma once
 
+#include <sys/socket.h>  // ucred
 #include <sys/types.h>
 
 #include <atomic>
@@ -55,14 +56,18 @@
 
 namespace troupe {
 
+// OK when `peer` (SO_PEERCRED) is uid `self` or root; otherwise an error
+// that starts with `what`. Both ends of a handoff check the other with it.
+absl::Status CheckHandoffPeer(const ucred& peer, uid_t self, const std::string& what);
+
 class HandoffServer {
  public:
-  // Listens on a Unix stream socket at `path` (a stale socket file there is
-  // unlinked first) and offers a copy of `listen_fd` (duplicated here; the
-  // caller keeps its own). `address` describes it to the taker.
-  // `on_taken_over` runs once, on the handoff thread, with the new process's
-  // pid, after it said READY; no further takeover is offered then. Errors
-  // name `path`.
+  // Listens on a Unix stream socket at `path` and offers a copy of `listen_fd` (duplicated here;
+  // the caller keeps its own). `address` describes it to the taker. Something at `path` already: a
+  // socket nobody answers on (stale) is unlinked; one that answers ("in use by a running server")
+  // or anything that is not a socket is refused and left alone. `on_taken_over` runs once, on the
+  // handoff thread, with the new process's pid, after it said READY; no further takeover is offered
+  // then. Errors name `path`.
   static absl::StatusOr<std::unique_ptr<HandoffServer>> Create(
       std::string path, int listen_fd, std::string address,
       std::function<void(pid_t)> on_taken_over);
@@ -97,8 +102,10 @@ class HandoffServer {
 class Takeover {
  public:
   // Connects to a HandoffServer at `path` and receives its listening socket
-  // and description. Errors name `path`: nothing there, refused, no socket
-  // in the reply, a reply that is not the handoff greeting, `timeout` passed.
+  // and description. Errors name `path`: nothing there, refused, a listener
+  // of another user (SO_PEERCRED; root is believed), no socket in the reply,
+  // a reply that is not the handoff greeting, `timeout` passed (the connect
+  // included).
   static absl::StatusOr<Takeover> Receive(const std::string& path, absl::Duration timeout);
 
   // The received listening socket (for ServerOptions::adopt_listen_fd).

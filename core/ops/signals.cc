@@ -105,12 +105,20 @@ int DrainOnStopSignal(Server& server, const StopSignalHooks& hooks) {
     server.Stop();
     stopped.store(true);
   });
+  // Only a second SIGINT/SIGTERM from outside cuts the drain. RequestStop()
+  // asks for the drain that is already under way (a takeover completing
+  // just after an operator's SIGTERM): ignored. And when the drain began
+  // with RequestStop, one external signal (a deploy script's SIGTERM to the
+  // old process) is a first request too, answered by the drain already
+  // running: it takes a second one to cut.
+  int external = sig == kStopRequested ? 0 : 1;
   while (!stopped.load()) {
-    if (WaitForStopSignalFor(100) != 0) {
-      if (hooks.on_abort) hooks.on_abort();
-      server.Abort();
-      break;
-    }
+    const int next = WaitForStopSignalFor(100);
+    if (next == 0 || next == kStopRequested) continue;
+    if (++external < 2) continue;
+    if (hooks.on_abort) hooks.on_abort();
+    server.Abort();
+    break;
   }
   stopper.join();
   return sig;

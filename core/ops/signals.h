@@ -40,8 +40,10 @@ void RequestStop();
 
 // The one way a troupe program stops (docs/architecture.md, "Closing"):
 // waits for SIGINT or SIGTERM, then drains `server` (Server::Stop, bounded
-// by its drain_timeout); a second signal during the drain cuts it short
-// (Server::Abort). Returns the first signal.
+// by its drain_timeout); a second external SIGINT/SIGTERM cuts it short
+// (Server::Abort). RequestStop() never cuts a drain (it is idempotent), and
+// a drain that RequestStop began takes two external signals to cut. Returns
+// the first signal (kStopRequested for RequestStop()).
 struct StopSignalHooks {
   // Called every `tick_interval` while waiting for the first signal (a
   // stats line, say); zero or infinite: never.
@@ -50,7 +52,7 @@ struct StopSignalHooks {
   // Called with the first signal (kStopRequested for RequestStop()), before
   // the drain starts.
   std::function<void(int sig)> on_signal;
-  // Called when a second signal cuts the drain.
+  // Called when a second external signal cuts the drain.
   std::function<void()> on_abort;
 };
 int DrainOnStopSignal(Server& server, const StopSignalHooks& hooks = {});

@@ -2,6 +2,7 @@
 // with --handoff-socket, B starts with --takeover, A drains and exits 0.
 // Under a connection churn that never pauses, no connect may be refused and
 // no byte lost; connections that were on A get their echoes and a clean FIN.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -283,6 +284,106 @@ TEST(HandoffProcessTest, TakeoverFromSomethingElseExitsOneNamingThePath) {
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "takeover " + path + ": not a troupe handoff"))
       << r.output;
+}
+
+// The socket a HandoffServer offers in the tests below (never listened on:
+// Create only duplicates it).
+Fd AnySocket() { return Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)); }
+
+TEST(HandoffServerTest, RefusesAndKeepsAFileThatIsNotASocket) {
+  SocketDir dir;
+  const std::string path = dir.path();
+  {
+    Fd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    ASSERT_TRUE(file.valid()) << std::strerror(errno);
+    ASSERT_EQ(::write(file.get(), "data", 4), 4);
+  }
+  Fd sock = AnySocket();
+  auto offer = HandoffServer::Create(path, sock.get(), "127.0.0.1:1", nullptr);
+  ASSERT_FALSE(offer.ok());
+  EXPECT_TRUE(absl::StrContains(offer.status().message(), path)) << offer.status();
+  EXPECT_TRUE(absl::StrContains(offer.status().message(), "not a socket")) << offer.status();
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0) << "the file was removed";
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_size, 4);
+}
+
+TEST(HandoffServerTest, RefusesThePathOfARunningOne) {
+  SocketDir dir;
+  const std::string path = dir.path();
+  Fd sock = AnySocket();
+  auto first = HandoffServer::Create(path, sock.get(), "127.0.0.1:1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  (*first)->Start();
+  struct stat before {};
+  ASSERT_EQ(::lstat(path.c_str(), &before), 0);
+  auto second = HandoffServer::Create(path, sock.get(), "127.0.0.1:1", nullptr);
+  ASSERT_FALSE(second.ok());
+  EXPECT_TRUE(absl::StrContains(second.status().message(), path)) << second.status();
+  EXPECT_TRUE(absl::StrContains(second.status().message(), "in use by a running server"))
+      << second.status();
+  struct stat after {};
+  ASSERT_EQ(::lstat(path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the running server's socket was replaced";
+  (*first)->Stop();
+}
+
+TEST(HandoffServerTest, ReplacesAStaleSocket) {
+  SocketDir dir;
+  const std::string path = dir.path();
+  {
+    Fd stale(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    ASSERT_EQ(::bind(stale.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  }  // closed: the file stays, nobody answers on it
+  Fd sock = AnySocket();
+  auto offer = HandoffServer::Create(path, sock.get(), "127.0.0.1:1", nullptr);
+  ASSERT_TRUE(offer.ok()) << offer.status();
+}
+
+TEST(HandoffServerTest, OnlyOurUserOrRootIsBelieved) {
+  const uid_t self = ::geteuid();
+  ucred peer{};
+  peer.pid = 42;
+  peer.uid = self;
+  EXPECT_TRUE(CheckHandoffPeer(peer, self, "takeover /p").ok());
+  peer.uid = 0;
+  EXPECT_TRUE(CheckHandoffPeer(peer, self, "takeover /p").ok());
+  peer.uid = self + 1;
+  absl::Status s = CheckHandoffPeer(peer, self, "takeover /p");
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(absl::StartsWith(s.message(), "takeover /p: ")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), absl::StrCat("uid ", self + 1))) << s;
+}
+
+TEST(HandoffServerTest, TakeoverConnectIsBoundedByTheTimeout) {
+  // A listener that never accepts, its backlog full: a blocking connect()
+  // would wait for good; Receive must give up at its timeout.
+  SocketDir dir;
+  const std::string path = dir.path();
+  Fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener.get(), 0), 0);
+  std::vector<Fd> fillers;
+  for (int i = 0; i < 64; ++i) {
+    Fd c(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (::connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+      break;
+    }
+    fillers.push_back(std::move(c));
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Takeover> taker = Takeover::Receive(path, absl::Milliseconds(300));
+  ASSERT_FALSE(taker.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_TRUE(absl::StrContains(taker.status().message(), "takeover " + path)) << taker.status();
 }
 
 TEST(HandoffProcessTest, ReusePortModeCannotHandOff) {

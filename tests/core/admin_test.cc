@@ -73,16 +73,34 @@ std::string Http(const MetricsServer& metrics, const std::string& request) {
   return all;
 }
 
+// What curl sends: "Host: 127.0.0.1:PORT", no Origin, no Sec-Fetch-*.
+std::string HostLine(const MetricsServer& metrics) {
+  return absl::StrCat("Host: ", metrics.address().ToString(), "\r\n");
+}
+
 std::string Post(const MetricsServer& metrics, const std::string& path, const std::string& body,
                  const std::string& headers = "") {
-  return Http(metrics, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: x\r\n", headers,
+  return Http(metrics, absl::StrCat("POST ", path, " HTTP/1.1\r\n", HostLine(metrics), headers,
                                     "Content-Length: ", body.size(), "\r\n\r\n", body));
 }
 
 std::string Get(const MetricsServer& metrics, const std::string& path,
                 const std::string& headers = "") {
-  return Http(metrics, absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\n", headers, "\r\n"));
+  return Http(metrics,
+              absl::StrCat("GET ", path, " HTTP/1.1\r\n", HostLine(metrics), headers, "\r\n"));
 }
+
+// Restores the process-wide log level when the test ends, however it ends.
+class LogLevelGuard {
+ public:
+  LogLevelGuard() : saved_(GetLogLevel()) {}
+  ~LogLevelGuard() { SetLogLevel(saved_); }
+  LogLevelGuard(const LogLevelGuard&) = delete;
+  LogLevelGuard& operator=(const LogLevelGuard&) = delete;
+
+ private:
+  const LogLevel saved_;
+};
 
 // The status code of a response ("HTTP/1.1 200 OK..." -> 200), 0 if none.
 int Code(const std::string& response) {
@@ -207,7 +225,7 @@ INSTANTIATE_TEST_SUITE_P(BothAcceptModes, AdminMaxConnectionsTest,
                          ModeName);
 
 TEST(AdminTest, LogLevelChangesAndBadLevelsAreRefused) {
-  const LogLevel saved = GetLogLevel();
+  const LogLevelGuard restore;
   SetLogLevel(LogLevel::kInfo);
   Fixture f = Start(1, Loopback());
   const std::string changed = Post(*f.metrics, "/admin/log-level", "debug");
@@ -219,7 +237,6 @@ TEST(AdminTest, LogLevelChangesAndBadLevelsAreRefused) {
   EXPECT_EQ(GetLogLevel(), LogLevel::kDebug);
   EXPECT_EQ(Code(Post(*f.metrics, "/admin/log-level", "warning\n")), 200);
   EXPECT_EQ(GetLogLevel(), LogLevel::kWarning);
-  SetLogLevel(saved);
 }
 
 // Sends what the socket takes now, without blocking.
@@ -312,6 +329,139 @@ TEST(AdminTest, TokenAuthWantsTheRightBearerToken) {
       metrics, "troupe_admin_requests_total{action=\"log_level\",result=\"denied\"} 4"));
   EXPECT_TRUE(absl::StrContains(
       metrics, "troupe_admin_requests_total{action=\"max_connections\",result=\"ok\"} 1"));
+}
+
+// A browser page can send simple cross-origin requests to 127.0.0.1 (CSRF),
+// and DNS rebinding lets it read the answers under its own host name: both
+// carry headers curl never sends.
+TEST(AdminTest, BrowserRequestsAreRefusedAndCurlLikeOnesServed) {
+  const LogLevelGuard restore;
+  SetLogLevel(LogLevel::kInfo);
+  Fixture f = Start(1, Loopback(), AcceptMode::kAcceptorThread, /*max_connections=*/100);
+  const MetricsServer& m = *f.metrics;
+  // CSRF: fetch(..., {method: 'POST', mode: 'no-cors', body: '1'}).
+  EXPECT_EQ(Code(Post(m, "/admin/max-connections", "1", "Origin: http://evil.example\r\n")), 403);
+  EXPECT_EQ(Code(Post(m, "/admin/max-connections", "1", "Origin: null\r\n")), 403);
+  EXPECT_EQ(Code(Post(m, "/admin/max-connections", "1", "Sec-Fetch-Site: cross-site\r\n")), 403);
+  EXPECT_EQ(Code(Post(m, "/admin/log-level", "off", "Sec-Fetch-Site: same-site\r\n")), 403);
+  EXPECT_EQ(Code(Post(m, "/admin/accept/pause", "", "Origin: http://127.0.0.1:9100\r\n")), 403);
+  EXPECT_EQ(f.server->max_connections(), 100u);
+  EXPECT_EQ(GetLogLevel(), LogLevel::kInfo);
+  EXPECT_FALSE(f.server->accept_paused());
+  // DNS rebinding: the page's own host name, now resolving to 127.0.0.1.
+  for (const char* host : {"evil.example", "evil.example:9100", "127.0.0.1.evil.example",
+                           "localhost.evil.example", "127.0.0.1:x", "0x7f.0.0.1", "[::2]", ""}) {
+    const std::string response =
+        Http(m, absl::StrCat("GET /admin/connections HTTP/1.1\r\nHost: ", host, "\r\n\r\n"));
+    EXPECT_EQ(Code(response), 403) << host << "\n" << response;
+    EXPECT_FALSE(absl::StrContains(response, "\"connections\"")) << host;
+  }
+  // What curl (or a typed-in URL: Sec-Fetch-Site: none) sends is served.
+  EXPECT_EQ(Code(Get(m, "/admin/connections")), 200);
+  for (const char* host :
+       {"127.0.0.1", "127.1.2.3:9100", "localhost", "LocalHost:9100", "[::1]", "[::1]:9100"}) {
+    const std::string response =
+        Http(m, absl::StrCat("GET /admin/log-level HTTP/1.1\r\nHost: ", host, "\r\n\r\n"));
+    EXPECT_EQ(Code(response), 200) << host << "\n" << response;
+  }
+  EXPECT_EQ(Code(Http(m, "GET /admin/log-level HTTP/1.0\r\n\r\n")), 200);  // no Host at all
+  EXPECT_EQ(Code(Get(m, "/admin/log-level", "Sec-Fetch-Site: none\r\n")), 200);
+  EXPECT_EQ(Code(Post(m, "/admin/max-connections", "5")), 200);
+  EXPECT_EQ(f.server->max_connections(), 5u);
+  EXPECT_TRUE(absl::StrContains(
+      Get(m, "/metrics"),
+      "troupe_admin_requests_total{action=\"max_connections\",result=\"denied\"} 3"));
+}
+
+TEST(AdminTest, TokenAuthRefusesBrowserRequestsEvenWithTheToken) {
+  AdminOptions admin;
+  admin.auth = AdminAuth::kToken;
+  admin.token_file = WriteTokenFile("admin_token_browser", "tok\n");
+  Fixture f = Start(1, admin);
+  const std::string auth = "Authorization: Bearer tok\r\n";
+  EXPECT_EQ(Code(Post(*f.metrics, "/admin/max-connections", "3",
+                      auth + "Origin: https://evil.example\r\n")),
+            403);
+  EXPECT_EQ(Code(Post(*f.metrics, "/admin/max-connections", "3",
+                      auth + "Sec-Fetch-Site: cross-site\r\n")),
+            403);
+  EXPECT_EQ(f.server->max_connections(), 0u);
+  // Token mode serves any host name (it may sit behind one).
+  EXPECT_EQ(Code(Http(*f.metrics, absl::StrCat("GET /admin/log-level HTTP/1.1\r\nHost: "
+                                               "admin.example\r\n",
+                                               auth, "\r\n"))),
+            200);
+  EXPECT_EQ(Code(Post(*f.metrics, "/admin/max-connections", "3", auth)), 200);
+  EXPECT_EQ(f.server->max_connections(), 3u);
+}
+
+// Wakes the blocked reactor when the test ends, however it ends.
+struct NotifyOnExit {
+  testing::Notification& notification;
+  ~NotifyOnExit() {
+    if (!notification.HasBeenNotified()) notification.Notify();
+  }
+};
+
+TEST(AdminTest, TopConnectionsServesOneGatherAtATime) {
+  // Declared before the fixture: the reactor's task waits on them until the
+  // fixture has stopped it.
+  testing::Notification busy;
+  testing::Notification release;
+  AdminOptions admin = Loopback();
+  admin.reply_deadline = absl::Seconds(60);  // the held gather must not time out
+  Fixture f = Start(1, admin);
+  const NotifyOnExit unblock{release};
+  // The one reactor is kept busy until the test releases it: the gather
+  // posted to it waits in its queue.
+  f.server->reactor(0).Post([&busy, &release] {
+    busy.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(30));
+  });
+  ASSERT_TRUE(busy.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  const std::string request =
+      absl::StrCat("GET /admin/connections HTTP/1.1\r\n", HostLine(*f.metrics), "\r\n");
+  LineClient a(f.metrics->address());
+  LineClient b(f.metrics->address());
+  ASSERT_TRUE(a.Send(request));
+  ASSERT_TRUE(b.Send(request));
+  // The HTTP loop takes them in either order: the first starts a gather
+  // (held behind the busy reactor), the second is refused at once.
+  LineClient* refused = nullptr;
+  LineClient* held = nullptr;
+  std::string status_line;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (LineClient* c : {&a, &b}) {
+          if (std::optional<std::string> line = c->ReadLine(absl::Milliseconds(1))) {
+            status_line = *line;
+            refused = c;
+            held = c == &a ? &b : &a;
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(10)))
+      << "neither request was refused while the other gathered";
+  EXPECT_EQ(status_line, "HTTP/1.1 503 Service Unavailable\r");
+  ASSERT_TRUE(refused->WaitForEof());
+  std::string rest;
+  while (std::optional<std::string> line = refused->ReadLine(absl::Milliseconds(10))) {
+    rest += *line + "\n";
+  }
+  EXPECT_TRUE(absl::StrContains(rest, "Retry-After: 1\r\n")) << rest;
+  EXPECT_FALSE(held->eof());
+  release.Notify();
+  EXPECT_EQ(held->ReadLine(), "HTTP/1.1 200 OK\r");
+  // Answered: the next one may gather.
+  EXPECT_EQ(Code(Get(*f.metrics, "/admin/connections")), 200);
+  const std::string metrics = Get(*f.metrics, "/metrics");
+  EXPECT_TRUE(absl::StrContains(
+      metrics, "troupe_admin_requests_total{action=\"connections\",result=\"unavailable\"} 1"))
+      << metrics;
+  EXPECT_TRUE(absl::StrContains(
+      metrics, "troupe_admin_requests_total{action=\"connections\",result=\"ok\"} 2"));
 }
 
 TEST(AdminTest, AdminOffHasNoAdminPaths) {

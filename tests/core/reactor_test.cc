@@ -380,6 +380,73 @@ TEST(ReactorLimitsTest, DrainAdoptsHandoffsStillQueued) {
   EXPECT_EQ(reactor->Stats().closed_by_reason[static_cast<size_t>(CloseReason::kFlushedClose)], 1u);
 }
 
+// Reads from a non-blocking `fd` until EOF (true) or 20 s; what came first
+// lands in `got`.
+bool ReadUntilEof(int fd, std::string& got) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  char buf[256];
+  while (absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 1000) < 0 && errno != EINTR) return false;
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return false;
+  }
+  return false;
+}
+
+TEST(ReactorLimitsTest, HandoffQueuedAtDrainStartIsAnsweredBeforeItsFin) {
+  // A connection accepted just before accepting stopped (a takeover's last
+  // accepts) with its request already sent: the drain must answer it, then
+  // FIN. Closing it first would put it in the lingering state, which reads
+  // only to discard: a FIN and no answer.
+  HookHandler::Hooks hooks;
+  hooks.on_data = [](Connection& conn, std::string_view data) { conn.Send(data); };
+  auto reactor = Reactor::Create({}, [&hooks](Connection&) {
+                   return std::make_unique<HookHandler>(hooks);
+                 }).value();
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  Fd peer(sv[1]);
+  ASSERT_EQ(::send(peer.get(), "ping", 4, 0), 4);
+  HandoffToken token = reactor->MakeHandoffToken();
+  // One inbox batch: the handoff is still queued when the drain begins.
+  reactor->Post([&] { reactor->Adopt(token, Handoff{sv[0], Address()}); });
+  reactor->Drain(absl::Now() + absl::Seconds(20));
+  std::thread t([&] { reactor->Run(); });
+  std::string got;
+  EXPECT_TRUE(ReadUntilEof(peer.get(), got)) << "no FIN from the drain";
+  EXPECT_EQ(got, "ping");
+  peer.Reset();
+  t.join();
+}
+
+TEST(ReactorLimitsTest, HandoffDuringTheDrainIsAnsweredBeforeItsFin) {
+  // The same for a socket handed over while the drain is under way (it waits
+  // for another connection to finish): adopted late, answered all the same.
+  HookHandler::Hooks hooks;
+  hooks.on_data = [](Connection& conn, std::string_view data) { conn.Send(data); };
+  ReactorOptions options;
+  options.connection.linger_timeout = absl::Seconds(60);
+  HookedReactor r(options, hooks);
+  Fd stays = r.Add();  // its lingering keeps the drain going until we close it
+  r.reactor().Drain(absl::Now() + absl::Seconds(20));
+  std::string none;
+  ASSERT_TRUE(ReadUntilEof(stays.get(), none)) << "the drain never began";
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  Fd peer(sv[1]);
+  ASSERT_EQ(::send(peer.get(), "late", 4, 0), 4);
+  HandoffToken token = r.reactor().MakeHandoffToken();
+  r.reactor().Adopt(token, Handoff{sv[0], Address()});
+  std::string got;
+  EXPECT_TRUE(ReadUntilEof(peer.get(), got)) << "no FIN from the drain";
+  EXPECT_EQ(got, "late");
+  peer.Reset();
+  stays.Reset();
+}
+
 TEST(ReactorLimitsTest, DeadlineEntriesFollowLiveConnectionsNotChurn) {
   ReactorOptions options;
   options.idle_timeout = absl::Seconds(60);

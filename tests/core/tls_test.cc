@@ -4,12 +4,16 @@
 // throwaway self-signed certificate.
 #include "core/net/tls.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <atomic>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,10 +42,37 @@ struct Seen {
   std::atomic<int> opened{0};
   std::atomic<int> closed{0};
   std::atomic<size_t> after_shutdown{0};  // bytes read after ShutdownWrite
+  std::atomic<uint32_t> most_work{0};     // the most pending work seen at once
+  // Set before the server starts: bytes each connection Sends while its
+  // handshake is still under way (0: none), and how many connections did.
+  size_t early_send = 0;
+  std::atomic<int> early_sent{0};
+  std::atomic<bool> big_sent{false};  // the "big\n" reply's Send returned
 };
 
+constexpr size_t kBigReply = 16 << 20;
+
+// The bytes of the "big\n" reply: a pattern, so a lost or repeated record shows.
+std::string BigReply() {
+  std::string big(kBigReply, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i / 7) % 26);
+  return big;
+}
+
+// Sends 256 KiB to `id` every millisecond while it is open: output that does
+// not come from reading, to a peer that does not read.
+void Flood(Reactor* reactor, ConnectionId id) {
+  Connection* conn = reactor->Find(id);
+  if (conn == nullptr || conn->closed()) return;
+  conn->Send(std::string(256 << 10, 'f'));
+  reactor->RunAfter(absl::Milliseconds(1), [reactor, id] { Flood(reactor, id); });
+}
+
 // Echoes every byte; "shut\n" makes it half-close instead (ShutdownWrite),
-// after which it counts what it still reads.
+// after which it counts what it still reads. Commands at the start of the
+// input: "big\n" replies with one 16 MiB Send, "flood\n" starts Flood,
+// "pause\n" pauses reading for 200 ms (then says "resumed\n" and resumes),
+// "work\n" is a request answered "done\n" 50 ms later as pending work.
 class TlsEchoHandler final : public ConnectionHandler {
  public:
   explicit TlsEchoHandler(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
@@ -49,12 +80,56 @@ class TlsEchoHandler final : public ConnectionHandler {
   size_t OnData(Connection& conn, std::string_view data) override {
     if (conn.write_shut()) {
       seen_->after_shutdown.fetch_add(data.size());
-    } else if (data == "shut\n") {
+      return data.size();
+    }
+    if (data == "shut\n") {
       conn.Send("bye\n");
       conn.ShutdownWrite();
-    } else {
-      conn.Send(data);
+      return data.size();
     }
+    if (data.starts_with("big\n")) {
+      conn.Send(BigReply());
+      seen_->big_sent.store(true);
+      return 4;
+    }
+    if (data.starts_with("flood\n")) {
+      Flood(&conn.reactor(), conn.id());
+      return 6;
+    }
+    if (data.starts_with("pause\n")) {
+      conn.PauseReading();
+      conn.Send("paused\n");
+      Reactor* reactor = &conn.reactor();
+      const ConnectionId id = conn.id();
+      reactor->RunAfter(absl::Milliseconds(200), [reactor, id] {
+        if (Connection* c = reactor->Find(id); c != nullptr && !c->closed()) {
+          c->Send("resumed\n");
+          c->ResumeReading();
+        }
+      });
+      return 6;  // what follows waits for the resume
+    }
+    if (data.starts_with("work\n")) {
+      size_t used = 0;
+      while (data.substr(used).starts_with("work\n") && !conn.work_full()) {
+        used += 5;
+        conn.AddPendingWork();
+        uint32_t most = seen_->most_work.load();
+        while (conn.pending_work() > most &&
+               !seen_->most_work.compare_exchange_weak(most, conn.pending_work())) {
+        }
+        Reactor* reactor = &conn.reactor();
+        const ConnectionId id = conn.id();
+        reactor->RunAfter(absl::Milliseconds(50), [reactor, id] {
+          if (Connection* c = reactor->Find(id); c != nullptr && !c->closed()) {
+            c->Send("done\n");
+            c->FinishPendingWork();
+          }
+        });
+      }
+      return used;  // at max_pending_work: the rest waits
+    }
+    conn.Send(data);
     return data.size();
   }
   void OnClose(Connection&, CloseReason) override { seen_->closed.fetch_add(1); }
@@ -71,7 +146,8 @@ uint64_t Closed(const Server& server, CloseReason reason) {
 // the test.
 class Client {
  public:
-  Client(const Address& address, SSL_CTX* ctx) {
+  // `handshake` false: TCP only, until Handshake().
+  Client(const Address& address, SSL_CTX* ctx, bool handshake = true) {
     absl::StatusOr<Fd> fd = ConnectTcpBlocking(address);
     if (!fd.ok()) return;
     fd_ = *std::move(fd);
@@ -80,16 +156,31 @@ class Client {
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     ssl_ = SSL_new(ctx);
     SSL_set_fd(ssl_, fd_.get());
-    connected_ = SSL_connect(ssl_) == 1;
-    ERR_clear_error();
+    if (handshake) Handshake();
   }
   ~Client() { SSL_free(ssl_); }
+  bool Handshake() {
+    connected_ = SSL_connect(ssl_) == 1;
+    ERR_clear_error();
+    return connected_;
+  }
   bool connected() const { return connected_; }
   int fd() const { return fd_.get(); }
 
   bool Write(std::string_view bytes) {
     return SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size())) ==
            static_cast<int>(bytes.size());
+  }
+  // One record each, all in one TCP segment (corked): the server feeds them
+  // to its transport in one read.
+  bool WriteRecords(std::initializer_list<std::string_view> records) {
+    int on = 1;
+    ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+    bool ok = true;
+    for (std::string_view record : records) ok = ok && Write(record);
+    int off = 0;
+    ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+    return ok;
   }
   // Exactly `n` bytes of plaintext, or nullopt (close, error, timeout).
   std::optional<std::string> Read(size_t n) {
@@ -140,8 +231,21 @@ class TlsServerTest : public ::testing::Test {
     options.address = *Address::Parse("127.0.0.1:0");
     if (options.workers == 0) options.workers = 1;
     options.transport = *tls;
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(
-        options, [seen = seen_](Connection&) { return std::make_unique<TlsEchoHandler>(seen); });
+    absl::StatusOr<std::unique_ptr<Server>> server =
+        Server::Create(options, [seen = seen_](Connection& conn) {
+          if (seen->early_send > 0) {
+            // Right after the adoption, the handshake not begun.
+            Reactor* reactor = &conn.reactor();
+            const ConnectionId id = conn.id();
+            reactor->RunAfter(absl::Milliseconds(1), [reactor, id, seen] {
+              Connection* c = reactor->Find(id);
+              if (c == nullptr || !c->handshaking()) return;
+              c->Send(std::string(seen->early_send, 'e'));
+              seen->early_sent.fetch_add(1);
+            });
+          }
+          return std::make_unique<TlsEchoHandler>(seen);
+        });
     EXPECT_TRUE(server.ok()) << server.status();
     if (!server.ok()) return nullptr;
     (*server)->Start();
@@ -286,6 +390,139 @@ TEST_F(TlsServerTest, ShutdownWriteSendsCloseNotifyThenFinAndKeepsReading) {
   EXPECT_EQ(seen_->closed.load(), 0);
   client.reset();
   server->Stop();
+}
+
+// One 16 MiB Send with the default limits (1 MiB high watermark, 4 MiB max
+// output) to a client that reads it all: never cut as a slow consumer, though
+// TLS hands it to the socket in many pieces.
+TEST_F(TlsServerTest, OneLargeReplyToAPeerThatKeepsUpIsNotCut) {
+  std::unique_ptr<Server> server = Start();
+  ASSERT_NE(server, nullptr);
+  {
+    Client client(server->address(), client_ctx_);
+    ASSERT_TRUE(client.connected());
+    ASSERT_TRUE(client.Write("big\n"));
+    // Read only once the Send is over: most of it then waits in the
+    // server's output, which is the handler's own message, not a backlog.
+    ASSERT_TRUE(WaitFor([&] { return seen_->big_sent.load(); }, absl::Seconds(10)));
+    std::optional<std::string> reply = client.Read(kBigReply);
+    ASSERT_TRUE(reply.has_value()) << "cut after the server sent part of it";
+    EXPECT_TRUE(*reply == BigReply());
+    // Still open, and serving.
+    ASSERT_TRUE(client.Write("again\n"));
+    EXPECT_EQ(client.Read(6), "again\n");
+  }
+  server->Stop();
+  EXPECT_EQ(Closed(*server, CloseReason::kSlowConsumer), 0u);
+}
+
+// A peer that reads nothing while timer output piles up is cut, as in
+// plaintext: already behind, and more would pass max_output_bytes.
+TEST_F(TlsServerTest, PeerAlreadyBehindIsCutAsSlowConsumer) {
+  std::unique_ptr<Server> server = Start();
+  ASSERT_NE(server, nullptr);
+  Client client(server->address(), client_ctx_);
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Write("flood\n"));
+  EXPECT_TRUE(
+      WaitFor([&] { return Closed(*server, CloseReason::kSlowConsumer) == 1; }, absl::Seconds(10)));
+  server->Stop();
+  EXPECT_EQ(seen_->closed.load(), 1);
+}
+
+// Bytes decrypted (or fed) while the handler paused reading are handed over
+// at ResumeReading, though no new byte (no new epoll edge) comes: whether
+// they wait as records in the transport or as plaintext left unconsumed.
+TEST_F(TlsServerTest, PauseReadingHoldsDecryptedBytesUntilResume) {
+  std::unique_ptr<Server> server = Start();
+  ASSERT_NE(server, nullptr);
+  {
+    Client client(server->address(), client_ctx_);
+    ASSERT_TRUE(client.connected());
+    // Separate records, one segment: the second stays in the transport.
+    ASSERT_TRUE(client.WriteRecords({"pause\n", "after\n"}));
+    EXPECT_EQ(client.Read(7), "paused\n");
+    EXPECT_EQ(client.Read(8), "resumed\n");  // nothing was echoed while paused
+    EXPECT_EQ(client.Read(6), "after\n");
+    // One record: the rest of it waits unconsumed.
+    ASSERT_TRUE(client.Write("pause\nmore\n"));
+    EXPECT_EQ(client.Read(7), "paused\n");
+    EXPECT_EQ(client.Read(8), "resumed\n");
+    EXPECT_EQ(client.Read(5), "more\n");
+  }
+  server->Stop();
+}
+
+// At max_pending_work no more input is handed over (records wait in the
+// transport, plaintext in the input) until work replies; then all of it is.
+TEST_F(TlsServerTest, MaxPendingWorkHoldsInputUntilWorkReplies) {
+  ServerOptions options;
+  options.connection.max_pending_work = 2;
+  std::unique_ptr<Server> server = Start(options);
+  ASSERT_NE(server, nullptr);
+  {
+    Client client(server->address(), client_ctx_);
+    ASSERT_TRUE(client.connected());
+    ASSERT_TRUE(client.WriteRecords({"work\n", "work\n", "work\n", "work\n", "work\n"}));
+    EXPECT_EQ(client.Read(25), "done\ndone\ndone\ndone\ndone\n");
+    ASSERT_TRUE(client.Write("work\nwork\nwork\nwork\nwork\n"));
+    EXPECT_EQ(client.Read(25), "done\ndone\ndone\ndone\ndone\n");
+    ASSERT_TRUE(client.Write("echo\n"));
+    EXPECT_EQ(client.Read(5), "echo\n");
+  }
+  server->Stop();
+  EXPECT_EQ(seen_->most_work.load(), 2u);  // reached, never passed
+}
+
+// Plaintext Sent during the handshake waits in the transport: within
+// max_output_bytes it goes out once the handshake is done, beyond it the
+// connection is cut as a slow consumer (it is output queued all the same).
+TEST_F(TlsServerTest, SendDuringTheHandshakeIsHeldWithinMaxOutputBytes) {
+  seen_->early_send = 100 << 10;
+  std::unique_ptr<Server> server = Start();
+  ASSERT_NE(server, nullptr);
+  {
+    Client client(server->address(), client_ctx_, /*handshake=*/false);
+    ASSERT_TRUE(WaitFor([&] { return seen_->early_sent.load() == 1; }, absl::Seconds(10)));
+    ASSERT_TRUE(client.Handshake());
+    EXPECT_EQ(client.Read(100 << 10), std::string(100 << 10, 'e'));
+  }
+  server->Stop();
+  EXPECT_EQ(Closed(*server, CloseReason::kSlowConsumer), 0u);
+}
+
+TEST_F(TlsServerTest, SendDuringTheHandshakeBeyondMaxOutputBytesIsCut) {
+  seen_->early_send = 5 << 20;  // the default max_output_bytes is 4 MiB
+  std::unique_ptr<Server> server = Start();
+  ASSERT_NE(server, nullptr);
+  Client client(server->address(), client_ctx_, /*handshake=*/false);
+  EXPECT_TRUE(
+      WaitFor([&] { return Closed(*server, CloseReason::kSlowConsumer) == 1; }, absl::Seconds(10)));
+  server->Stop();
+  EXPECT_EQ(seen_->opened.load(), 0);
+}
+
+// A client still in its handshake when the drain starts completes it, has its
+// first request answered, then gets close_notify and the FIN: no FIN inside
+// the handshake.
+TEST_F(TlsServerTest, DrainLetsAHandshakeInProgressFinishAndServesIt) {
+  std::unique_ptr<Server> server = Start();
+  ASSERT_NE(server, nullptr);
+  auto client = std::make_unique<Client>(server->address(), client_ctx_, /*handshake=*/false);
+  ASSERT_TRUE(WaitFor([&] { return server->Stats().Total().accepted == 1; }, absl::Seconds(10)));
+  std::thread stopper([&] { server->Stop(); });
+  // The drain has begun once the listener is gone.
+  EXPECT_TRUE(
+      WaitFor([&] { return !ConnectTcpBlocking(server->address()).ok(); }, absl::Seconds(10)));
+  ASSERT_TRUE(client->Handshake());
+  ASSERT_TRUE(client->Write("hello\n"));
+  EXPECT_EQ(client->Read(6), "hello\n");
+  EXPECT_EQ(client->NextReadError(), SSL_ERROR_ZERO_RETURN);  // close_notify
+  EXPECT_TRUE(client->SocketEof());                           // then the FIN
+  client.reset();
+  stopper.join();
+  EXPECT_EQ(seen_->opened.load(), 1);
+  EXPECT_EQ(Closed(*server, CloseReason::kTlsHandshakeFailed), 0u);
 }
 
 TEST(TlsOptionsTest, ProxyProtocolWithTlsIsRejected) {
