@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -229,6 +230,72 @@ TEST(HandoffProcessTest, TakeoverUnderChurnRefusesNothingAndLosesNoByte) {
   ASSERT_TRUE(b_err.ok());
   EXPECT_TRUE(absl::StrContains(*b_err, absl::StrCat("pid ", a.process->pid(), " is draining")))
       << *b_err;
+}
+
+// Established TCP connections whose local port is `port` (either side of a
+// loopback pair can be ours; this counts the server's side), from
+// /proc/net/tcp: what a test can see of a client it did not write.
+int EstablishedOnPort(int port) {
+  FILE* f = ::fopen("/proc/net/tcp", "r");
+  if (f == nullptr) return -1;
+  int count = 0;
+  char line[512];
+  while (::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned local_port = 0;
+    unsigned state = 0;
+    // "  0: 0100007F:1F5B 0100007F:C0A2 01 ..."
+    if (std::sscanf(line, " %*d: %*8X:%X %*8X:%*X %X", &local_port, &state) == 2 &&
+        static_cast<int>(local_port) == port && state == 1) {
+      ++count;
+    }
+  }
+  ::fclose(f);
+  return count;
+}
+
+// The issue's own test: echo-load keeps its connections busy and reopens
+// each one the old process closes (--reconnect); across the takeover no
+// reconnect is refused, every echo owed comes back, and the connections A
+// drained reopen on B, on the very same socket.
+TEST(HandoffProcessTest, EchoLoadRidesATakeoverWithNoRefusalAndNoError) {
+  SocketDir dir;
+  Cluster a =
+      Start({"--port=0", "--workers=2", "--defer-accept=5s", "--handoff-socket=" + dir.path()});
+  ASSERT_GT(a.port, 0);
+  absl::StatusOr<std::unique_ptr<Subprocess>> load =
+      Subprocess::Start({BinPath("echo-load"), "--port", absl::StrCat(a.port), "--connections",
+                         "16", "--pipeline", "4", "--duration", "4s", "--warmup", "0s",
+                         "--reconnect", "--json", "--progress-interval", "0"});
+  ASSERT_TRUE(load.ok()) << load.status();
+  ASSERT_TRUE(WaitFor([&] { return EstablishedOnPort(a.port) >= 16; }, kTimeout));
+
+  Cluster b = Start({"--workers=2", "--defer-accept=5s", "--takeover=" + dir.path()});
+  ASSERT_EQ(b.port, a.port);
+  absl::StatusOr<int> a_code = a.process->Wait(kTimeout);
+  ASSERT_TRUE(a_code.ok()) << a_code.status();
+  EXPECT_EQ(*a_code, 0);
+
+  absl::StatusOr<int> load_code = (*load)->Wait(kTimeout);
+  ASSERT_TRUE(load_code.ok()) << load_code.status();
+  absl::StatusOr<std::string> report = (*load)->ReadAllStdout(kTimeout);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(*load_code, 0) << *report;
+  EXPECT_TRUE(absl::StrContains(*report, "\"errors\":{\"total\":0,")) << *report;
+  EXPECT_TRUE(absl::StrContains(*report, "\"reconnect_failures\":0,")) << *report;
+  EXPECT_TRUE(absl::StrContains(*report, "\"down\":0}")) << *report;
+  // Every connection A had was drained and reopened on B.
+  const size_t at = report->find("\"reconnections\":");
+  ASSERT_NE(at, std::string::npos) << *report;
+  int reconnections = 0;
+  ASSERT_TRUE(
+      absl::SimpleAtoi(report->substr(at + 16, report->find(',', at) - at - 16), &reconnections))
+      << *report;
+  EXPECT_GE(reconnections, 16) << *report;
+
+  ASSERT_TRUE(b.process->Signal(SIGTERM).ok());
+  absl::StatusOr<int> b_code = b.process->Wait(kTimeout);
+  ASSERT_TRUE(b_code.ok()) << b_code.status();
+  EXPECT_EQ(*b_code, 0);
 }
 
 TEST(HandoffProcessTest, TakerThatGivesUpLeavesTheOldOneServing) {
