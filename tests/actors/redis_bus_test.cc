@@ -154,49 +154,60 @@ TEST(RedisBusTest, OptionsAreChecked) {
   EXPECT_EQ((*ok)->node_id().size(), 16u);  // random, hex
 }
 
-TEST(RedisBusTest, ALineReachesEveryNodeOnceAndSurvivesRedisGoingAway) {
-  const uint16_t port = FreePort();
-  ASSERT_NE(port, 0);
-  std::unique_ptr<Subprocess> redis = StartRedis(port);
-  ASSERT_NE(redis, nullptr);
-  std::unique_ptr<Node> a = StartNode(port, "node-a");
-  std::unique_ptr<Node> b = StartNode(port, "node-b");
-  ASSERT_TRUE(a && a->server && b && b->server);
-  ASSERT_TRUE(WaitFor([&] { return Linked(*a->bus) && Linked(*b->bus); }));
+// Redis on a free port, two nodes linked through it, and three chat
+// members: a1 and a2 on node a, b1 on node b.
+class TwoNodesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port = FreePort();
+    ASSERT_NE(port, 0);
+    redis = StartRedis(port);
+    ASSERT_NE(redis, nullptr);
+    a = StartNode(port, "node-a");
+    b = StartNode(port, "node-b");
+    ASSERT_TRUE(a && a->server && b && b->server);
+    ASSERT_TRUE(WaitFor([&] { return Linked(*a->bus) && Linked(*b->bus); }));
+    a1 = std::make_unique<LineClient>(a->server->address());
+    a2 = std::make_unique<LineClient>(a->server->address());
+    b1 = std::make_unique<LineClient>(b->server->address());
+    ASSERT_TRUE(WaitFor([&] {
+      return a->server->Stats().Total().accepted == 2 && b->server->Stats().Total().accepted == 1;
+    }));
+  }
 
-  LineClient a1(a->server->address());
-  LineClient a2(a->server->address());
-  LineClient b1(b->server->address());
-  ASSERT_TRUE(WaitFor([&] {
-    return a->server->Stats().Total().accepted == 2 && b->server->Stats().Total().accepted == 1;
-  }));
+  uint16_t port = 0;
+  std::unique_ptr<Subprocess> redis;
+  std::unique_ptr<Node> a, b;
+  std::unique_ptr<LineClient> a1, a2, b1;
+};
 
+TEST_F(TwoNodesTest, ALineReachesEveryNodeOnceAndSurvivesRedisGoingAway) {
   // Across nodes: b1 gets a1's line once; a2, on a1's own node, once too
   // (from the Broadcast itself; the copy Redis sends back is skipped).
-  ASSERT_TRUE(a1.Send("hi\n"));
-  const std::optional<std::string> local = a2.ReadLine();
+  ASSERT_TRUE(a1->Send("hi\n"));
+  const std::optional<std::string> local = a2->ReadLine();
   ASSERT_TRUE(local.has_value());
   EXPECT_TRUE(local->ends_with(": hi")) << *local;
-  EXPECT_EQ(b1.ReadLine(), local);
+  EXPECT_EQ(b1->ReadLine(), local);
   ASSERT_TRUE(WaitFor([&] { return a->bus->Stats().own_skipped == 1; }));
-  EXPECT_FALSE(a2.ReadLine(absl::Milliseconds(100)).has_value()) << "a line arrived twice";
+  EXPECT_FALSE(a2->ReadLine(absl::Milliseconds(100)).has_value()) << "a line arrived twice";
   // Both counted on bus threads, after the line may already have arrived.
   EXPECT_TRUE(WaitFor([&] { return b->bus->Stats().delivered == 1u; }));
   EXPECT_TRUE(WaitFor([&] { return a->bus->Stats().published == 1u; }));
   // And back: a1 and a2 both hear b1.
-  ASSERT_TRUE(b1.Send("yo\n"));
-  const std::optional<std::string> remote = a1.ReadLine();
+  ASSERT_TRUE(b1->Send("yo\n"));
+  const std::optional<std::string> remote = a1->ReadLine();
   ASSERT_TRUE(remote.has_value());
   EXPECT_TRUE(remote->ends_with(": yo")) << *remote;
-  EXPECT_EQ(a2.ReadLine(), remote);
+  EXPECT_EQ(a2->ReadLine(), remote);
 
   // Redis dies: local delivery goes on; what could not go across is counted.
   ASSERT_TRUE(redis->Signal(SIGKILL).ok());
   ASSERT_TRUE(redis->Wait(absl::Seconds(10)).ok());
   ASSERT_TRUE(WaitFor([&] { return !a->bus->Stats().publisher_up; }));
   const uint64_t dropped_before = a->bus->Stats().publish_dropped;
-  ASSERT_TRUE(a1.Send("alone\n"));
-  const std::optional<std::string> alone = a2.ReadLine();
+  ASSERT_TRUE(a1->Send("alone\n"));
+  const std::optional<std::string> alone = a2->ReadLine();
   ASSERT_TRUE(alone.has_value());
   EXPECT_TRUE(alone->ends_with(": alone")) << *alone;
   // (The sender's reactor publishes right after its local fan-out, which
@@ -208,11 +219,11 @@ TEST(RedisBusTest, ALineReachesEveryNodeOnceAndSurvivesRedisGoingAway) {
   redis = StartRedis(port);
   ASSERT_NE(redis, nullptr);
   ASSERT_TRUE(WaitFor([&] { return Linked(*a->bus) && Linked(*b->bus); }));
-  ASSERT_TRUE(a1.Send("back\n"));
-  const std::optional<std::string> back = b1.ReadLine();
+  ASSERT_TRUE(a1->Send("back\n"));
+  const std::optional<std::string> back = b1->ReadLine();
   ASSERT_TRUE(back.has_value());
   EXPECT_TRUE(back->ends_with(": back")) << *back;
-  EXPECT_EQ(a2.ReadLine(), back);
+  EXPECT_EQ(a2->ReadLine(), back);
   // "alone" never reached b1: Redis keeps nothing for an absent subscriber.
   EXPECT_GE(a->bus->Stats().connects, 4u);
   EXPECT_EQ(a->bus->Stats().malformed, 0u);
@@ -225,33 +236,18 @@ TEST(RedisBusTest, ALineReachesEveryNodeOnceAndSurvivesRedisGoingAway) {
 // A Redis that stops answering keeps its TCP connections open: only the
 // bus's PINGs notice. Local delivery goes on meanwhile, and once Redis
 // answers again the bus is back by itself.
-TEST(RedisBusTest, AWedgedRedisIsNoticedAndLeftBehind) {
-  const uint16_t port = FreePort();
-  ASSERT_NE(port, 0);
-  std::unique_ptr<Subprocess> redis = StartRedis(port);
-  ASSERT_NE(redis, nullptr);
-  std::unique_ptr<Node> a = StartNode(port, "node-a");
-  std::unique_ptr<Node> b = StartNode(port, "node-b");
-  ASSERT_TRUE(a && a->server && b && b->server);
-  ASSERT_TRUE(WaitFor([&] { return Linked(*a->bus) && Linked(*b->bus); }));
-  LineClient a1(a->server->address());
-  LineClient a2(a->server->address());
-  LineClient b1(b->server->address());
-  ASSERT_TRUE(WaitFor([&] {
-    return a->server->Stats().Total().accepted == 2 && b->server->Stats().Total().accepted == 1;
-  }));
-
+TEST_F(TwoNodesTest, AWedgedRedisIsNoticedAndLeftBehind) {
   ASSERT_TRUE(redis->Signal(SIGSTOP).ok());
   ASSERT_TRUE(WaitFor([&] { return a->bus->Stats().ping_timeouts >= 1 && !Linked(*a->bus); }));
-  ASSERT_TRUE(a1.Send("wedged\n"));
-  const std::optional<std::string> local = a2.ReadLine();
+  ASSERT_TRUE(a1->Send("wedged\n"));
+  const std::optional<std::string> local = a2->ReadLine();
   ASSERT_TRUE(local.has_value());
   EXPECT_TRUE(local->ends_with(": wedged")) << *local;
 
   ASSERT_TRUE(redis->Signal(SIGCONT).ok());
   ASSERT_TRUE(WaitFor([&] { return Linked(*a->bus) && Linked(*b->bus); }));
-  ASSERT_TRUE(a1.Send("awake\n"));
-  const std::optional<std::string> across = b1.ReadLine();
+  ASSERT_TRUE(a1->Send("awake\n"));
+  const std::optional<std::string> across = b1->ReadLine();
   ASSERT_TRUE(across.has_value());
   EXPECT_TRUE(across->ends_with(": awake")) << *across;
   EXPECT_EQ(a->bus->Stats().malformed, 0u);

@@ -63,14 +63,7 @@ AdminOptions Loopback() {
 
 // Sends `request` raw; everything answered until EOF, lines joined by "\n".
 std::string Http(const MetricsServer& metrics, const std::string& request) {
-  LineClient client(metrics.address());
-  EXPECT_TRUE(client.Send(request));
-  EXPECT_TRUE(client.WaitForEof());
-  std::string all;
-  while (std::optional<std::string> line = client.ReadLine(absl::Milliseconds(10))) {
-    all += *line + "\n";
-  }
-  return all;
+  return testing::RequestUntilEof(metrics.address(), request);
 }
 
 // What curl sends: "Host: 127.0.0.1:PORT", no Origin, no Sec-Fetch-*.

@@ -49,16 +49,7 @@ Node Start(absl::Duration grace) {
 
 // Everything `address` sends after `request`, until it closes.
 std::string ReadAll(const Address& address, const std::string& request) {
-  LineClient client(address);
-  if (!request.empty()) {
-    EXPECT_TRUE(client.Send(request));
-  }
-  EXPECT_TRUE(client.WaitForEof());
-  std::string all;
-  while (std::optional<std::string> line = client.ReadLine(absl::Milliseconds(10))) {
-    all += *line + "\n";
-  }
-  return all;
+  return testing::RequestUntilEof(address, request);
 }
 
 std::string Healthz(const Node& n) {

@@ -46,16 +46,9 @@ Fixture Start(int workers) {
   return f;
 }
 
-// Sends `request` raw and returns everything the server answers until EOF.
+// Sends `request` raw; everything answered until EOF, lines joined by "\n".
 std::string Http(const MetricsServer& metrics, const std::string& request) {
-  LineClient client(metrics.address());
-  EXPECT_TRUE(client.Send(request));
-  EXPECT_TRUE(client.WaitForEof());
-  std::string all;
-  while (std::optional<std::string> line = client.ReadLine(absl::Milliseconds(10))) {
-    all += *line + "\n";
-  }
-  return all;
+  return testing::RequestUntilEof(metrics.address(), request);
 }
 
 // Sums every sample of `name` whose labels contain `label_filter`.

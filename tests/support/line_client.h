@@ -20,6 +20,7 @@
 #include "core/base/fd.h"
 #include "core/net/address.h"
 #include "core/net/socket.h"
+#include "gtest/gtest.h"
 
 namespace troupe::testing {
 
@@ -105,5 +106,22 @@ class LineClient {
   std::string buffer_;
   bool eof_ = false;
 };
+
+// One request on a fresh connection (an HTTP request, or nothing for a
+// server that speaks first): every line answered until the server closes,
+// each followed by "\n". The caller's EXPECTs fail if the connection or the
+// close does not come.
+inline std::string RequestUntilEof(const Address& address, std::string_view request) {
+  LineClient client(address);
+  if (!request.empty()) {
+    EXPECT_TRUE(client.Send(request));
+  }
+  EXPECT_TRUE(client.WaitForEof());
+  std::string all;
+  while (std::optional<std::string> line = client.ReadLine(absl::Milliseconds(10))) {
+    all += *line + "\n";
+  }
+  return all;
+}
 
 }  // namespace troupe::testing
