@@ -28,6 +28,7 @@
 #include "core/net/socket.h"
 #include "core/ops/handoff.h"
 #include "gtest/gtest.h"
+#include "tests/support/cluster_process.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/wait.h"
 
@@ -74,17 +75,7 @@ Cluster Start(const std::vector<std::string>& flags) {
     return c;
   }
   c.process = *std::move(p);
-  absl::StatusOr<std::string> line = c.process->ReadLine(kTimeout);
-  if (!line.ok()) {
-    ADD_FAILURE() << line.status();
-    return c;
-  }
-  const size_t with = line->find(" with");
-  const size_t colon = line->rfind(':', with);
-  if (with == std::string::npos || colon == std::string::npos ||
-      !absl::SimpleAtoi(line->substr(colon + 1, with - colon - 1), &c.port)) {
-    ADD_FAILURE() << "no port in: " << *line;
-  }
+  c.port = testing::ReadListeningPort(*c.process, kTimeout);
   return c;
 }
 

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "core/net/socket.h"
 #include "gtest/gtest.h"
+#include "tests/support/cluster_process.h"
 #include "tests/support/notify_socket.h"
 #include "tests/support/subprocess.h"
 
@@ -42,17 +43,7 @@ Started StartCluster(const std::vector<std::string>& argv, const Subprocess::Opt
     return s;
   }
   s.process = *std::move(p);
-  absl::StatusOr<std::string> line = s.process->ReadLine(kTimeout);
-  if (!line.ok()) {
-    ADD_FAILURE() << line.status();
-    return s;
-  }
-  const size_t with = line->find(" with");
-  const size_t colon = line->rfind(':', with);
-  if (!absl::StartsWith(*line, "echo-cluster listening on ") || with == std::string::npos ||
-      !absl::SimpleAtoi(line->substr(colon + 1, with - colon - 1), &s.port)) {
-    ADD_FAILURE() << "no port in: " << *line;
-  }
+  s.port = testing::ReadListeningPort(*s.process, kTimeout);
   return s;
 }
 

@@ -22,6 +22,33 @@
 
 namespace troupe::testing {
 
+// Reads a line "<before>HOST:PORT<after>..." from `process` and parses PORT;
+// a test failure (and 0) if none comes or it does not parse. Returns the line.
+inline std::string ReadPortLine(Subprocess& process, std::string_view before,
+                                std::string_view after, int* port,
+                                absl::Duration timeout = absl::Seconds(60)) {
+  absl::StatusOr<std::string> line = process.ReadLine(timeout);
+  if (!line.ok()) {
+    ADD_FAILURE() << "no line from echo-cluster: " << line.status();
+    return "";
+  }
+  const size_t end = line->find(after);
+  const size_t colon = line->rfind(':', end);
+  if (!line->starts_with(before) || end == std::string::npos || colon == std::string::npos ||
+      !absl::SimpleAtoi(line->substr(colon + 1, end - colon - 1), port)) {
+    ADD_FAILURE() << "cannot read a port from: " << *line;
+  }
+  return *line;
+}
+
+// echo-cluster's first line, "echo-cluster listening on HOST:PORT with N
+// workers": its port.
+inline int ReadListeningPort(Subprocess& process, absl::Duration timeout = absl::Seconds(60)) {
+  int port = 0;
+  ReadPortLine(process, "echo-cluster listening on ", " with", &port, timeout);
+  return port;
+}
+
 class ClusterProcess {
  public:
   // `prefix` runs before the binary (e.g. {"prlimit", "--nofile=64:64", "--"}).
@@ -52,20 +79,8 @@ class ClusterProcess {
   pid_t pid() const { return process_ ? process_->pid() : -1; }
 
  private:
-  // Reads a line "<before>HOST:PORT<after>..." and parses PORT.
   std::string ReadPort(std::string_view before, std::string_view after, int* port) {
-    absl::StatusOr<std::string> line = process_->ReadLine(absl::Seconds(60));
-    if (!line.ok()) {
-      ADD_FAILURE() << "no line from echo-cluster: " << line.status();
-      return "";
-    }
-    const size_t end = line->find(after);
-    const size_t colon = line->rfind(':', end);
-    if (!line->starts_with(before) || end == std::string::npos || colon == std::string::npos ||
-        !absl::SimpleAtoi(line->substr(colon + 1, end - colon - 1), port)) {
-      ADD_FAILURE() << "cannot read a port from: " << *line;
-    }
-    return *line;
+    return ReadPortLine(*process_, before, after, port);
   }
 
   std::unique_ptr<Subprocess> process_;
