@@ -213,7 +213,9 @@ TEST_F(TwoNodesTest, ALineReachesEveryNodeOnceAndSurvivesRedisGoingAway) {
   // (The sender's reactor publishes right after its local fan-out, which
   // a2's reactor may deliver first.)
   EXPECT_TRUE(WaitFor([&] { return a->bus->Stats().publish_dropped == dropped_before + 1; }));
-  EXPECT_GE(a->bus->Stats().disconnects, 2u);
+  // Publisher and subscriber each notice on their own read; the second may
+  // not have yet.
+  EXPECT_TRUE(WaitFor([&] { return a->bus->Stats().disconnects >= 2u; }));
 
   // Redis is back on the same port: both buses find it again by themselves.
   redis = StartRedis(port);
