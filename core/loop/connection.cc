@@ -22,6 +22,9 @@ namespace {
 // Send(pieces) over a transport joins pieces up to this size into one write
 // (one TLS record, whose maximum this is); larger ones go piece by piece.
 constexpr size_t kTransportJoinBytes = 16 << 10;
+// The pieces one Send may write with one sendmsg (a frame header and its
+// payload, ...); a corked Send adds what the cork gathered as one more.
+constexpr size_t kMaxPieces = 8;
 // A bound on what one plaintext Send becomes on the wire, for its admission
 // under max_output_bytes: the plaintext plus, per TLS record (at most 16 KiB
 // of plaintext), its header, tag, padding and MAC (under 64 bytes for every
@@ -330,13 +333,17 @@ void Connection::DeliverInLoop(size_t n, bool into_input) {
     const size_t direct = std::min(n, input_.writable_size());
     input_.Commit(direct);
     if (n > direct) input_.Append(std::string_view(scratch, n - direct));
+    CorkInLoop();
     const size_t used = handler_->OnData(*this, input_.view());
+    UncorkInLoop();
     if (closed()) return;
     TROUPE_CHECK(used <= input_.size(), "OnData consumed more than it got");
     input_.Consume(used);
   } else {
     const std::string_view fresh(scratch, n);
+    CorkInLoop();
     const size_t used = handler_->OnData(*this, fresh);
+    UncorkInLoop();
     if (closed()) return;
     TROUPE_CHECK(used <= n, "OnData consumed more than it got");
     input_.Append(fresh.substr(used));
@@ -373,6 +380,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Connection::SendRawInLoop(std::string_v
     do {
       n = ::send(fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
+    ReactorCounters::Bump(host_.counters().writes);
     if (n >= 0) {
       ReactorCounters::Bump(host_.counters().bytes_out, static_cast<size_t>(n));
       last_active_ = host_.now();
@@ -402,6 +410,7 @@ void Connection::Send(std::string_view bytes) {
     SendTransportInLoop(bytes);
     return;
   }
+  if (corked_ && SendCorkedInLoop(&bytes, 1, bytes.size())) return;
   SendRawInLoop(bytes, /*admitted=*/false);
 }
 
@@ -424,11 +433,11 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
   host_.AssertInLoopThread();
   if (state_ != State::kOpen && state_ != State::kConnecting) return;
   if (write_shut_requested_) return;
+  size_t total = 0;
+  for (std::string_view piece : pieces) total += piece.size();
   if (transport_ != nullptr) {
     // One record for a frame header and its payload, not one each (a small
     // frame would double its bytes on the wire); a large one goes piecewise.
-    size_t total = 0;
-    for (std::string_view piece : pieces) total += piece.size();
     if (total > kTransportJoinBytes) {
       for (std::string_view piece : pieces) Send(piece);
       return;
@@ -443,16 +452,21 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
     Send(std::string_view(joined, total));
     return;
   }
-  if (!output_.empty() || write_blocked_ || pieces.size() > 8) {
-    for (std::string_view piece : pieces) Send(piece);
-    return;
+  if (pieces.size() <= kMaxPieces) {
+    if (corked_ && SendCorkedInLoop(pieces.begin(), pieces.size(), total)) return;
+    if (output_.empty() && !write_blocked_) {
+      SendPiecesInLoop(pieces.begin(), pieces.size(), total);
+      return;
+    }
   }
-  iovec iov[8];
-  size_t count = 0;
-  size_t total = 0;
-  for (std::string_view piece : pieces) {
-    iov[count++] = {const_cast<char*>(piece.data()), piece.size()};
-    total += piece.size();
+  for (std::string_view piece : pieces) Send(piece);
+}
+
+void Connection::SendPiecesInLoop(const std::string_view* pieces, size_t count, size_t total) {
+  iovec iov[kMaxPieces + 1];
+  TROUPE_CHECK(count <= kMaxPieces + 1, "too many pieces for one write");
+  for (size_t i = 0; i < count; ++i) {
+    iov[i] = {const_cast<char*>(pieces[i].data()), pieces[i].size()};
   }
   msghdr message{};
   message.msg_iov = iov;
@@ -461,6 +475,7 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
   do {
     n = ::sendmsg(fd(), &message, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
+  ReactorCounters::Bump(host_.counters().writes);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       FailInLoop(errno);
@@ -475,22 +490,75 @@ void Connection::Send(std::initializer_list<std::string_view> pieces) {
   if (!QueueOutput(total - static_cast<size_t>(n))) return;
   // Queue what the kernel did not take, piece by piece.
   size_t skip = static_cast<size_t>(n);
-  for (std::string_view piece : pieces) {
-    if (skip >= piece.size()) {
-      skip -= piece.size();
+  for (size_t i = 0; i < count; ++i) {
+    if (skip >= pieces[i].size()) {
+      skip -= pieces[i].size();
       continue;
     }
-    output_.Append(piece.substr(skip));
+    output_.Append(pieces[i].substr(skip));
     skip = 0;
   }
   if (output_.size() > options_.high_watermark) was_behind_ = true;
   if (!write_blocked_) WriteInLoop();
 }
 
+void Connection::CorkInLoop() {
+  ConnectionHost::Cork& cork = host_.cork();
+  if (transport_ != nullptr || cork.lent) return;
+  cork.lent = true;
+  corked_ = true;
+}
+
+void Connection::UncorkInLoop() {
+  if (!corked_) return;
+  // Closed meanwhile: what was gathered goes, as queued output would.
+  if (!closed()) FlushCorkInLoop();
+  ConnectionHost::Cork& cork = host_.cork();
+  cork.size = 0;
+  cork.lent = false;
+  corked_ = false;
+}
+
+bool Connection::SendCorkedInLoop(const std::string_view* pieces, size_t count, size_t total) {
+  // Output already queued (or a blocked socket): these bytes queue behind
+  // it without a write anyway. The cork is then empty (it only gathers
+  // while output_ is), so order holds.
+  if (!output_.empty() || write_blocked_) return false;
+  ConnectionHost::Cork& cork = host_.cork();
+  if (cork.size + total <= ConnectionHost::kCorkBytes) {
+    for (size_t i = 0; i < count; ++i) {
+      if (pieces[i].empty()) continue;
+      std::memcpy(cork.data + cork.size, pieces[i].data(), pieces[i].size());
+      cork.size += pieces[i].size();
+    }
+    return true;
+  }
+  // Too much to gather: what was gathered, then these, in one write; a large
+  // piece is not copied.
+  std::string_view all[kMaxPieces + 1];
+  size_t n = 0;
+  if (cork.size > 0) all[n++] = std::string_view(cork.data, cork.size);
+  for (size_t i = 0; i < count; ++i) all[n++] = pieces[i];
+  const size_t gathered = cork.size;
+  cork.size = 0;  // its bytes stay put until the write below has copied what it leaves
+  SendPiecesInLoop(all, n, gathered + total);
+  return true;
+}
+
+void Connection::FlushCorkInLoop() {
+  if (!corked_) return;
+  ConnectionHost::Cork& cork = host_.cork();
+  if (cork.size == 0) return;
+  const std::string_view gathered(cork.data, cork.size);
+  cork.size = 0;
+  SendRawInLoop(gathered, /*admitted=*/false);
+}
+
 void Connection::WriteInLoop() {
   write_blocked_ = false;
   while (!output_.empty()) {
     const ssize_t n = ::send(fd(), output_.data(), output_.size(), MSG_NOSIGNAL);
+    ReactorCounters::Bump(host_.counters().writes);
     if (n > 0) {
       ReactorCounters::Bump(host_.counters().bytes_out, static_cast<size_t>(n));
       last_active_ = host_.now();
@@ -584,6 +652,8 @@ void Connection::CloseAfterFlush() {
 void Connection::ShutdownWrite() {
   host_.AssertInLoopThread();
   if (state_ != State::kOpen || write_shut_requested_) return;
+  FlushCorkInLoop();
+  if (closed()) return;
   write_shut_requested_ = true;
   // close_notify behind the queued output, then (below or in WriteInLoop)
   // the FIN; reading goes on, and the transport still decrypts.
@@ -635,6 +705,9 @@ void Connection::FinishPendingWork() {
 }
 
 void Connection::StartFlushInLoop() {
+  // What the handler gathered goes out before the FIN.
+  FlushCorkInLoop();
+  if (closed()) return;
   state_ = State::kFlushing;
   if (transport_ != nullptr) {
     // close_notify goes behind everything queued, and the FIN behind it.
@@ -749,12 +822,16 @@ void Connection::HandOverMailInLoop(size_t max) {
   // What is waiting now, not what arrives meanwhile (an actor mailing
   // itself waits for the next pass).
   const size_t n = std::min(max, mailbox_.size());
+  // The replies to a batch of mail leave in one write (a chat member handed
+  // ten lines sends them together).
+  CorkInLoop();
   for (size_t i = 0; i < n && !mailbox_.empty() && !closed(); ++i) {
     Mail mail = mailbox_.Pop();
     host_.MailboxDepthChanged(-1, 0);
     ReactorCounters::Bump(host_.counters().mail_delivered);
     handler_->OnMail(*this, std::move(mail));
   }
+  UncorkInLoop();
   if (!closed() && !mailbox_.empty()) ScheduleMailInLoop();
 }
 

@@ -10,10 +10,24 @@
 //                          ▼
 //                      input_ Buffer (allocated only while a frame is partial)
 //
-//   handler: conn.Send(bytes) ──send (write-through)──► socket
+//   handler: conn.Send(bytes)
+//                 │ inside OnData or a mail hand-over: gathered in the
+//                 │ reactor's cork (64 KiB, shared), written when the
+//                 ▼ callback returns; elsewhere (a timer, a task): at once
+//             send (write-through) ──► socket
 //                 │ what the kernel did not take
 //                 ▼
 //             output_ Buffer ──on EPOLLOUT──► socket
+//
+// Coalescing: a handler that answers 16 pipelined requests with 16 Sends in
+// one OnData, or a chat member handed 10 lines of mail in one turn, makes one
+// send() for them all, not one each, and a lone reply leaves as soon as the
+// callback that made it returns (no timer, no Nagle). A Send that would
+// overflow the cork goes out at once together with what was gathered (one
+// writev, no copy of the large piece). Close() drops what was gathered, as it
+// drops queued output; CloseAfterFlush() and ShutdownWrite() write it first.
+// With a transport (TLS) Sends are not corked: the transport batches records
+// itself.
 //
 // States (CloseAfterFlush follows invariant 7, docs/architecture.md):
 //
@@ -350,6 +364,21 @@ class Connection {
   // max_output_bytes unless `admitted` (a transport's sink: its plaintext
   // Send was admitted as a whole).
   void SendRawInLoop(std::string_view bytes, bool admitted);
+  // `count` pieces, `total` bytes, as one write (sendmsg), the rest to
+  // output_ under max_output_bytes. Only while output_ is empty and the
+  // socket writable.
+  void SendPiecesInLoop(const std::string_view* pieces, size_t count, size_t total);
+  // Around a handler callback: borrow the reactor's cork (if no transport
+  // and it is free), then write what was gathered, once. Uncork drops it
+  // when the connection closed meanwhile.
+  void CorkInLoop();
+  void UncorkInLoop();
+  // Corked Send: gathers `pieces` if they fit, else writes the gathered
+  // bytes and them together (one writev). False: not corked here (output is
+  // queued or the socket blocked); the caller sends as usual.
+  bool SendCorkedInLoop(const std::string_view* pieces, size_t count, size_t total);
+  // Writes what the cork gathered now (before a FIN or a state change).
+  void FlushCorkInLoop();
 
   // With a transport (transport_ != nullptr) only.
   // ReadInLoop's counterpart: recv, Feed, then Read plaintext out.
@@ -406,6 +435,7 @@ class Connection {
   bool outbound_ = false;              // from Reactor::Connect
   bool opened_ = false;                // the handler had OnOpen, so it gets OnClose
   bool flush_at_open_ = false;         // CloseAfterFlush() while connecting
+  bool corked_ = false;                // holds the host's cork (inside a callback)
   uint32_t pending_work_ = 0;          // replies owed by asynchronous work
   // Last time bytes moved either way (the host's per-turn clock); checked
   // when this connection's deadline comes due.

@@ -64,7 +64,10 @@ class ConnectionHost {
         read_budget_(read_budget),
         timers_(timers),
         counters_(counters),
-        scratch_(new char[kScratchBytes]) {}
+        scratch_(new char[kScratchBytes]),
+        cork_bytes_(new char[kCorkBytes]) {
+    cork_.data = cork_bytes_.get();
+  }
 
   // The loop thread. Set by the reactor's Run().
   void BindToCurrentThread() {
@@ -84,6 +87,18 @@ class ConnectionHost {
   Clock::time_point now() const { return now_; }
   void set_now(Clock::time_point now) { now_ = now; }
   char* scratch() { return scratch_.get(); }
+  // The shared cork: while a handler's callback runs (OnData, a mail
+  // hand-over), the Sends it makes gather here and leave in one write when
+  // the callback returns (Connection::Send). Lent to one connection at a
+  // time; callbacks do not nest, and a connection that finds it lent writes
+  // through as if uncorked.
+  static constexpr size_t kCorkBytes = 64 * 1024;
+  struct Cork {
+    char* data = nullptr;
+    size_t size = 0;  // bytes gathered
+    bool lent = false;
+  };
+  Cork& cork() { return cork_; }
   const ConnectionOptions& options() const { return options_; }
   // Zero: connections have no idle timeout.
   Clock::duration idle_timeout() const { return idle_timeout_; }
@@ -150,6 +165,8 @@ class ConnectionHost {
   Timers& timers_;
   ReactorCounters& counters_;
   std::unique_ptr<char[]> scratch_;
+  std::unique_ptr<char[]> cork_bytes_;
+  Cork cork_;
   std::atomic<std::thread::id> loop_thread_{};
   Clock::time_point now_ = Clock::now();
   int64_t mailbox_depth_ = 0;

@@ -57,6 +57,8 @@ namespace troupe {
   X(outbound_closed, Sum, Own, nullptr, "", "") /* every attempt ends here once */          \
   X(bytes_in, Sum, Own, "troupe_bytes_received_total", "counter", "Bytes read from peers.") \
   X(bytes_out, Sum, Own, "troupe_bytes_sent_total", "counter", "Bytes written to peers.")   \
+  X(writes, Sum, Own, "troupe_writes_total", "counter",                                     \
+    "send()/sendmsg() calls to peers (output is coalesced: one per callback).")             \
   X(mail_delivered, Sum, Own, "troupe_mail_delivered_total", "counter",                     \
     "Mail handed to a live actor.")                                                         \
   X(mail_dropped, Sum, Derived, nullptr, "", "") /* every reason, summed */                 \

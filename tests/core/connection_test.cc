@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -256,6 +257,124 @@ TEST_F(ConnectionTest, CloseClearsTheDeadlineAndIsCountedOnce) {
   EXPECT_EQ(timers_.deadlines(), 0u);
   EXPECT_EQ(counters_.closed.load(), 1u);
   EXPECT_EQ(host_.closing().size(), 1u);
+}
+
+// Output coalescing: the Sends a handler makes inside one callback leave in
+// one write when it returns (see "Coalescing" in core/loop/connection.h).
+// Each line read is answered with two Sends (text, then its newline), and
+// `then` runs after the answers, inside the same OnData.
+class PerLineSends final : public ConnectionHandler {
+ public:
+  size_t OnData(Connection& conn, std::string_view data) override {
+    size_t used = 0;
+    for (size_t end; (end = data.find('\n', used)) != std::string_view::npos; used = end + 1) {
+      conn.Send(data.substr(used, end - used));
+      conn.Send({std::string_view(), std::string_view("\n")});
+      if (big > 0) {
+        conn.Send(std::string(big, 'x'));
+        big = 0;
+      }
+    }
+    if (then) then(conn);
+    return used;
+  }
+  void OnMail(Connection& conn, Mail mail) override {
+    if (const std::string* text = mail.Get<std::string>()) conn.Send(*text);
+  }
+  std::function<void(Connection&)> then;
+  size_t big = 0;  // once: a Send this large after the first line
+};
+
+class CoalescingTest : public ConnectionTest {
+ protected:
+  void SetUp() override {
+    ConnectionTest::SetUp();
+    auto handler = std::make_unique<PerLineSends>();
+    lines_ = handler.get();
+    conn_->set_handler(std::move(handler));
+  }
+  static std::string Lines(int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += "line " + std::to_string(i) + "\n";
+    return out;
+  }
+  PerLineSends* lines_ = nullptr;
+};
+
+TEST_F(CoalescingTest, SixteenPipelinedRepliesLeaveInOneWrite) {
+  PeerWrites(Lines(16));
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(PeerReads(), Lines(16));
+  EXPECT_EQ(counters_.writes.load(), 1u);  // not 32
+  // A lone reply leaves when its callback returns, too: nothing waits.
+  PeerWrites("alone\n");
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(PeerReads(), "alone\n");
+  EXPECT_EQ(counters_.writes.load(), 2u);
+  EXPECT_EQ(conn_->pending_output(), 0u);
+}
+
+TEST_F(CoalescingTest, ASendLargerThanTheCorkGoesOutBehindWhatWasGathered) {
+  lines_->big = 2 * ConnectionHost::kCorkBytes;
+  PeerWrites(Lines(3));
+  conn_->HandleEventsInLoop(EPOLLIN);
+  const std::string expected =
+      "line 0\n" + std::string(2 * ConnectionHost::kCorkBytes, 'x') + "line 1\nline 2\n";
+  std::string got;
+  for (int i = 0; i < 1000 && got.size() < expected.size(); ++i) {
+    got += PeerReads();
+    if (conn_->pending_output() > 0) conn_->HandleEventsInLoop(EPOLLOUT);
+  }
+  EXPECT_EQ(got, expected);  // in order, nothing lost or doubled
+  EXPECT_FALSE(host_.cork().lent);
+}
+
+TEST_F(CoalescingTest, CloseInsideTheCallbackDropsWhatWasGathered) {
+  lines_->then = [](Connection& conn) { conn.Close(); };
+  PeerWrites(Lines(2));
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_TRUE(ClosedWith(CloseReason::kLocalClose));
+  EXPECT_EQ(PeerReads(), "");
+  EXPECT_EQ(counters_.writes.load(), 0u);
+  // The cork is free again for the reactor's other connections.
+  EXPECT_FALSE(host_.cork().lent);
+  EXPECT_EQ(host_.cork().size, 0u);
+}
+
+TEST_F(CoalescingTest, CloseAfterFlushInsideTheCallbackSendsWhatWasGatheredBeforeTheFin) {
+  lines_->then = [](Connection& conn) { conn.CloseAfterFlush(); };
+  PeerWrites(Lines(2));
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_EQ(conn_->state(), Connection::State::kLingering);
+  EXPECT_EQ(PeerReads(), Lines(2));
+  EXPECT_TRUE(PeerSawEof());
+}
+
+TEST_F(CoalescingTest, ShutdownWriteInsideTheCallbackSendsWhatWasGatheredBeforeTheFin) {
+  lines_->then = [](Connection& conn) { conn.ShutdownWrite(); };
+  PeerWrites(Lines(2));
+  conn_->HandleEventsInLoop(EPOLLIN);
+  EXPECT_FALSE(conn_->closed());
+  EXPECT_EQ(PeerReads(), Lines(2));
+  EXPECT_TRUE(PeerSawEof());
+}
+
+TEST_F(CoalescingTest, ABatchOfMailLeavesInOneWrite) {
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_FALSE(conn_->EnqueueMailInLoop(Mail::Of(std::string("mail ") + std::to_string(i) + "\n"),
+                                          MailClass::kUser));
+  }
+  conn_->HandOverMailInLoop(100);
+  std::string expected;
+  for (int i = 0; i < 10; ++i) expected += "mail " + std::to_string(i) + "\n";
+  EXPECT_EQ(PeerReads(), expected);
+  EXPECT_EQ(counters_.writes.load(), 1u);
+}
+
+TEST_F(CoalescingTest, ASendOutsideAnyCallbackWritesThroughAtOnce) {
+  conn_->Send("now\n");
+  EXPECT_EQ(PeerReads(), "now\n");
+  EXPECT_EQ(counters_.writes.load(), 1u);
 }
 
 }  // namespace
