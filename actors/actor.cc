@@ -268,13 +268,13 @@ void Context::Join(std::string_view group) { cell_.Join(group); }
 void Context::Leave(std::string_view group) { cell_.Leave(group); }
 
 void Context::Broadcast(std::string_view group, std::string text, bool include_self) {
-  auto message = std::make_shared<const GroupMessage>(
-      GroupMessage{std::string(group), Self(), std::move(text)});
   const ActorRef skip = include_self ? ActorRef{} : Self();
+  const internal::GroupFanOut fan_out = internal::GroupFanOut::Create(
+      GroupMessage{std::string(group), Self(), std::move(text)}, skip);
   Reactor& here = cell_.reactor();
   // Into every local member's mailbox now, as a Send to it would go, so a
   // broadcast and this actor's sends keep their order.
-  internal::FanOutInLoop(here, message, skip);
+  internal::FanOutInLoop(here, fan_out.shared(), skip);
   for (uint32_t i = 0; i < here.peer_count(); ++i) {
     if (i == here.index()) continue;
     Reactor& target = here.peer(i);
@@ -282,10 +282,12 @@ void Context::Broadcast(std::string_view group, std::string text, bool include_s
     // Posting from this thread keeps this sender's broadcasts (and its mail
     // to that reactor) in order. The task counts as user mail at the inbox:
     // a full inbox refuses it (counted there, inbox_full).
-    target.TryPost([&target, message, skip] { internal::FanOutInLoop(target, message, skip); });
+    target.TryPost(fan_out.To(target));
   }
   // And to the other nodes (actors/bus.h); the bus copies what it sends.
-  if (GroupBus* bus = here.Local<internal::BusLink>().bus) bus->Publish(group, message->text);
+  if (GroupBus* bus = here.Local<internal::BusLink>().bus) {
+    bus->Publish(group, fan_out.message().text);
+  }
 }
 
 HandlerFactory ActorFactory(std::function<std::unique_ptr<Actor>()> make,

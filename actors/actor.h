@@ -229,7 +229,8 @@ class Context {
   // Answers the request whose return address is `to` (mail.return_address(),
   // kept to answer later if need be). False if there is nobody to answer (no
   // return address, the asker gone on this reactor). Each request is
-  // answered once; a second answer arrives late and is dropped.
+  // answered once; a second answer arrives late and is dropped. The reply
+  // arrives without a return address of its own (it travels in that field).
   template <typename T>
   bool Reply(ReturnAddress to, T value) {
     return ReplyMail(to, Mail::Of(std::move(value)));

@@ -1,6 +1,7 @@
 #include "actors/cell.h"
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <utility>
 
@@ -10,6 +11,18 @@
 
 namespace troupe {
 namespace internal {
+
+// The library's own mail is held in the Mail, never boxed on the heap.
+static_assert(Mail::kHeldInline<Continuation>);
+static_assert(Mail::kHeldInline<AskStatus>);
+static_assert(Mail::kHeldInline<AskSweep>);
+static_assert(Mail::kHeldInline<WatchRequest>);
+static_assert(Mail::kHeldInline<UnwatchRequest>);
+static_assert(Mail::kHeldInline<Terminated>);
+static_assert(Mail::kHeldInline<Bounced>);
+// A broadcast's task to another reactor is held in the task (see cell.h).
+static_assert(sizeof(GroupFanOut) <= 2 * sizeof(void*));
+
 namespace {
 
 // This reactor's members of each group (Reactor::Local storage): the
@@ -42,6 +55,44 @@ void FanOutInLoop(Reactor& reactor, const std::shared_ptr<const GroupMessage>& m
     reactor.DeliverMailInLoop(member, Mail::Share(message));
   }
 }
+
+struct GroupFanOut::Envelope {
+  GroupMessage message;
+  ActorRef skip;
+  std::atomic<uint32_t> holds{1};
+  // Its own share, dropped by the last hold; every member's Mail holds
+  // another (an alias of this one).
+  std::shared_ptr<Envelope> self;
+};
+
+GroupFanOut GroupFanOut::Create(GroupMessage message, ActorRef skip) {
+  auto envelope = std::make_shared<Envelope>();
+  envelope->message = std::move(message);
+  envelope->skip = skip;
+  envelope->self = envelope;
+  return GroupFanOut(envelope.get(), nullptr);
+}
+
+GroupFanOut::~GroupFanOut() {
+  if (envelope_ == nullptr) return;
+  if (envelope_->holds.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The last hold: nobody else reads `self` now.
+    std::shared_ptr<Envelope> last = std::move(envelope_->self);
+  }
+}
+
+const GroupMessage& GroupFanOut::message() const { return envelope_->message; }
+
+std::shared_ptr<const GroupMessage> GroupFanOut::shared() const {
+  return std::shared_ptr<const GroupMessage>(envelope_->self, &envelope_->message);
+}
+
+GroupFanOut GroupFanOut::To(Reactor& target) const {
+  envelope_->holds.fetch_add(1, std::memory_order_relaxed);  // we hold one already
+  return GroupFanOut(envelope_, &target);
+}
+
+void GroupFanOut::operator()() { FanOutInLoop(*target_, shared(), envelope_->skip); }
 
 absl::Status StatusForDrop(ActorRef to, MailDrop reason) {
   const std::string where = absl::StrCat("actor ", to.reactor, "/", to.slot & ~kServiceSlot, "/",
@@ -162,7 +213,7 @@ void ActorCell::Resolve(uint64_t tag, absl::StatusOr<Mail> result) {
 }
 
 void ActorCell::FailAskSoon(uint64_t tag, absl::Status status) {
-  DeliverToSelf(Mail::Of(AskReply{tag, std::move(status)}));
+  DeliverToSelf(Mail::Of(AskStatus{tag, std::move(status)}));
 }
 
 void ActorCell::DeliverToSelf(Mail mail) {
@@ -170,12 +221,22 @@ void ActorCell::DeliverToSelf(Mail mail) {
 }
 
 bool ActorCell::TakeSystemMail(Mail& mail) {
+  // First: a reply may be of any type, a library one too.
+  if (const ReturnAddress mark = mail.return_address(); mark.to == kAskReplyMark) {
+    mail.set_return_address({});  // the asker sees the reply as it was sent
+    Resolve(mark.tag, std::move(mail));
+    return true;
+  }
   if (Continuation* c = mail.As<Continuation>()) {
     Accept(std::move(*c));
     return true;
   }
-  if (AskReply* reply = mail.As<AskReply>()) {
-    Resolve(reply->tag, std::move(reply->result));
+  if (AskStatus* answer = mail.As<AskStatus>()) {
+    if (answer->status.ok()) {
+      Resolve(answer->tag, Mail());
+    } else {
+      Resolve(answer->tag, std::move(answer->status));
+    }
     return true;
   }
   if (mail.Is<AskSweep>()) {
@@ -249,7 +310,13 @@ void ActorCell::BounceRequest(ReturnAddress address, ActorRef to, MailDrop reaso
 bool ActorCell::SendReply(ReturnAddress to, absl::StatusOr<Mail> reply) {
   if (!to.valid()) return false;
   if (current_request_.to == to.to && current_request_.tag == to.tag) current_request_ = {};
-  Mail answer = Mail::Of(AskReply{to.tag, std::move(reply)});
+  Mail answer;
+  if (reply.ok() && !reply->empty()) {
+    answer = *std::move(reply);
+    answer.set_return_address(ReturnAddress{kAskReplyMark, to.tag});
+  } else {
+    answer = Mail::Of(AskStatus{to.tag, reply.status()});
+  }
   if (to.to.reactor == reactor_->index()) {
     return reactor_->DeliverMailInLoop(to.to, std::move(answer), MailClass::kSystem);
   }

@@ -47,10 +47,17 @@ struct RefHash {
   }
 };
 
-// Library mail between cells.
-struct AskReply {  // the answer to Ask `tag` (or why there is none)
-  uint64_t tag;
-  absl::StatusOr<Mail> result;
+// Library mail between cells; each is held in the Mail itself (no
+// allocation, core/loop/mail.h).
+//
+// The answer to Ask `tag` travels as the reply's own Mail, its return
+// address set to {kAskReplyMark, tag}: a Mail cannot hold a Mail in place,
+// so wrapping it would allocate per reply. The mark names no actor (no
+// generation), so a dropped reply never bounces, as before.
+inline constexpr ConnectionId kAskReplyMark{~uint32_t{0}, ~uint32_t{0}, 0};
+struct AskStatus {  // the answer to Ask `tag` with no value: an error, or
+  uint64_t tag;     // OK for an empty reply (an empty Mail has no address)
+  absl::Status status;
 };
 struct AskSweep {};  // an Ask deadline may have passed
 struct WatchRequest {
@@ -173,9 +180,42 @@ class ActorCell {
 };
 
 // Hands `message` to every member of its group on `reactor` (the caller's
-// reactor thread), except `skip`; one shared payload, no copies.
+// reactor thread), except `skip`; one shared payload, no copies, and no
+// allocation (Mail::Share holds the shared_ptr in place).
 void FanOutInLoop(Reactor& reactor, const std::shared_ptr<const GroupMessage>& message,
                   ActorRef skip);
+
+// One broadcast on its way to the members on every reactor: the sender holds
+// one, and each task that carries it to another reactor holds one
+// (target.TryPost(fan_out.To(target))). The message is made once (the
+// broadcast's one allocation) and shared with every member's Mail; a hold is
+// two pointers, counted in the message's envelope, so a task carrying one
+// fits absl::AnyInvocable's inline storage (16 bytes) where a lambda holding
+// a shared_ptr and the target would not, and allocate per reactor.
+//
+// Thread safety: each hold is moved between threads, never shared; the
+// count is atomic and the last hold to go drops the envelope's own share.
+class GroupFanOut {
+ public:
+  static GroupFanOut Create(GroupMessage message, ActorRef skip);
+  GroupFanOut(GroupFanOut&& other) noexcept
+      : envelope_(std::exchange(other.envelope_, nullptr)), target_(other.target_) {}
+  GroupFanOut& operator=(GroupFanOut&&) = delete;
+  ~GroupFanOut();
+
+  const GroupMessage& message() const;
+  std::shared_ptr<const GroupMessage> shared() const;
+  // Another hold, for the task that fans out on `target`.
+  GroupFanOut To(Reactor& target) const;
+  // On the target's thread: FanOutInLoop there.
+  void operator()();
+
+ private:
+  struct Envelope;
+  GroupFanOut(Envelope* envelope, Reactor* target) : envelope_(envelope), target_(target) {}
+  Envelope* envelope_;  // null once moved from
+  Reactor* target_;     // null: the sender's hold
+};
 
 // The node's group bus, if any (actors/bus.h), in each reactor's Local
 // storage: set by AttachBus before the reactors run.

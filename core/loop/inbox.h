@@ -21,6 +21,10 @@
 // implicit per-thread producer, which is FIFO, so one thread's items arrive
 // in the order it sent them.
 //
+// Steady mail allocates nothing here: the Mail holds small values in place
+// (core/loop/mail.h) and the queue reuses its emptied blocks
+// (tests/core/mail_alloc_test.cc).
+//
 // Bounded: user mail beyond `mail_capacity` waiting in the queue is refused
 // (SendMail returns false, counted as MailDrop::kInboxFull), so a flood of
 // mail to one reactor cannot grow it without limit. Tasks (stop, drain,
@@ -130,7 +134,7 @@ class Inbox {
  private:
   struct Queues;  // the moodycamel queues (inbox.cc)
   Inbox(Waker waker, size_t mail_capacity);
-  void Enqueue(Item item);
+  void Enqueue(Item&& item);
   // Counts one user item in, or refuses it (counted) at capacity.
   bool Admit();
   static uint64_t Positive(int64_t v) { return v > 0 ? static_cast<uint64_t>(v) : 0; }

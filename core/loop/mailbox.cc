@@ -48,7 +48,7 @@ const char* MailDropName(MailDrop reason) {
   return "unknown";
 }
 
-Mailbox::PushResult Mailbox::Push(Mail mail, MailClass mail_class, size_t capacity,
+Mailbox::PushResult Mailbox::Push(Mail&& mail, MailClass mail_class, size_t capacity,
                                   MailboxOverflow policy, Mail* evicted) {
   PushResult result = PushResult::kQueued;
   if (mail_class == MailClass::kUser && user_ >= capacity) {
@@ -59,12 +59,15 @@ Mailbox::PushResult Mailbox::Push(Mail mail, MailClass mail_class, size_t capaci
         return PushResult::kOverflow;
       case MailboxOverflow::kDropOldest: {
         if (capacity == 0) return PushResult::kDroppedNewest;  // no room to make
-        // The first user entry; system entries before it stay. O(n) only on
-        // overflow, and n is bounded by the capacity plus owed replies.
-        for (auto it = queue_->begin(); it != queue_->end(); ++it) {
-          if (it->mail_class != MailClass::kUser) continue;
-          if (evicted != nullptr) *evicted = std::move(it->mail);
-          queue_->erase(it);
+        // The first user entry; system entries before it stay, and those
+        // after it move up one. O(n) only on overflow, and n is bounded by
+        // the capacity plus owed replies.
+        for (uint32_t i = 0; i < size_; ++i) {
+          if (At(i).mail_class != MailClass::kUser) continue;
+          if (evicted != nullptr) *evicted = std::move(At(i).mail);
+          for (uint32_t j = i; j + 1 < size_; ++j) At(j) = std::move(At(j + 1));
+          At(size_ - 1).mail = Mail();
+          --size_;
           --user_;
           break;
         }
@@ -73,26 +76,45 @@ Mailbox::PushResult Mailbox::Push(Mail mail, MailClass mail_class, size_t capaci
       }
     }
   }
-  if (queue_ == nullptr) queue_ = std::make_unique<std::deque<Entry>>();
-  queue_->push_back(Entry{std::move(mail), mail_class});
+  if (size_ == capacity_) Grow();
+  Entry& entry = At(size_);
+  entry.mail = std::move(mail);
+  entry.mail_class = mail_class;
+  ++size_;
   if (mail_class == MailClass::kUser) ++user_;
   return result;
 }
 
+void Mailbox::Grow() {
+  // 8 entries (768 bytes) to begin with: most actors see a few mails at a
+  // time; a burst doubles it a few times, once.
+  constexpr uint32_t kFirstCapacity = 8;
+  TROUPE_CHECK(capacity_ < (uint32_t{1} << 31), "Mailbox ring too large");
+  const uint32_t capacity = capacity_ == 0 ? kFirstCapacity : capacity_ * 2;
+  auto slots = std::make_unique<Entry[]>(capacity);
+  for (uint32_t i = 0; i < size_; ++i) slots[i] = std::move(At(i));
+  slots_ = std::move(slots);
+  capacity_ = capacity;
+  head_ = 0;
+}
+
 Mail Mailbox::Pop() {
   TROUPE_CHECK(!empty(), "Mailbox::Pop on an empty mailbox");
-  Entry entry = std::move(queue_->front());
-  queue_->pop_front();
+  Entry& entry = At(0);
+  Mail mail = std::move(entry.mail);
   if (entry.mail_class == MailClass::kUser) --user_;
-  return std::move(entry.mail);
+  head_ = (head_ + 1) & (capacity_ - 1);
+  --size_;
+  return mail;
 }
 
 size_t Mailbox::Clear(absl::FunctionRef<void(Mail&)> dropped_mail) {
   const size_t dropped = user_;
-  if (queue_ != nullptr) {
-    for (Entry& entry : *queue_) dropped_mail(entry.mail);
-  }
-  queue_.reset();
+  for (uint32_t i = 0; i < size_; ++i) dropped_mail(At(i).mail);
+  slots_.reset();
+  capacity_ = 0;
+  head_ = 0;
+  size_ = 0;
   user_ = 0;
   return dropped;
 }

@@ -25,14 +25,22 @@
 //   switch (box.Push(std::move(mail), MailClass::kUser, 1024, MailboxOverflow::kDropNewest)) { ...
 //   } while (!box.empty()) handler.OnMail(box.Pop());
 //
-// The queue is allocated on first mail (an actor that never gets mail pays
-// 16 bytes) and kept until the actor closes, so steady mail does not allocate it.
+// The queue is a ring of slots, allocated on first mail (an actor that never
+// gets mail pays 24 bytes), doubled when full and kept until Clear (the actor
+// closes), so steady mail allocates nothing here: a std::deque would free and
+// allocate a block every few mails as the queue moves through memory.
+//
+//   slots_ (capacity_ a power of two)
+//   ┌────┬────┬────┬────┬────┬────┬────┬────┐
+//   │    │    │ e0 │ e1 │ e2 │ e3 │    │    │   e0 = slots_[head_], oldest
+//   └────┴────┴────┴────┴────┴────┴────┴────┘   e_i = slots_[(head_ + i) & (capacity_ - 1)]
+//             head_            size_ = 4
+//
 // Thread safety: loop-affine (owning reactor).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string_view>
 
@@ -78,9 +86,10 @@ class Mailbox {
   enum class PushResult { kQueued, kDroppedNewest, kEvictedOldest, kOverflow };
 
   // Queues `mail` unless user mail is at `capacity`; then applies `policy`.
+  // `mail` is moved from only when queued (by reference: one move less).
   // kOverflow (kCloseActor): nothing was queued; the caller closes the actor.
   // kEvictedOldest: the mail that made room is moved to `*evicted` if given.
-  PushResult Push(Mail mail, MailClass mail_class, size_t capacity, MailboxOverflow policy,
+  PushResult Push(Mail&& mail, MailClass mail_class, size_t capacity, MailboxOverflow policy,
                   Mail* evicted = nullptr);
   // The oldest mail. Requires !empty().
   Mail Pop();
@@ -88,17 +97,24 @@ class Mailbox {
   // bounce requests); returns how many user mails were dropped.
   size_t Clear(absl::FunctionRef<void(Mail&)> dropped = [](Mail&) {});
 
-  bool empty() const { return queue_ == nullptr || queue_->empty(); }
-  size_t size() const { return queue_ == nullptr ? 0 : queue_->size(); }
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
   size_t user_mail() const { return user_; }
 
  private:
   struct Entry {
     Mail mail;
-    MailClass mail_class;
+    MailClass mail_class = MailClass::kUser;
   };
-  std::unique_ptr<std::deque<Entry>> queue_;  // created on first mail
-  uint32_t user_ = 0;                         // kUser entries in queue_
+  Entry& At(uint32_t i) { return slots_[(head_ + i) & (capacity_ - 1)]; }
+  // Doubles the ring (the first mail: makes it), keeping the order.
+  void Grow();
+
+  std::unique_ptr<Entry[]> slots_;  // capacity_ entries; null until the first mail
+  uint32_t capacity_ = 0;           // 0 or a power of two
+  uint32_t head_ = 0;               // the oldest entry's slot
+  uint32_t size_ = 0;               // entries queued
+  uint32_t user_ = 0;               // kUser entries among them
 };
 
 }  // namespace troupe

@@ -62,6 +62,67 @@ TEST(MailboxTest, ZeroCapacityRefusesAllUserMail) {
   EXPECT_TRUE(box.empty());
 }
 
+// The queue is a ring (core/loop/mailbox.h): order holds when it wraps
+// around and when it grows while wrapped.
+TEST(MailboxTest, RingKeepsOrderAcrossWrapAndGrowth) {
+  Mailbox box;
+  std::vector<int> want;
+  int next = 0;
+  int expect = 0;
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 7; ++i) {
+      box.Push(Mail::Of(next++), MailClass::kUser, 1000, MailboxOverflow::kDropNewest);
+    }
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_FALSE(box.empty());
+      EXPECT_EQ(*box.Pop().As<int>(), expect++);
+    }
+  }
+  EXPECT_EQ(box.size(), 100u);
+  EXPECT_EQ(box.user_mail(), 100u);
+  for (int i = expect; i < next; ++i) want.push_back(i);
+  EXPECT_EQ(Drain(box), want);
+  EXPECT_EQ(box.user_mail(), 0u);
+}
+
+TEST(MailboxTest, DropOldestAcrossTheWrap) {
+  Mailbox box;
+  // Move the ring's head forward so the queue wraps.
+  for (int i = 0; i < 6; ++i)
+    box.Push(Mail::Of(-1), MailClass::kUser, 4, MailboxOverflow::kDropOldest);
+  EXPECT_EQ(Drain(box), (std::vector<int>{-1, -1, -1, -1}));
+  box.Push(Mail::Of(100), MailClass::kSystem, 4, MailboxOverflow::kDropOldest);
+  for (int i = 0; i < 6; ++i) {
+    Mail evicted;
+    const Mailbox::PushResult result =
+        box.Push(Mail::Of(i), MailClass::kUser, 4, MailboxOverflow::kDropOldest, &evicted);
+    if (i < 4) {
+      EXPECT_EQ(result, Mailbox::PushResult::kQueued);
+      EXPECT_TRUE(evicted.empty());
+    } else {
+      EXPECT_EQ(result, Mailbox::PushResult::kEvictedOldest);
+      ASSERT_NE(evicted.Get<int>(), nullptr);
+      EXPECT_EQ(*evicted.Get<int>(), i - 4);
+    }
+  }
+  EXPECT_EQ(Drain(box), (std::vector<int>{100, 2, 3, 4, 5}));
+}
+
+TEST(MailboxTest, ClearHandsOverEveryWaitingMailOnce) {
+  Mailbox box;
+  for (int i = 0; i < 10; ++i) {
+    box.Push(Mail::Of(i), i % 2 == 0 ? MailClass::kUser : MailClass::kSystem, 100,
+             MailboxOverflow::kDropNewest);
+  }
+  std::vector<int> seen;
+  EXPECT_EQ(box.Clear([&](Mail& mail) { seen.push_back(*mail.Get<int>()); }), 5u);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_TRUE(box.empty());
+  // Usable again after a Clear.
+  box.Push(Mail::Of(42), MailClass::kUser, 1, MailboxOverflow::kDropNewest);
+  EXPECT_EQ(Drain(box), (std::vector<int>{42}));
+}
+
 TEST(MailboxTest, PolicyNamesRoundTrip) {
   for (MailboxOverflow p :
        {MailboxOverflow::kDropNewest, MailboxOverflow::kDropOldest, MailboxOverflow::kCloseActor}) {

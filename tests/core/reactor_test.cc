@@ -287,6 +287,36 @@ class HookedReactor {
   std::thread thread_;
 };
 
+// Tasks are never counted in against the mail capacity, so they must not be
+// counted out either: three tasks drained must not leave room for three more
+// mails than the capacity allows.
+TEST(ReactorLimitsTest, TasksLeaveTheMailCapacityAsItWas) {
+  ReactorOptions options;
+  options.inbox_mail_capacity = 4;
+  auto reactor = Reactor::Create(options, [](Connection&) -> std::unique_ptr<ConnectionHandler> {
+                   return nullptr;
+                 }).value();
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 3; ++i) reactor->Post([&] { ++ran; });
+  std::thread t([&] { reactor->Run(); });
+  ASSERT_TRUE(WaitFor([&] { return ran.load() == 3; }));
+  // Hold the loop so that mail waits in the inbox.
+  testing::Notification holding, release;
+  reactor->Post([&] {
+    holding.Notify();
+    release.WaitForNotification();
+  });
+  holding.WaitForNotification();
+  int accepted = 0;
+  for (int i = 0; i < 8; ++i) accepted += reactor->SendMail(ConnectionId{0, 0, 1}, Mail::Of(i));
+  EXPECT_EQ(accepted, 4);
+  EXPECT_EQ(reactor->Stats().inbox_mail_depth, 4u);
+  release.Notify();
+  EXPECT_TRUE(WaitFor([&] { return reactor->Stats().inbox_mail_depth == 0; }));
+  reactor->StopNow();
+  t.join();
+}
+
 TEST(ReactorLimitsTest, InboxRefusesUserMailBeyondItsCapacityButNeverTasks) {
   ReactorOptions options;
   options.inbox_mail_capacity = 10;
