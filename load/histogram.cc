@@ -106,4 +106,10 @@ uint64_t LatencyHistogram::ValueAtPercentile(double percentile) const {
   return std::clamp(BucketHighest(BucketAtPercentile(counts_, count_, percentile)), min_, max_);
 }
 
+uint64_t LatencyHistogram::CountAbove(uint64_t value) const {
+  uint64_t above = 0;
+  for (size_t i = BucketIndex(value) + 1; i < kBucketCount; ++i) above += counts_[i];
+  return above;
+}
+
 }  // namespace troupe

@@ -52,6 +52,10 @@ class LatencyHistogram {
   // `percentile` in [0, 100] (clamped). Returns the upper edge of the bucket
   // holding the value at that rank, clamped to [min(), max()]; 0 when empty.
   uint64_t ValueAtPercentile(double percentile) const;
+  // How many recorded values lie in the buckets above the one holding
+  // `value`: the values above `value`, less those sharing its bucket (under
+  // 0.8% of it wide). O(BucketCount()).
+  uint64_t CountAbove(uint64_t value) const;
 
   // The index of the bucket holding the value at `percentile` of bare
   // counts per bucket (in BucketIndex order) that sum to `total` > 0: the

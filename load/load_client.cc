@@ -50,6 +50,7 @@ void LoadTally::Add(const LoadTally& other) {
   messages += other.messages;
   bytes += other.bytes;
   latency_ns.Merge(other.latency_ns);
+  latency_actual_ns.Merge(other.latency_actual_ns);
   if (latency_buckets.size() < other.latency_buckets.size()) {
     latency_buckets.resize(other.latency_buckets.size(), 0);
   }
@@ -66,6 +67,8 @@ void LoadTally::Add(const LoadTally& other) {
   unanswered_bytes += other.unanswered_bytes;
   abandoned_messages += other.abandoned_messages;
   connections_down += other.connections_down;
+  churn_connects += other.churn_connects;
+  churn_connect_failures += other.churn_connect_failures;
 }
 
 double LoadReport::MessagesPerSecond() const {
@@ -91,8 +94,9 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   // Built once, read by every worker: the table, or the script's bytes.
   std::unique_ptr<load::Script> script;
   if (script_mode) script = std::make_unique<load::Script>(options.messages);
-  const load::Stream stream =
-      script != nullptr ? load::Stream(*script) : load::Stream(options.message_size);
+  const load::Stream stream = script != nullptr
+                                  ? load::Stream(*script)
+                                  : load::Stream(options.message_size, options.framing);
 
   // One client context for the run: the CA file is read once, and a bad
   // one fails the run before any connection is made.
@@ -181,8 +185,9 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
     established += w->result().counts.connections_established;
   }
   // Every thread starts its traffic at the same instant, after all connected.
+  // Churn connects nothing up front: its cycles connect as they go.
   const int64_t start = load::MonotonicNanos();
-  times.abort = established == 0;
+  times.abort = established == 0 && !options.churn;
   times.start_ns = start;
   if (script_mode) {
     times.measure_start_ns = start;
@@ -204,6 +209,9 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   report.rate = script_mode ? 0 : options.rate;
   report.source_addresses = source_count;
   report.reconnect = options.reconnect;
+  report.framing = options.framing;
+  report.churn = options.churn;
+  report.churn_close = options.churn_close;
   if (script) {
     report.script_messages = script->ends.size();
     report.script_bytes = script->bytes.size();
@@ -221,7 +229,24 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
     for (std::string& e : r.errors) errors.push_back(std::move(e));
     loop_end_ns = std::max(loop_end_ns, r.loop_end_ns);
   }
-  if (established == 0) {
+  {
+    // The client's own load, so that a report can say when its figures may
+    // be the client's limit (load/client_cpu.h).
+    std::vector<double> busy;
+    LatencyHistogram send_lag;
+    for (const auto& w : workers) {
+      busy.push_back(w->busy());
+      send_lag.Merge(w->send_lag());
+    }
+    report.client = AssessClientLoad(std::move(busy), send_lag, report.rate > 0);
+  }
+  if (options.churn && report.churn_connects == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "no connection to ", report.target, " could be established (",
+        report.churn_connect_failures,
+        " churn connects tried); first error: ", errors.empty() ? "none" : errors.front()));
+  }
+  if (!options.churn && established == 0) {
     return absl::UnavailableError(absl::StrCat("no connection to ", report.target,
                                                " could be established (", n,
                                                " tried); first error: ", first_connect_error));
@@ -239,7 +264,9 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   report.no_messages = report.messages == 0;
   if (report.no_messages) {
     report.first_errors.push_back(script_mode ? "no message of the script was echoed completely"
-                                              : "no message completed in the measured window");
+                                  : options.churn
+                                      ? "no connection cycle completed in the measured window"
+                                      : "no message completed in the measured window");
   }
   for (std::string& e : errors) {
     if (report.first_errors.size() >= LoadReport::kMaxErrorMessages) break;

@@ -54,8 +54,16 @@
 // that starts at its own offset into a shared table with a prime period, so
 // a server that mixes up two connections' bytes, drops, duplicates or
 // reorders them is caught. Any server that echoes bytes back works: the
-// client assumes no framing. In script mode the stream is the concatenation
-// of the messages.
+// client assumes no framing, unless `framing` asks for one (each message one
+// line or one length-prefixed frame, for a server that echoes messages; the
+// check stays byte-exact, frames included). In script mode the stream is the
+// concatenation of the messages.
+//
+// With `churn` there is no connect phase and no connection lives long: each
+// of `connections` slots connects, sends one message, verifies its echo and
+// closes, again and again through the warmup and the measured window; a
+// cycle is a message, so messages per second are connections per second
+// (load/churn.h).
 //
 // Errors (each fails LoadReport::ok()); a connection counts for one kind at
 // most, since each closes it (with `reconnect`: one per stream, the
@@ -74,7 +82,10 @@
 //     completed no message at all, so the run measured nothing. One error for
 //     the run, not per connection;
 //   - down (`reconnect` only): a connection that was not open again by the
-//     end of the drain, its reconnects having failed.
+//     end of the drain, its reconnects having failed;
+//   - churn connect failures (`churn` only): a cycle's connect refused,
+//     without a free source port, or not done within `connect_timeout`. In
+//     churn mode every kind counts per cycle, and the slot carries on.
 //
 // Thread safety: RunLoad is thread-safe (it shares nothing but a read-only
 // table between calls); the structs are plain values. `on_progress` runs on
@@ -91,6 +102,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/net/address.h"
+#include "load/client_cpu.h"
+#include "load/framing.h"
 #include "load/histogram.h"
 
 namespace troupe {
@@ -124,6 +137,9 @@ struct LoadProgress {
   // their backoff or handshake) now.
   uint64_t reconnections = 0;
   uint64_t reconnecting = 0;
+  // LoadOptions::churn: a message is a connection's cycle, so the line
+  // names the rate connections per second.
+  bool churn = false;
 
   double IntervalMessagesPerSecond() const;
 };
@@ -147,7 +163,8 @@ struct LoadOptions {
   // the wait (no coordinated omission). `pipeline` still bounds the messages
   // in flight per connection: a message due while its connection's window is
   // full goes out when the window opens, and its latency still counts from
-  // its due time. 0: closed loop.
+  // its due time. Each message's latency from its actual send (the send()
+  // of its first byte) is kept too, in latency_actual_ns. 0: closed loop.
   double rate = 0;
 
   // Script mode when non-empty: each connection sends these in order (each
@@ -156,6 +173,40 @@ struct LoadOptions {
   std::vector<std::string> messages;
   // Script mode: connections not finished by then count as errors.
   absl::Duration script_timeout = absl::Seconds(30);
+
+  // How each message is framed (load/framing.h): raw bytes, or one line or
+  // one length-prefixed frame per message, for a server that echoes
+  // messages rather than bytes (echo-cluster --codec lines or length). The
+  // echo check stays byte-exact over the whole stream, frames included.
+  // `message_size` counts the whole frame ("\n" or prefix included): at
+  // least MinFramedMessageSize(framing), at most kMaxFramedMessageSize when
+  // framed. Not with `messages` (a script's messages are sent as given).
+  LoadFraming framing = LoadFraming::kRaw;
+
+  // Churn mode: each of the `connections` slots runs cycles of connect, send
+  // one message, verify its echo, close, as fast as it can, through the
+  // warmup and the duration (load/churn.h). A completed cycle counts as a
+  // message: its latency runs from the start of the connect to the verified
+  // echo, and it completes once the close has (so a cycle whose close fails
+  // is an error, not a completion). A connect that fails (refused, no free
+  // source port, no handshake within `connect_timeout`) counts in
+  // churn_connect_failures, an error; a reset, wrong bytes or a stall
+  // (`stall_timeout`, also while waiting for the server's close) count as
+  // without churn; either way the slot goes on with its next cycle. At the
+  // end, cycles in flight get the drain to finish; one that does not is
+  // incomplete. Not with `messages`, `rate`, `reconnect` or `tls`, nor with
+  // `pipeline` above 1 (one message per connection).
+  bool churn = false;
+  // How a churn cycle closes once its echo is verified; see docs/echo-load.md
+  // for why (TIME_WAIT and source ports):
+  //   kFin    shutdown(SHUT_WR), then wait for the server's FIN (a byte
+  //           instead is a verification error, a reset is lost), then close:
+  //           an orderly close whose TIME_WAIT stays with the client, the
+  //           side that closed first;
+  //   kReset  SO_LINGER 0 and close: a reset (the server reads ECONNRESET),
+  //           no TIME_WAIT on either side.
+  enum class ChurnClose : uint8_t { kFin, kReset };
+  ChurnClose churn_close = ChurnClose::kFin;
 
   // A connection that owes echoes and receives no byte for this long is
   // `stalled` (an error) and closed; checked every stall_timeout / 4 or so,
@@ -169,7 +220,8 @@ struct LoadOptions {
   // Connections bind source addresses 127.0.0.1 .. 127.0.0.N round robin, so
   // that more connections than one source's ephemeral ports can reach one
   // loopback target. 0: automatic (1 unless the connections exceed 80% of
-  // the ports in /proc/sys/net/ipv4/ip_local_port_range); 1:
+  // the ports in /proc/sys/net/ipv4/ip_local_port_range; with `churn`, 8 at
+  // least, for the TIME_WAITs its closes leave: load/source_addresses.cc); 1:
   // no explicit bind at all (the kernel picks, as before). More than 1 needs
   // an IPv4 127.x target.
   int source_addresses = 0;
@@ -252,6 +304,12 @@ struct LoadTally {
   // entries, or empty in a hand-made report), for the percentile
   // distribution (FormatPercentileDistribution).
   std::vector<uint64_t> latency_buckets;
+  // Open loop: the same messages' latencies from their actual send, read
+  // just before the send() that handed the kernel a message's first byte
+  // (as wrk2 stamps before its write), so never above latency_ns. Empty in
+  // the closed loop, where a message is sent when it is issued: there
+  // latency_ns is both (LoadReport::actual_latency()).
+  LatencyHistogram latency_actual_ns;
 
   uint64_t verification_errors = 0;
   uint64_t connections_lost = 0;
@@ -277,6 +335,11 @@ struct LoadTally {
   // Connections not open again by the end of the drain: an error.
   uint64_t connections_down = 0;
 
+  // LoadOptions::churn: connects that succeeded, and connects that failed
+  // (an error kind). Each cycle connects once.
+  uint64_t churn_connects = 0;
+  uint64_t churn_connect_failures = 0;
+
   // Adds every count of `other` to this one.
   void Add(const LoadTally& other);
 };
@@ -294,6 +357,9 @@ struct LoadReport : LoadTally {
   double rate = 0;  // Open-loop target rate; 0: closed loop.
   int source_addresses = 1;
   bool reconnect = false;  // LoadOptions::reconnect.
+  LoadFraming framing = LoadFraming::kRaw;
+  bool churn = false;  // LoadOptions::churn: a message is a connection's cycle.
+  LoadOptions::ChurnClose churn_close = LoadOptions::ChurnClose::kFin;
   // Script mode: the messages each connection sends, and their total size.
   size_t script_messages = 0;
   size_t script_bytes = 0;
@@ -309,12 +375,23 @@ struct LoadReport : LoadTally {
   bool no_messages = false;
   std::vector<std::string> first_errors;
 
+  // The client's own load over the measured window (load/client_cpu.h):
+  // each worker thread's CPU, the open loop's send lag, and whether either
+  // says the client, not the server, may have been the limit.
+  ClientLoad client;
+
+  // Latency from the actual send: latency_actual_ns in the open loop,
+  // latency_ns otherwise.
+  const LatencyHistogram& actual_latency() const {
+    return rate > 0 ? latency_actual_ns : latency_ns;
+  }
+
   double MessagesPerSecond() const;
   double MebibytesPerSecond() const;
   uint64_t error_count() const {
     return static_cast<uint64_t>(connections_failed) + verification_errors + connections_lost +
            connections_timed_out + connections_incomplete + connections_stalled + connections_down +
-           (no_messages ? 1 : 0);
+           churn_connect_failures + (no_messages ? 1 : 0);
   }
   bool ok() const { return error_count() == 0; }
 };

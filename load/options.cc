@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "load/framing.h"
 #include "load/load_client.h"
 
 namespace troupe {
@@ -27,6 +28,57 @@ absl::Status NotNegative(absl::string_view what, absl::Duration d) {
   if (d >= absl::ZeroDuration()) return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrCat(what, " must not be negative, got ", absl::FormatDuration(d)));
+}
+
+// LoadOptions::framing and LoadOptions::churn, and what they exclude.
+absl::Status ValidateFramingAndChurn(const LoadOptions& options) {
+  if (options.framing != LoadFraming::kRaw) {
+    const char* name = LoadFramingName(options.framing);
+    if (!options.messages.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name,
+          " framing does not apply to a message list (script mode): its messages are sent "
+          "as given"));
+    }
+    const size_t min = MinFramedMessageSize(options.framing);
+    if (options.message_size < min) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " framing needs a message size of ", min, " bytes at least (",
+          options.framing == LoadFraming::kLines ? "a byte of text and its \"\\n\""
+                                                 : "the 4-byte length and a byte of payload",
+          "), got ", options.message_size));
+    }
+    if (options.message_size > kMaxFramedMessageSize) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " framing: message size must be at most ", kMaxFramedMessageSize,
+                       " bytes, got ", options.message_size));
+    }
+  }
+  if (!options.churn) {
+    if (options.churn_close != LoadOptions::ChurnClose::kFin) {
+      return absl::InvalidArgumentError("a churn close (reset) needs churn");
+    }
+    return absl::OkStatus();
+  }
+  if (!options.messages.empty()) {
+    return absl::InvalidArgumentError("churn does not apply to a message list (script mode)");
+  }
+  if (options.rate > 0) {
+    return absl::InvalidArgumentError(
+        "churn runs its cycles as fast as it can: it has no fixed rate");
+  }
+  if (options.reconnect) {
+    return absl::InvalidArgumentError(
+        "churn connects again every cycle: reconnect does not apply to it");
+  }
+  if (options.tls) {
+    return absl::InvalidArgumentError("churn does not speak TLS (yet)");
+  }
+  if (options.pipeline != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "churn sends one message per connection: pipeline must be 1, got ", options.pipeline));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -96,6 +148,7 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
           "reconnect does not apply to a message list (script mode), which is sent once");
     }
   }
+  if (absl::Status s = ValidateFramingAndChurn(options); !s.ok()) return s;
   if (options.tls) {
     if (options.tls_insecure == !options.tls_ca_file.empty()) {
       return absl::InvalidArgumentError(

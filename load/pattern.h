@@ -7,9 +7,24 @@
 // echoed bytes with what was sent.
 //
 //   const Stream stream(/*message_size=*/64);
-//   const uint8_t* expected = stream.At(SeedOf(i), received);
+//   const uint8_t* expected = stream.At(stream.SeedFor(i), received);
 //   if (std::optional<std::string> error =
 //           CheckEcho(i, expected, received, sent, data, n)) { /* close */ }
+//
+// Framed (LoadFraming lines or length, load/framing.h), every message is one
+// frame, so a stream has its own table of whole frames instead of the shared
+// one, and streams start at frame boundaries:
+//
+//   table:  |frame 0|frame 1| ... |frame F-1|copy of the first kStreamChunk|
+//           ^ period = F x message size    ^ wrap-around, so At() stays
+//                                            contiguous for kStreamChunk
+//   lines:  [size - 1 pattern bytes, no "\n" or "\r"]["\n"]
+//   length: [size - 4, 4 bytes big-endian][size - 4 pattern bytes]
+//
+// Each frame's pattern bytes differ (one generator runs through the table),
+// so the echo check stays byte-exact over the whole stream: a frame dropped,
+// duplicated, reordered or taken from another connection is caught at its
+// first wrong byte, as in raw mode.
 //
 // Thread safety: thread-safe. The pattern table is built once and then only
 // read; a Stream and a Script are read-only once constructed, and shared by
@@ -18,9 +33,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "load/framing.h"
 
 namespace troupe::load {
 
@@ -37,8 +55,9 @@ struct Script {
   std::vector<uint64_t> ends;  // ends[k]: stream offset just past message k.
 };
 
-// Where the stream of connection `index` starts in the pattern: distinct for
-// the first 65,521 connections, and far apart for neighbours.
+// Where the stream of connection `index` starts in the shared pattern:
+// distinct for the first 65,521 connections, and far apart for neighbours.
+// Stream::SeedFor is the same for a raw stream.
 uint64_t SeedOf(int index);
 
 // One connection's stream: its bytes and its message boundaries. Stream
@@ -47,19 +66,35 @@ uint64_t SeedOf(int index);
 // [k * size, (k + 1) * size).
 class Stream {
  public:
-  // Fixed-size messages of the pattern, without end.
-  explicit Stream(uint64_t message_size);
+  // Fixed-size messages of the pattern, without end; with `framing` lines or
+  // length each one frame (see above). `message_size` must be valid for the
+  // framing (ValidateLoadOptions): MinFramedMessageSize() at least and, when
+  // framed, kMaxFramedMessageSize at most.
+  explicit Stream(uint64_t message_size, LoadFraming framing = LoadFraming::kRaw);
   // The script's messages, each once; `script` must outlive the Stream.
   explicit Stream(const Script& script);
 
   bool script_mode() const { return script_ != nullptr; }
+  LoadFraming framing() const { return framing_; }
+  // Bytes after which the stream repeats (script mode: unused).
+  uint64_t period() const { return period_; }
+
+  // Where stream `n` starts: connection n's (churn mode: a cycle's). Raw:
+  // SeedOf(n). Framed: a frame boundary, distinct for as many consecutive
+  // streams as the table has frames (65,521 for small messages, fewer for
+  // larger ones: the table holds 1 MiB of frames at least, two at least).
+  uint64_t SeedFor(uint64_t n) const;
   // Script mode: the messages per connection; 0 otherwise.
   uint64_t message_count() const { return script_count_; }
 
   // The stream of the connection with `seed` from `offset` on; contiguous
   // for kStreamChunk bytes (pattern) or to the end of the script.
   const uint8_t* At(uint64_t seed, uint64_t offset) const {
-    return script_ != nullptr ? script_ + offset : pattern_ + (seed + offset) % kPeriod;
+    if (script_ != nullptr) return script_ + offset;
+    // Raw keeps its modulo by a constant (a multiplication); framed divides
+    // by its own period. Once per send() or recv() either way, not per byte.
+    if (framing_ == LoadFraming::kRaw) return pattern_ + (seed + offset) % kPeriod;
+    return pattern_ + (seed + offset) % period_;
   }
   // Stream offset just past the first `messages` messages.
   uint64_t EndOf(uint64_t messages) const {
@@ -82,8 +117,14 @@ class Stream {
   static constexpr uint64_t kPeriod = 65521;
 
  private:
-  const uint8_t* const pattern_;  // Shared, read-only.
+  // Framed: this stream's own table, which pattern_ points into.
+  std::unique_ptr<uint8_t[]> framed_table_;
+  const uint8_t* pattern_;  // Shared (raw) or framed_table_; read-only.
   const uint64_t message_size_ = 0;
+  const LoadFraming framing_ = LoadFraming::kRaw;
+  uint64_t period_ = kPeriod;
+  uint64_t frames_ = 0;                    // Framed: frames in the table (a prime).
+  uint64_t frame_stride_ = 0;              // Framed: frames between streams n and n + 1.
   const uint8_t* const script_ = nullptr;  // Null unless script mode.
   const uint64_t* const script_ends_ = nullptr;
   const uint64_t script_count_ = 0;

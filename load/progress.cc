@@ -28,6 +28,7 @@ LoadProgress ProgressReporter::Snapshot() {
   LoadProgress p;
   p.connections_requested = options_.connections;
   p.reconnect = options_.reconnect;
+  p.churn = options_.churn;
   uint64_t completed = 0;
   for (const LiveStats* live : lives_) {
     p.connections_established +=

@@ -43,10 +43,10 @@ std::string ErrnoMessage(int error, absl::string_view what) {
 
 }  // namespace
 
-void Session::Init(int index, size_t local, int64_t* issue_times) {
+void Session::Init(int index, uint64_t seed, size_t local, int64_t* issue_times) {
   index_ = index;
   local_ = local;
-  seed_ = SeedOf(index);
+  seed_ = seed;
   issue_times_ = issue_times;
 }
 
@@ -315,6 +315,11 @@ void Session::CompleteMessages(SessionContext& context, int64_t now) {
       const int64_t issued_at = issue_times_[m % context.pipeline];
       context.tally.Completed(static_cast<uint64_t>(std::max<int64_t>(now - issued_at, 0)),
                               measured);
+      if (send_times_ != nullptr && measured) {
+        const int64_t sent_at = send_times_[m % context.pipeline];
+        context.tally.CompletedSinceSend(
+            static_cast<uint64_t>(std::max<int64_t>(now - sent_at, 0)));
+      }
     }
   }
   completed_ = done;
@@ -366,10 +371,12 @@ void Session::FlushTls(SessionContext& context) {
     ERR_clear_error();
     // Partial writes are on (SSL_MODE_ENABLE_PARTIAL_WRITE): each record
     // that went out counts.
+    const int64_t send_at = SendClock(context, sent_ + len);
     const int n = SSL_write(ssl_.get(), from, static_cast<int>(len));
     if (n > 0) {
       sent_ += static_cast<uint64_t>(n);
       tls_write_len_ = 0;
+      StampSends(context, send_at);
       continue;
     }
     const int ssl_error = SSL_get_error(ssl_.get(), n);
@@ -393,9 +400,11 @@ void Session::Flush(SessionContext& context) {
     const uint8_t* from = context.stream.At(seed_, sent_);
     const size_t len = static_cast<size_t>(std::min<uint64_t>(target - sent_, kSendChunk));
     // MSG_NOSIGNAL: a peer reset is an error to count, not a SIGPIPE.
+    const int64_t send_at = SendClock(context, sent_ + len);
     const ssize_t n = ::send(fd_.get(), from, len, MSG_NOSIGNAL);
     if (n >= 0) {
       sent_ += static_cast<uint64_t>(n);
+      StampSends(context, send_at);
       continue;
     }
     if (errno == EINTR) continue;
@@ -403,6 +412,25 @@ void Session::Flush(SessionContext& context) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
     PeerGone(context, ErrnoMessage(errno, "send"), /*clean=*/false);
     return;
+  }
+}
+
+int64_t Session::SendClock(const SessionContext& context, uint64_t end) const {
+  // Message k starts at stream offset EndOf(k). Read before the send()
+  // rather than after: on loopback the echo can be back before send()
+  // returns. One clock read per send() that may start a message, only in
+  // the open loop.
+  if (send_times_ == nullptr || started_ >= issued_ || context.stream.EndOf(started_) >= end) {
+    return 0;
+  }
+  return MonotonicNanos();
+}
+
+void Session::StampSends(SessionContext& context, int64_t send_at) {
+  if (send_times_ == nullptr) return;
+  // The kernel has a message's first byte once sent_ is past its start.
+  for (; started_ < issued_ && context.stream.EndOf(started_) < sent_; ++started_) {
+    send_times_[started_ % context.pipeline] = send_at;
   }
 }
 
@@ -451,6 +479,7 @@ void Session::EndStream(SessionContext& context) {
   received_ = 0;
   issued_ = 0;
   completed_ = 0;
+  started_ = 0;
   state_ = SessionState::kBackoff;
   ScheduleReconnect(MonotonicNanos());
   if (!listed_) {

@@ -5,7 +5,8 @@
 // every event.
 //
 //   Session& s = sessions[i];
-//   s.Init(first_index + i, i, &issue_times[i * pipeline]);
+//   s.Init(first_index + i, stream.SeedFor(first_index + i), i,
+//          &issue_times[i * pipeline]);
 //   s.StartConnect(context, target, source, epoll_fd);
 //   ...
 //   s.HandleEvent(context, events, MonotonicNanos());
@@ -83,10 +84,14 @@ enum class SessionState : uint8_t { kIdle, kConnecting, kOpen, kBackoff, kClosed
 
 class Session {
  public:
-  // `index`: the connection's number in the run, for its stream and its
-  // error messages; `local`: its place in its worker (epoll data and open
-  // loop slot); `issue_times`: a ring of `pipeline` entries.
-  void Init(int index, size_t local, int64_t* issue_times);
+  // `index`: the connection's number in the run, for its error messages;
+  // `seed`: where its stream starts (Stream::SeedFor(index)); `local`: its
+  // place in its worker (epoll data and open loop slot); `issue_times`: a
+  // ring of `pipeline` entries.
+  void Init(int index, uint64_t seed, size_t local, int64_t* issue_times);
+  // Open loop: a ring of `pipeline` entries for when each message's first
+  // byte went to the kernel (LoadTally::latency_actual_ns). Unset: not kept.
+  void set_send_times(int64_t* send_times) { send_times_ = send_times; }
 
   SessionState state() const { return state_; }
   int index() const { return index_; }
@@ -178,6 +183,11 @@ class Session {
   // Reads until the socket is drained. False when it was closed.
   bool ReadAndVerify(SessionContext& context, uint32_t events, int64_t now);
   void CompleteMessages(SessionContext& context, int64_t now);
+  // With send_times_, around each send() of the stream up to `end`: the
+  // clock before it when a message may start in it (else 0), then the
+  // stamp, with that time, of the messages whose first byte it took.
+  int64_t SendClock(const SessionContext& context, uint64_t end) const;
+  void StampSends(SessionContext& context, int64_t send_at);
   // The peer ended the stream: `clean` when it closed (recv() returned 0),
   // not by a reset or an error.
   void PeerGone(SessionContext& context, absl::string_view why, bool clean);
@@ -209,6 +219,10 @@ class Session {
   // Ring of `pipeline` entries, by message: when each was issued (closed
   // loop) or due (open loop).
   int64_t* issue_times_ = nullptr;
+  // Open loop: ring of `pipeline` entries, by message, of when its first
+  // byte was sent; null when not kept. Messages below `started_` have it.
+  int64_t* send_times_ = nullptr;
+  uint64_t started_ = 0;
 
   // LoadOptions::reconnect only.
   // Open loop: the schedule's number of this stream's message 0, i.e. the

@@ -18,6 +18,13 @@ namespace {
 // source_addresses choice plans to use: the rest is left for TIME_WAIT
 // sockets and other programs.
 constexpr double kPortsPerSourceShare = 0.8;
+// LoadOptions::churn's automatic choice on a loopback target. Each cycle's
+// orderly close leaves the client a TIME_WAIT, which holds its source port;
+// net.ipv4.tcp_tw_reuse (2, the default: loopback only) lets connect() take
+// such a port again once it is a second old. One address's ~28,000 ports
+// (32768-60999) then carry some 14,000-28,000 cycles a second; eight carry
+// well over 100,000, more than one machine's loopback server accepts.
+constexpr int kChurnSourceAddresses = 8;
 
 }  // namespace
 
@@ -36,6 +43,7 @@ absl::StatusOr<std::vector<Address>> SourceAddresses(const LoadOptions& options,
     if (loopback_v4 && (range >> low >> high) && high >= low) {
       const double per_source = (high - low + 1) * kPortsPerSourceShare;
       n = std::max(1, static_cast<int>(std::ceil(options.connections / per_source)));
+      if (options.churn) n = std::max(n, kChurnSourceAddresses);
     }
   }
   *count = n;

@@ -1,7 +1,8 @@
 // The source addresses a run's connections bind to: 127.0.0.1 .. 127.0.0.N
 // round robin, so that more connections than one source's ephemeral ports
 // can reach one loopback target. N is LoadOptions::source_addresses, or, when
-// that is 0, as many as the local port range needs (usually 1).
+// that is 0, as many as the local port range needs (usually 1; with
+// LoadOptions::churn 8 at least, for the TIME_WAITs its closes leave).
 //
 //   int count = 1;
 //   absl::StatusOr<std::vector<Address>> sources =

@@ -66,6 +66,10 @@ void WorkerTally::TimedOut(std::string message) {
   CountError(result_.counts.connections_timed_out, std::move(message));
 }
 
+void WorkerTally::ChurnConnectFailed(std::string message) {
+  CountError(result_.counts.churn_connect_failures, std::move(message));
+}
+
 void WorkerTally::StreamEnded(uint64_t unanswered, uint64_t abandoned) {
   result_.counts.unanswered_bytes += unanswered;
   result_.counts.abandoned_messages += abandoned;

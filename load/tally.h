@@ -60,6 +60,11 @@ class WorkerTally {
   // One message echoed `latency_ns` after it was issued (or due); `measured`:
   // it completed inside the measured window.
   void Completed(uint64_t latency_ns, bool measured);
+  // Open loop: the same message's latency from its actual send (see
+  // LoadTally::latency_actual_ns); only for a message counted as measured.
+  void CompletedSinceSend(uint64_t latency_ns) {
+    result_.counts.latency_actual_ns.Record(latency_ns);
+  }
   // Echoed bytes that came back inside the measured window.
   void MeasuredBytes(uint64_t n) { result_.counts.bytes += n; }
 
@@ -83,6 +88,11 @@ class WorkerTally {
   // A connection waiting to reconnect gave up (the drain ended, or the run
   // was aborted); `down`: counted as connections_down, with `message`.
   void StopReconnecting(bool down, std::string message);
+
+  // LoadOptions::churn: a cycle's connect succeeded, or failed (an error
+  // kind, with `message` kept like the others').
+  void ChurnConnected() { ++result_.counts.churn_connects; }
+  void ChurnConnectFailed(std::string message);
 
   // The traffic loop stopped at `now_ns`: the measured window is over.
   void EndLoop(int64_t now_ns);

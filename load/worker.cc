@@ -32,6 +32,12 @@ constexpr int64_t kMinStallCheckIntervalNs = 1'000'000;
 // default 50 us would let sends run late by that much, all of it charged to
 // the server as latency.
 constexpr unsigned long kRateTimerSlackNs = 1000;
+// Open loop: scheduled messages taken per loop turn at most. A rate the
+// thread cannot keep up with must not keep it issuing past the end of the
+// run, nor starve its echoes: it falls behind instead, turn by turn, and the
+// send lag says so (load/client_cpu.h). At a million messages a second this
+// is 4 ms of schedule, far more than a turn that keeps up takes.
+constexpr uint64_t kMaxIssuesPerTurn = 4096;
 
 // epoll_wait timeout for `ns` from now, rounded up so a loop never wakes
 // just before its deadline and spins.
@@ -59,8 +65,8 @@ Worker::Worker(const LoadOptions& options, const Stream& stream,
     : options_(options),
       sources_(sources),
       epoll_(std::move(epoll)),
-      sessions_(static_cast<size_t>(count)),
-      issue_times_(static_cast<size_t>(count) * static_cast<size_t>(options.pipeline)),
+      sessions_(options.churn ? 0 : static_cast<size_t>(count)),
+      issue_times_(sessions_.size() * static_cast<size_t>(options.pipeline)),
       // This thread's share of the rate, spread over its connections.
       open_loop_(options.rate > 0 && !stream.script_mode() && count > 0
                      ? OpenLoopSchedule(options.rate * count / options.connections,
@@ -73,9 +79,21 @@ Worker::Worker(const LoadOptions& options, const Stream& stream,
                .reconnect = options.reconnect,
                .connect_timeout_ns = absl::ToInt64Nanoseconds(options.connect_timeout),
                .tls = tls} {
+  if (options.churn) {
+    churn_ = std::make_unique<ChurnLoop>(options, stream, sources, epoll_.get(), first_index, count,
+                                         tally_);
+  }
   const size_t pipeline = static_cast<size_t>(options.pipeline);
   for (size_t i = 0; i < sessions_.size(); ++i) {
-    sessions_[i].Init(first_index + static_cast<int>(i), i, &issue_times_[i * pipeline]);
+    const int index = first_index + static_cast<int>(i);
+    sessions_[i].Init(index, stream.SeedFor(static_cast<uint64_t>(index)), i,
+                      &issue_times_[i * pipeline]);
+  }
+  if (open_loop_.active()) {
+    send_times_.resize(issue_times_.size());
+    for (size_t i = 0; i < sessions_.size(); ++i) {
+      sessions_[i].set_send_times(&send_times_[i * pipeline]);
+    }
   }
   // Infinite means never. Any other huge value saturates at INT64_MAX
   // nanoseconds: the checks compare elapsed times against it, and the one
@@ -149,6 +167,10 @@ void Worker::Connect(int64_t deadline_ns, int window) {
 }
 
 void Worker::Run(const PhaseTimes& times) {
+  if (churn_ != nullptr) {
+    churn_->Run(times, cpu_);
+    return;
+  }
   context_.measure_start_ns = times.measure_start_ns;
   open_loop_.Start(times.start_ns);
   if (open_loop_.active()) {
@@ -170,6 +192,16 @@ void Worker::Run(const PhaseTimes& times) {
   const auto active = [&] { return context_.open > 0 || !context_.reconnecting.empty(); };
   while (active() && MonotonicNanos() < times.end_ns) {
     int64_t wake = times.end_ns;
+    // The CPU of the measured window, from the first turn in it; the loop
+    // wakes for its start.
+    if (!cpu_.started()) {
+      const int64_t now = MonotonicNanos();
+      if (now >= times.measure_start_ns) {
+        cpu_.Start(now);
+      } else {
+        wake = std::min(wake, times.measure_start_ns);
+      }
+    }
     if (stall_ns_ > 0) {
       const int64_t now = MonotonicNanos();
       if (now >= next_stall_check) {
@@ -189,7 +221,9 @@ void Worker::Run(const PhaseTimes& times) {
     }
     PollOnce(wake, [this](Session& s, uint32_t events) { Dispatch(s, events); });
   }
-  tally_.EndLoop(MonotonicNanos());
+  const int64_t loop_end = MonotonicNanos();
+  cpu_.Stop(loop_end);
+  tally_.EndLoop(loop_end);
 
   context_.draining = true;
   if (context_.stream.script_mode()) {
@@ -290,14 +324,25 @@ int64_t Worker::ServiceReconnects(int64_t now) {
 }
 
 void Worker::IssueDue(int64_t now) {
-  const uint64_t due = open_loop_.SeqsDueBy(now);
+  const uint64_t due = std::min(open_loop_.SeqsDueBy(now), next_seq_ + kMaxIssuesPerTurn);
   const uint64_t n = sessions_.size();
   // A message whose window is full is not lost: the session issues it (with
-  // its due time) once an echo makes room.
+  // its due time) once an echo makes room. Its send lag is counted here all
+  // the same: how late the loop got to it is the client's, the window the
+  // server's. The clock is read again after each send, whose syscall is
+  // what makes a long turn long.
+  int64_t at = now;
   for (; next_seq_ < due; ++next_seq_) {
+    const int64_t due_at = open_loop_.SeqTime(next_seq_);
+    if (due_at >= context_.measure_start_ns) {
+      send_lag_ns_.Record(static_cast<uint64_t>(std::max<int64_t>(at - due_at, 0)));
+    }
     Session& s = sessions_[next_seq_ % n];
     if (s.state() != SessionState::kOpen) continue;
-    if (s.Issue(context_, now)) s.Flush(context_);
+    if (s.Issue(context_, now)) {
+      s.Flush(context_);
+      at = MonotonicNanos();
+    }
   }
 }
 

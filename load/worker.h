@@ -1,6 +1,8 @@
 // One worker thread of the load: its contiguous share of the connections
 // (Sessions) and the epoll loop that drives them through the run's phases:
-// connect, traffic (warmup and measure, or the script), drain.
+// connect, traffic (warmup and measure, or the script), drain. With
+// LoadOptions::churn its share are a ChurnLoop's slots instead (load/churn.h),
+// which connect nothing up front and run the traffic and the drain.
 //
 //   absl::StatusOr<std::unique_ptr<Worker>> w =
 //       Worker::Create(options, stream, sources, first_index, count);
@@ -21,6 +23,9 @@
 #include "absl/status/statusor.h"
 #include "core/base/fd.h"
 #include "core/net/address.h"
+#include "load/churn.h"
+#include "load/client_cpu.h"
+#include "load/histogram.h"
 #include "load/load_client.h"
 #include "load/pattern.h"
 #include "load/schedule.h"
@@ -51,6 +56,12 @@ class Worker {
 
   WorkerResult& result() { return tally_.result(); }
   const LiveStats& live() const { return tally_.live(); }  // Any thread.
+  // Once Run has returned: the thread's busy fraction over the measured
+  // window (load/client_cpu.h; -1 when not measured: the loop ended before
+  // the window opened), and in the open loop how late it issued each
+  // message due in that window.
+  double busy() const { return cpu_.started() ? cpu_.busy() : -1; }
+  const LatencyHistogram& send_lag() const { return send_lag_ns_; }
 
  private:
   // Events taken per epoll_wait; more only lengthens one loop turn.
@@ -91,8 +102,15 @@ class Worker {
   OpenLoopSchedule open_loop_;  // Inactive: closed loop.
   int64_t stall_ns_ = 0;        // 0: no stall check.
   uint64_t next_seq_ = 0;       // Open loop: this thread's next message on time.
+  // Open loop: sessions_.size() * pipeline entries, when each message's
+  // first byte was sent (Session::set_send_times); empty otherwise.
+  std::vector<int64_t> send_times_;
+  ThreadCpuWindow cpu_;           // The measured window's CPU.
+  LatencyHistogram send_lag_ns_;  // Open loop: see send_lag().
   WorkerTally tally_;
   SessionContext context_;  // Refers to the members above.
+  // LoadOptions::churn: runs the traffic instead of sessions_ (then empty).
+  std::unique_ptr<ChurnLoop> churn_;
 };
 
 }  // namespace troupe::load

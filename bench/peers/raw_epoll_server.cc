@@ -7,7 +7,18 @@
 // instead of EPOLLIN, so a slow reader cannot make the server buffer without
 // bound.
 //
+// --codec lines|length makes it a message server, as echo-cluster --codec is
+// (actors/codec.h): each read's complete frames are answered, each with the
+// same frame (lines: without a "\r" before its "\n", as echo-cluster's
+// lines codec echoes), all of one read's replies with one send(), written in
+// place in the read buffer; a partial frame waits in a per-connection
+// std::string for the next read. A line longer than 64 KiB or a frame above
+// 16 MiB closes the connection (echo-cluster's default limits). The raw
+// path, the default, is a separate instantiation of the loop and does none
+// of this.
+//
 //   raw-epoll-server --port 0 --threads 2   # prints "listening on 127.0.0.1:PORT"
+//   raw-epoll-server --port 0 --codec lines
 //
 // SIGTERM/SIGINT: every loop sees the stop eventfd and returns; exit 0.
 #include <arpa/inet.h>
@@ -31,6 +42,57 @@
 namespace {
 
 int stop_fd = -1;
+
+enum class Codec { kRaw, kLines, kLength };
+
+// echo-cluster's defaults (--max-line, --max-frame).
+constexpr size_t kMaxLine = 64 * 1024;
+constexpr size_t kMaxFrame = 16u << 20;
+
+// The complete frames of data[0, n), answered in place: each reply is moved
+// to the front, so data[0, *reply_len) is every reply of this read back to
+// back. Returns the bytes consumed (the rest is the start of a frame), or -1
+// for a frame over the limit.
+//
+//   data: |line 1\r\n|line 2\n|li|      n = 17
+//   after: |line 1\n|line 2\n|          *reply_len = 14, returns 15
+template <Codec kCodec>
+ssize_t Frame(char* data, size_t n, size_t* reply_len) {
+  size_t used = 0;
+  size_t out = 0;
+  if constexpr (kCodec == Codec::kLines) {
+    while (used < n) {
+      const char* nl = static_cast<const char*>(std::memchr(data + used, '\n', n - used));
+      if (nl == nullptr) {
+        if (n - used > kMaxLine + 1) return -1;  // "\r" included
+        break;
+      }
+      const size_t length = static_cast<size_t>(nl - (data + used));
+      size_t text = length;
+      if (text > 0 && data[used + text - 1] == '\r') --text;
+      if (text > kMaxLine) return -1;
+      // In place already unless a "\r" was dropped before (or here).
+      if (out != used || text != length) {
+        std::memmove(data + out, data + used, text);
+        data[out + text] = '\n';
+      }
+      out += text + 1;
+      used += length + 1;
+    }
+  } else {
+    // Length frames come back as they are: the replies are the consumed bytes.
+    while (n - used >= 4) {
+      const auto* p = reinterpret_cast<const unsigned char*>(data + used);
+      const size_t length = size_t{p[0]} << 24 | size_t{p[1]} << 16 | size_t{p[2]} << 8 | p[3];
+      if (length > kMaxFrame) return -1;
+      if (n - used - 4 < length) break;
+      used += 4 + length;
+    }
+    out = used;
+  }
+  *reply_len = out;
+  return static_cast<ssize_t>(used);
+}
 
 int Listen(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -56,11 +118,13 @@ void Watch(int ep, int op, int fd, uint32_t events) {
   ::epoll_ctl(ep, op, fd, &ev);
 }
 
+template <Codec kCodec>
 void Loop(int listen_fd) {
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);
   Watch(ep, EPOLL_CTL_ADD, listen_fd, EPOLLIN);
   Watch(ep, EPOLL_CTL_ADD, stop_fd, EPOLLIN);
-  std::vector<std::string> unsent;  // by fd; empty unless the kernel pushed back
+  std::vector<std::string> unsent;   // by fd; empty unless the kernel pushed back
+  std::vector<std::string> partial;  // by fd, framed codecs: a frame's start
   char buf[64 * 1024];
   epoll_event events[256];
   for (;;) {
@@ -73,7 +137,10 @@ void Loop(int listen_fd) {
         while ((c = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
           int one = 1;
           ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          if (static_cast<size_t>(c) >= unsent.size()) unsent.resize(c * 2 + 64);
+          if (static_cast<size_t>(c) >= unsent.size()) {
+            unsent.resize(c * 2 + 64);
+            if constexpr (kCodec != Codec::kRaw) partial.resize(unsent.size());
+          }
           Watch(ep, EPOLL_CTL_ADD, c, EPOLLIN);
         }
         continue;
@@ -86,7 +153,38 @@ void Loop(int listen_fd) {
         if (pending.empty()) Watch(ep, EPOLL_CTL_MOD, fd, EPOLLIN);
         continue;
       }
-      {
+      if constexpr (kCodec != Codec::kRaw) {
+        const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno != EAGAIN)) goto close_it;
+        if (r < 0) continue;
+        // Parsed where the bytes are: the stack buffer, or after a partial
+        // frame from earlier reads.
+        std::string& part = partial[static_cast<size_t>(fd)];
+        char* data = buf;
+        size_t len = static_cast<size_t>(r);
+        if (!part.empty()) {
+          part.append(buf, len);
+          data = part.data();
+          len = part.size();
+        }
+        size_t reply_len = 0;
+        const ssize_t used = Frame<kCodec>(data, len, &reply_len);
+        if (used < 0) goto close_it;
+        ssize_t w = 0;
+        if (reply_len > 0) w = ::send(fd, data, reply_len, MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN) goto close_it;
+        if (w < 0) w = 0;
+        if (static_cast<size_t>(w) < reply_len) {
+          pending.assign(data + w, reply_len - static_cast<size_t>(w));
+          Watch(ep, EPOLL_CTL_MOD, fd, EPOLLOUT);
+        }
+        if (data == buf) {
+          part.assign(buf + used, len - static_cast<size_t>(used));
+        } else {
+          part.erase(0, static_cast<size_t>(used));
+        }
+        continue;
+      } else {
         const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
         if (r == 0 || (r < 0 && errno != EAGAIN)) goto close_it;
         if (r < 0) continue;
@@ -101,6 +199,7 @@ void Loop(int listen_fd) {
       }
     close_it:
       std::string().swap(pending);
+      if constexpr (kCodec != Codec::kRaw) std::string().swap(partial[static_cast<size_t>(fd)]);
       ::close(fd);  // also leaves the epoll set
     }
   }
@@ -110,15 +209,26 @@ void Loop(int listen_fd) {
 
 int main(int argc, char** argv) {
   int port = 7007, threads = 1;
+  Codec codec = Codec::kRaw;
+  const auto usage = [&] {
+    std::fprintf(stderr, "usage: %s [--port N] [--threads N] [--codec raw|lines|length]\n",
+                 argv[0]);
+    return 2;
+  };
+  if (argc % 2 == 0) return usage();  // a flag without its value
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--port"))
       port = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads"))
       threads = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "usage: %s [--port N] [--threads N]\n", argv[0]);
-      return 2;
-    }
+    else if (!std::strcmp(argv[i], "--codec") && !std::strcmp(argv[i + 1], "raw"))
+      codec = Codec::kRaw;
+    else if (!std::strcmp(argv[i], "--codec") && !std::strcmp(argv[i + 1], "lines"))
+      codec = Codec::kLines;
+    else if (!std::strcmp(argv[i], "--codec") && !std::strcmp(argv[i + 1], "length"))
+      codec = Codec::kLength;
+    else
+      return usage();
   }
   if (threads < 1) threads = static_cast<int>(std::thread::hardware_concurrency());
   rlimit lim{};
@@ -140,7 +250,10 @@ int main(int argc, char** argv) {
   port = ntohs(bound.sin_port);
   for (int i = 1; i < threads; ++i) listeners.push_back(Listen(port));
   std::vector<std::thread> loops;
-  for (int fd : listeners) loops.emplace_back(Loop, fd);
+  const auto loop = codec == Codec::kLines    ? Loop<Codec::kLines>
+                    : codec == Codec::kLength ? Loop<Codec::kLength>
+                                              : Loop<Codec::kRaw>;
+  for (int fd : listeners) loops.emplace_back(loop, fd);
   std::printf("listening on 127.0.0.1:%d\n", port);
   std::fflush(stdout);
 

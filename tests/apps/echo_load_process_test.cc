@@ -687,5 +687,53 @@ TEST(EchoLoadProcessTest, ReconnectWithMessagesIsAUsageError) {
   EXPECT_TRUE(absl::StartsWith(r.output, "echo-load: --reconnect")) << r.output;
 }
 
+TEST(EchoLoadProcessTest, FindRateChecksItsUsage) {
+  const auto usage = [](std::vector<std::string> args, absl::string_view says) {
+    const Result r = RunEchoLoad(std::move(args));
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_TRUE(absl::StartsWith(r.output, "echo-load: ")) << r.output;
+    EXPECT_TRUE(absl::StrContains(r.output, says)) << r.output;
+  };
+  usage({"--find-rate"}, "needs a positive --p99 bound");
+  usage({"--find-rate", "--p99", "0s"}, "needs a positive --p99 bound");
+  usage({"--find-rate", "--p99=-2ms"}, "needs a positive --p99 bound");
+  usage({"--find-rate", "--p99", "2ms", "--rate", "1000"}, "does not take --rate");
+  usage({"--find-rate", "--p99=500us", "--messages", "a"}, "does not apply to --messages");
+  usage({"--find-rate", "--p99", "2ms", "--max-steps", "0"}, "--max-steps");
+  usage({"--p99", "2ms"}, "need --find-rate");
+  usage({"--max-steps", "3"}, "need --find-rate");
+  EXPECT_EQ(RunEchoLoad({"--find-rate", "--p99", "2"}).code, 2);  // Needs a unit.
+}
+
+TEST(EchoLoadProcessTest, FindRateExitsOneWhenNoRateMeetsTheBound) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  // No loopback echo comes back within a nanosecond.
+  const Result r = RunEchoLoad({"--port", absl::StrCat(server.port()), "--connections", "2",
+                                "--find-rate", "--p99", "1ns", "--step-duration", "200ms",
+                                "--max-steps", "2", "--warmup", "0s"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo-load: find-rate probe (closed loop): "))
+      << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo-load: find-rate step 2/2: ")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "echo-load: find-rate: no rate kept p99 within 1ns"))
+      << r.output;
+  server.Stop();
+}
+
+TEST(EchoLoadProcessTest, FindRateReportsTheRateAsJson) {
+  CorruptServer server(kNever);
+  ASSERT_NE(server.port(), 0);
+  const SplitResult r = RunEchoLoadSplit({"--port", absl::StrCat(server.port()), "--connections",
+                                          "2", "--find-rate", "--p99=1s", "--step-duration",
+                                          "200ms", "--max-steps", "3", "--warmup", "0s", "--json"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(absl::StartsWith(r.out, "{\"target\":\"127.0.0.1:")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "\"find_rate\":{\"p99_bound_us\":1000000.0,\"found\":true,"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "\"verdict\":\"within\",")) << r.out;
+  server.Stop();
+}
+
 }  // namespace
 }  // namespace troupe
