@@ -227,6 +227,9 @@ bool ActorCell::TakeSystemMail(Mail& mail) {
     Resolve(mark.tag, std::move(mail));
     return true;
   }
+  // System mail is always owned: a broadcast (shared) skips the type tests
+  // below, each a string compare when it fails.
+  if (mail.shared()) return false;
   if (Continuation* c = mail.As<Continuation>()) {
     Accept(std::move(*c));
     return true;

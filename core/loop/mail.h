@@ -111,6 +111,8 @@ class Mail {
   }
 
   bool empty() const { return ops_ == nullptr; }
+  // True if the value is shared (Share): readable by Get, never by As.
+  bool shared() const { return ops_ != nullptr && ops_->shared; }
   // The return address travels with the value; an empty Mail has none.
   void set_return_address(ReturnAddress address) {
     if (ops_ != nullptr) return_address_ = address;
@@ -191,9 +193,13 @@ class Mail {
   }
   template <typename T>
   static constexpr Ops kOwnedOps = OwnedOpsFor<T>();
+  // A shared_ptr is two pointers and nothing that points into itself, so
+  // copying its bytes moves it (it is trivially relocatable in libstdc++ and
+  // libc++ alike): a broadcast's Mail moves without a call.
+  static_assert(sizeof(std::shared_ptr<const int>) == 2 * sizeof(void*));
   template <typename T>
-  static constexpr Ops kSharedOps{&typeid(T), &RelocateInline<std::shared_ptr<const T>>,
-                                  &DestroyInline<std::shared_ptr<const T>>, &GetShared<T>, true};
+  static constexpr Ops kSharedOps{&typeid(T), nullptr, &DestroyInline<std::shared_ptr<const T>>,
+                                  &GetShared<T>, true};
 
   // Requires this Mail to be empty; leaves `other` empty.
   void TakeFrom(Mail& other) noexcept {

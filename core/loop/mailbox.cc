@@ -103,8 +103,10 @@ Mail Mailbox::Pop() {
   Entry& entry = At(0);
   Mail mail = std::move(entry.mail);
   if (entry.mail_class == MailClass::kUser) --user_;
-  head_ = (head_ + 1) & (capacity_ - 1);
   --size_;
+  // Emptied: start again at the first slot, so a mailbox that holds a few
+  // mails at a time keeps using the same (cached) slots.
+  head_ = size_ == 0 ? 0 : (head_ + 1) & (capacity_ - 1);
   return mail;
 }
 
