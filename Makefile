@@ -116,7 +116,7 @@ bench-deps:
 	@scripts/install-deps libboost-dev python3
 
 # troupe against raw-epoll, asio and two Python servers, every workload (about
-# 6-9 minutes): tables, bench/results/<date>.json and .svg. Options, e.g.:
+# 9-12 minutes): tables, bench/results/<date>.json and .svg. Options, e.g.:
 # make bench BENCH_ARGS="--quick" or BENCH_ARGS="--workloads pingpong --duration 3s"
 bench: bench-deps build
 	@scripts/bench --build-dir $(BUILD_DIR) $(BENCH_ARGS)

@@ -29,7 +29,21 @@ WORKLOADS = {
     "pingpong-4k": (4096, 100, 1),
     "many": (64, 5000, 1),
     "idle-memory": (64, 15000, 0),  # idle connections, after one echo each
+    # Issue 13. pipe50 is the raw codec on the traffic that lines and length
+    # frame; chat: members of one room, lines in flight per talker; churn:
+    # connections at a time, each closed after one echo.
+    "pipe50": (64, 50, 16),
+    "lines": (64, 50, 16),
+    "length": (64, 50, 16),
+    "chat": (64, 200, 4),
+    "churn": (64, 50, 1),
 }
+# Issue #4's targets are for its workloads, the ones above issue 13's.
+ECHO_TARGET_WORKLOADS = ("pingpong", "pipelined", "stream", "pingpong-4k", "many", "idle-memory")
+CHAT_TALKERS = 10  # chat: the members that send lines; every member receives
+# What a workload's "message" is where it is not one echo: (rate, per-unit)
+# names for its table and chart; echo-load's per-second figure is the rate.
+UNITS = {"chat": ("deliveries", "deliv"), "churn": ("conns", "conn")}
 OTHER_CPU_FLAG = 0.10  # other processes busier than this (in CPUs) flag a run
 SERVER_COLORS = {"troupe": "#1f77b4", "troupe-reuseport": "#17becf", "raw-epoll": "#444444",
                  "asio": "#ff7f0e", "python-selectors": "#2ca02c", "python-asyncio": "#9467bd"}
@@ -200,11 +214,35 @@ def ratio(v, base, spec=".2f"):
     return format(v / base, spec) + "x"
 
 
-def table(workload, rows, base, excluded, note):
-    """scripts/bench's table of one workload, as lines: rows are (server,
-    record), base raw-epoll's record (or None), excluded (server, why)."""
+def describe(workload):
+    """A traffic workload's table heading (after its name) and the note below
+    its rows (None for the echo workloads)."""
     size, connections, pipeline = WORKLOADS[workload]
-    lines = []
+    if workload == "chat":
+        return (f"one room of {connections:,} members, {CHAT_TALKERS} talking, {size:,} B lines, "
+                f"{pipeline} in flight per talker",
+                f"a delivery is one line reaching one member; MiB/s = deliveries x {size} B; "
+                "raw-epoll here is raw-epoll-chat: single-threaded, --threads 1, whatever W")
+    if workload == "churn":
+        return (f"{connections:,} connections at a time, each: connect, one {size:,} B echo, close",
+                "conns/s: whole cycles a second; CPU us/conn: server CPU per cycle")
+    heading = f"{size:,} B messages, {connections:,} connections, {pipeline} in flight each"
+    if workload == "lines":
+        return (heading.replace("messages", "lines"),
+                "echo-load --framing lines, servers --codec lines; pipe50 is the raw codec's run")
+    if workload == "length":
+        return (heading.replace("messages", f"frames (4 B length + {size - 4:,} B)"),
+                "echo-load --framing length, servers --codec length; pipe50 is the raw codec's run")
+    return heading, None
+
+
+def table(workload, rows, base, excluded, note, absent=()):
+    """scripts/bench's table of one workload, as lines: rows are (server,
+    record), base raw-epoll's record (or None), excluded (server, why) for
+    servers that could not cope, absent (server, why) for those that sat the
+    workload out."""
+    size, connections, pipeline = WORKLOADS[workload]
+    lines, footnote = [], None
     if workload == "idle-memory":
         connections = rows[0][1].get("connections", connections) if rows else connections
         lines.append(f"== idle-memory: {connections:,} idle connections (one 64 B echo each); "
@@ -219,18 +257,23 @@ def table(workload, rows, base, excluded, note):
                          f"{r['rss_after_kib'] / 1024:>7.1f} MiB{r['bytes_per_conn']:>9,.0f}"
                          f"{ratio(r['bytes_per_conn'], base and base.get('bytes_per_conn')):>14}")
     else:
-        lines.append(f"== {workload}: {size:,} B messages, {connections:,} connections, "
-                     f"{pipeline} in flight each {note}==")
-        lines.append(f"{'server':<17}{'msgs/s':>11}{'MiB/s':>9}{'p50 us':>9}{'p99 us':>9}"
-                     f"{'RSS MiB':>9}{'CPU us/msg':>11}{'srv CPU':>8}{'cli CPU':>8}"
-                     f"{'msgs/s vs raw':>14}{'CPU/msg vs raw':>15}")
+        rate, per = UNITS.get(workload, ("msgs", "msg"))
+        heading, footnote = describe(workload)
+        lines.append(f"== {workload}: {heading} {note}==")
+        # (label, width): a column is one wider than its label at least.
+        columns = [(f"{rate}/s", 11), ("MiB/s", 9), ("p50 us", 9), ("p99 us", 9), ("RSS MiB", 9),
+                   (f"CPU us/{per}", 11), ("srv CPU", 8), ("cli CPU", 8),
+                   (f"{rate}/s vs raw", 14), (f"CPU/{per} vs raw", 15)]
+        widths = [max(width, len(label) + 1) for label, width in columns]
+        lines.append(f"{'server':<17}" + "".join(f"{label:>{w}}" for (label, _), w
+                                                 in zip(columns, widths)))
         for name, r in rows:
             if "error" in r:
                 lines.append(f"{name:<17}  FAILED: {r['error']}")
                 continue
             flag = ""
             if r.get("errors"):
-                flag += f"  ! {r['errors']} echo errors"
+                flag += f"  ! {r['errors']} {'chat' if workload == 'chat' else 'echo'} errors"
             if r.get("runs_failed"):
                 flag += f"  ! {r['runs_failed']} of {r['runs']} runs failed"
             if (r.get("other_cpu") or 0) > OTHER_CPU_FLAG:
@@ -240,24 +283,32 @@ def table(workload, rows, base, excluded, note):
             if r.get("runs_disturbed") and r.get("runs_used", 0) < r.get("runs", 0):
                 flag += f"  ({r['runs_disturbed']} disturbed run(s) left out)"
             rss = r.get("server_rss_kib")
-            lines.append(
-                f"{name:<17}{fmt(r['messages_per_s']):>11}{fmt(r['mib_per_s'], ',.1f'):>9}"
-                f"{fmt(r['p50_us'], ',.0f'):>9}{fmt(r['p99_us'], ',.0f'):>9}"
-                f"{fmt(rss and rss / 1024, '.1f'):>9}{fmt(r.get('cpu_us_per_msg'), '.2f'):>11}"
-                f"{fmt(r.get('server_cpu') and r['server_cpu'] * 100, '.0f') + '%':>8}"
-                f"{fmt(r.get('client_cpu') and r['client_cpu'] * 100, '.0f') + '%':>8}"
-                f"{ratio(r['messages_per_s'], base and base.get('messages_per_s')):>14}"
-                f"{ratio(r.get('cpu_us_per_msg'), base and base.get('cpu_us_per_msg')):>15}"
-                f"{flag}")
+            cells = [fmt(r["messages_per_s"]), fmt(r["mib_per_s"], ",.1f"),
+                     fmt(r["p50_us"], ",.0f"), fmt(r["p99_us"], ",.0f"),
+                     fmt(rss and rss / 1024, ".1f"), fmt(r.get("cpu_us_per_msg"), ".2f"),
+                     fmt(r.get("server_cpu") and r["server_cpu"] * 100, ".0f") + "%",
+                     fmt(r.get("client_cpu") and r["client_cpu"] * 100, ".0f") + "%",
+                     ratio(r["messages_per_s"], base and base.get("messages_per_s")),
+                     ratio(r.get("cpu_us_per_msg"), base and base.get("cpu_us_per_msg"))]
+            lines.append(f"{name:<17}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+                         + flag)
     for name, why in excluded:
         lines.append(f"{name:<17}  excluded: {why}")
+    for name, why in absent:
+        lines.append(f"{name:<17}  n/a: {why}")
+    if footnote:
+        lines.append(f"  ({footnote})")
     return lines
 
 
-def check_targets(results):
-    """The targets of issue #4, as PASS/MISS lines (figures, not tests)."""
+def check_targets(results, server_threads=1):
+    """The targets of issues #4 and #13, as PASS/MISS lines (figures, not
+    tests); SKIP where a figure a target needs is missing. server_threads:
+    W, for chat's per-core comparison with the single-threaded raw-epoll-chat."""
     lines = []
     for workload, by_server in results.items():
+        if workload not in ECHO_TARGET_WORKLOADS:
+            continue
         t, raw, asio = by_server.get("troupe"), by_server.get("raw-epoll"), by_server.get("asio")
         if not t or "error" in t or not raw or "error" in raw:
             continue
@@ -277,6 +328,53 @@ def check_targets(results):
             a = t["messages_per_s"] / asio["messages_per_s"]
             lines.append(f"{'PASS' if a >= 1.0 else 'MISS'}  {workload}: msgs/s {a:.2f}x asio "
                          f"(target >= 1.00x)")
+    return lines + issue13_targets(results, server_threads)
+
+
+def _good(results, workload, server):
+    """A server's record of a workload, or None when it is missing or failed."""
+    r = results.get(workload, {}).get(server)
+    return r if r and "error" not in r else None
+
+
+def issue13_targets(results, server_threads):
+    """Issue #13's targets: a codec costs troupe at most 5% server CPU per
+    message over the raw codec on the same traffic (pipe50); a chat room
+    delivers at least 0.9x raw-epoll-chat's per core, at most 0.16 us of
+    server CPU per delivery; churn reaches 0.9x raw-epoll's connections/s."""
+    lines = []
+    ref = _good(results, "pipe50", "troupe")
+    for codec in ("lines", "length"):
+        t, raw = _good(results, codec, "troupe"), _good(results, codec, "raw-epoll")
+        if not t:
+            continue
+        if not (t.get("cpu_us_per_msg") and ref and ref.get("cpu_us_per_msg")):
+            lines.append(f"SKIP  {codec}: server CPU/msg against the raw codec needs troupe's "
+                         f"on {codec} and on pipe50 from the same run")
+            continue
+        c = t["cpu_us_per_msg"] / ref["cpu_us_per_msg"]
+        vs_raw = ratio(t["cpu_us_per_msg"], raw and raw.get("cpu_us_per_msg"))
+        lines.append(f"{'PASS' if c <= 1.05 else 'MISS'}  {codec}: server CPU/msg {c:.2f}x "
+                     f"troupe's on pipe50, the raw codec (target <= 1.05x); {vs_raw} "
+                     f"raw-epoll's with --codec {codec}")
+    t, raw = _good(results, "chat", "troupe"), _good(results, "chat", "raw-epoll")
+    if t and raw and raw["messages_per_s"]:
+        d = t["messages_per_s"] / server_threads / raw["messages_per_s"]
+        lines.append(f"{'PASS' if d >= 0.9 else 'MISS'}  chat: deliveries/s per core {d:.2f}x "
+                     f"raw-epoll-chat's (troupe on W={server_threads}, raw-epoll-chat on one "
+                     f"thread; target >= 0.90x)")
+    if t and t.get("cpu_us_per_msg") is not None:
+        c = t["cpu_us_per_msg"]
+        lines.append(f"{'PASS' if c <= 0.16 else 'MISS'}  chat: server CPU per delivery "
+                     f"{c:.3f} us (target <= 0.16 us)")
+    t, raw = _good(results, "churn", "troupe"), _good(results, "churn", "raw-epoll")
+    if t and raw and raw["messages_per_s"]:
+        m = t["messages_per_s"] / raw["messages_per_s"]
+        reuseport = _good(results, "churn", "troupe-reuseport")
+        also = (f"; troupe-reuseport {reuseport['messages_per_s'] / raw['messages_per_s']:.2f}x"
+                if reuseport else "")
+        lines.append(f"{'PASS' if m >= 0.9 else 'MISS'}  churn: connections/s {m:.2f}x raw-epoll "
+                     f"(target >= 0.90x){also}")
     return lines
 
 
@@ -347,13 +445,15 @@ def _server_bars(ax, title, by, servers, keys, label, log=False):
 
 def bench_figure(results, meta, servers=None):
     """scripts/bench's chart: per workload, throughput (idle-memory: bytes per
-    idle connection), p50/p99 latency and server CPU per message."""
+    idle connection), p50/p99 latency and server CPU per message (chat: per
+    delivery, churn: per connection)."""
     servers = servers or servers_in(results)
     # In scripts/bench's order: a file's results come back sorted by name.
     traffic = [w for w in WORKLOADS if w in results and w != "idle-memory"]
     traffic += sorted(w for w in results if w not in WORKLOADS)
     first = traffic + (["idle-memory"] if "idle-memory" in results else [])
-    sections = [("Throughput per workload (messages/s; idle-memory: server bytes per idle "
+    units = "".join(f"; {w}: {UNITS[w][0]}/s" for w in traffic if w in UNITS)
+    sections = [(f"Throughput per workload (messages/s{units}; idle-memory: server bytes per idle "
                  "connection, lower is better)", first)]
     if traffic:
         sections += [("Latency per workload (µs, log scale; light: p50, dark: p99)", traffic),
@@ -372,17 +472,18 @@ def bench_figure(results, meta, servers=None):
         axes = list(sub.subplots(rows[k], cols, squeeze=False).flat)
         for ax, w in zip(axes, panels):
             by = results[w]
+            rate, per = UNITS.get(w, ("msgs", "msg"))
             if k == 1:
                 _server_bars(ax, f"{w}: latency µs", by, servers, ("p50_us", "p99_us"), short,
                              log=True)
             elif k == 2:
-                _server_bars(ax, f"{w}: server CPU µs/msg", by, servers, ("cpu_us_per_msg",),
+                _server_bars(ax, f"{w}: server CPU µs/{per}", by, servers, ("cpu_us_per_msg",),
                              lambda v: f"{v:.2f}")
             elif w == "idle-memory":
                 _server_bars(ax, "idle-memory: B/connection", by, servers, ("bytes_per_conn",),
                              lambda v: f"{v:,.0f}")
             else:
-                _server_bars(ax, f"{w}: msgs/s", by, servers, ("messages_per_s",), short)
+                _server_bars(ax, f"{w}: {rate}/s", by, servers, ("messages_per_s",), short)
         for ax in axes[len(panels):]:  # the empty end of the last row
             ax.set_axis_off()
     subs[-1].legend(handles=[Patch(color=SERVER_COLORS.get(s, "#888888"), label=s)
@@ -499,7 +600,9 @@ def plot_figure(runs, curves, bench, title):
                 workloads.append(w)
             if s not in servers:
                 servers.append(s)
-        groups = [(w, {s: r.get("messages_per_s") for ww, s, r in bench if ww == w})
+        # chat's figure is deliveries/s, churn's connections/s: the label says so.
+        groups = [(f"{w} ({UNITS[w][0]}/s)" if w in UNITS else w,
+                   {s: r.get("messages_per_s") for ww, s, r in bench if ww == w})
                   for w in workloads]
         panels.append((_bar_panel, (groups, servers, "Throughput per server and workload",
                                     "messages/s"), len(servers)))
