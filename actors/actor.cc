@@ -281,8 +281,9 @@ void Context::Broadcast(std::string_view group, std::string text, bool include_s
     // One task per other reactor; it fans out to that reactor's members.
     // Posting from this thread keeps this sender's broadcasts (and its mail
     // to that reactor) in order. The task counts as user mail at the inbox:
-    // a full inbox refuses it (counted there, inbox_full).
-    target.TryPost(fan_out.To(target));
+    // a full inbox refuses it (counted there, inbox_full). It only queues
+    // mail, so broadcasts arriving together are handed over together.
+    target.TryPostFanOut(fan_out.To(target));
   }
   // And to the other nodes (actors/bus.h); the bus copies what it sends.
   if (GroupBus* bus = here.Local<internal::BusLink>().bus) {

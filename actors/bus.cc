@@ -24,7 +24,7 @@ void AttachBus(Server& server, GroupBus& bus) {
     bool all = true;
     for (int i = 0; i < server.workers(); ++i) {
       Reactor& target = server.reactor(i);
-      all &= target.TryPost(
+      all &= target.TryPostFanOut(
           [&target, message] { internal::FanOutInLoop(target, message, ActorRef{}); });
     }
     return all;

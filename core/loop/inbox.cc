@@ -72,6 +72,13 @@ bool Inbox::TryPost(Task task) {
   return true;
 }
 
+bool Inbox::TryPostFanOut(Task task) {
+  if (!Admit()) return false;
+  Enqueue(Item{ConnectionId{}, MailClass::kUser, Mail(), std::move(task),
+               /*hand_over_first=*/false});
+  return true;
+}
+
 bool Inbox::Admit() {
   const int64_t before = mail_depth_.fetch_add(1, std::memory_order_relaxed);
   if (before >= static_cast<int64_t>(mail_capacity_)) {

@@ -83,6 +83,9 @@ class Inbox {
     MailClass mail_class = MailClass::kUser;
     Mail mail;
     Task task;
+    // A task that only queues mail (TryPostFanOut) runs without the mail
+    // queued before it being handed over first.
+    bool hand_over_first = true;
   };
   // 65,536 mails: a few MiB at most per reactor, and far more than one
   // turn drains (kMaxInboxPerTurn in reactor.cc), so only a real flood
@@ -96,6 +99,9 @@ class Inbox {
   // Any thread. Like Post, for tasks that carry user mail (a broadcast's
   // fan-out): counted toward the mail capacity and refused beyond it.
   bool TryPost(Task task);
+  // Any thread. TryPost for a task that only queues mail (a broadcast's
+  // fan-out: DeliverMailInLoop and nothing else).
+  bool TryPostFanOut(Task task);
   // Any thread. False when user mail is at capacity (counted); system mail
   // is always taken.
   bool SendMail(ConnectionId to, Mail mail, MailClass mail_class = MailClass::kUser);

@@ -445,8 +445,10 @@ void Reactor::RunInboxInLoop() {
       if (item.mail_class == MailClass::kUser) ++user_mail;
       if (!item.to.valid()) {
         // Mail queued before this task (from the same sender, say) is handed
-        // over first: a task must not overtake mail sent before it.
-        RunMailboxesInLoop();
+        // over first: a task must not overtake mail sent before it. A
+        // fan-out only queues mail behind it (TryPostFanOut), so fan-outs in
+        // a row are handed over together.
+        if (item.hand_over_first) RunMailboxesInLoop();
         std::move(item.task)();
         item.task = nullptr;
         ReactorCounters::Bump(counters_.tasks_run);

@@ -154,6 +154,14 @@ class Reactor {
   // Any thread. Post for a task that carries user mail (a broadcast's
   // fan-out): refused, counted as inbox_full, when the inbox is full.
   bool TryPost(Task task) { return inbox_->TryPost(std::move(task)); }
+  // Any thread. TryPost for a task that only queues mail, through
+  // DeliverMailInLoop (a broadcast's fan-out to this reactor's members). A
+  // task from Post or TryPost runs only after the mail queued before it has
+  // been handed over (it must not overtake that mail); this one need not
+  // wait, since what it queues lands behind that mail in every mailbox
+  // anyway. So fan-outs that arrive together reach each member as one
+  // batch of mail, which its connection writes once.
+  bool TryPostFanOut(Task task) { return inbox_->TryPostFanOut(std::move(task)); }
   // Any thread. Queues mail for connection `to`. Returns false (and counts
   // it) when `to` names no connection of this reactor or the inbox is full
   // of user mail; a true only means "accepted": if `to` is gone when the

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -365,6 +366,52 @@ TEST(ReactorLimitsTest, MailIsHandedOverInTheMailboxPhaseNeverInline) {
   ASSERT_EQ(::send(peer.get(), "x", 1, 0), 1);
   ASSERT_TRUE(WaitFor([&] { return got.load() == 1; }));
   EXPECT_FALSE(inline_delivery.load());
+}
+
+// Fan-outs that arrive together (TryPostFanOut) reach a member as one batch
+// of mail, which its connection writes once; a Post'ed task would hand over
+// the mail before it first, one write per task.
+TEST(ReactorLimitsTest, FanOutsArrivingTogetherAreHandedOverAsOneBatch) {
+  HookHandler::Hooks hooks;
+  std::mutex mu;
+  std::optional<ConnectionId> id;
+  hooks.on_data = [&](Connection& conn, std::string_view) {
+    std::lock_guard<std::mutex> lock(mu);
+    id = conn.id();
+  };
+  hooks.on_mail = [&](Connection& conn, Mail mail) {
+    if (const std::string* text = mail.Get<std::string>()) conn.Send(*text);
+  };
+  HookedReactor r({}, hooks);
+  Fd peer = r.Add();
+  ASSERT_EQ(::send(peer.get(), "x", 1, 0), 1);
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return id.has_value();
+  }));
+  const ConnectionId to = *id;
+  Reactor& reactor = r.reactor();
+  testing::Notification holding, release;
+  reactor.Post([&] {
+    holding.Notify();
+    release.WaitForNotification();
+  });
+  holding.WaitForNotification();
+  const uint64_t writes_before = reactor.Stats().writes;
+  for (const char* line : {"one\n", "two\n", "three\n"}) {
+    ASSERT_TRUE(reactor.TryPostFanOut(
+        [&reactor, to, line] { reactor.DeliverMailInLoop(to, Mail::Of(std::string(line))); }));
+  }
+  release.Notify();
+  std::string got;
+  ASSERT_TRUE(WaitFor([&] {
+    char buf[64];
+    const ssize_t n = ::recv(peer.get(), buf, sizeof(buf), 0);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return got.size() >= 14;
+  }));
+  EXPECT_EQ(got, "one\ntwo\nthree\n");
+  EXPECT_EQ(reactor.Stats().writes - writes_before, 1u);
 }
 
 TEST(ReactorLimitsTest, FailedAdoptionCountsAsClosed) {
