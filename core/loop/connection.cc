@@ -598,6 +598,18 @@ void Connection::WriteInLoop() {
 void Connection::Close(CloseReason reason) {
   host_.AssertInLoopThread();
   if (closed()) return;
+  if (corked_) {
+    // What the handler sent before it closed (an error line, the replies
+    // before a bad frame) gets the one try write-through would have given
+    // it; only output the kernel refused is dropped.
+    ConnectionHost::Cork& cork = host_.cork();
+    if (cork.size > 0 && output_.empty() && !write_blocked_) {
+      const ssize_t n = ::send(fd(), cork.data, cork.size, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ReactorCounters::Bump(host_.counters().writes);
+      if (n > 0) ReactorCounters::Bump(host_.counters().bytes_out, static_cast<size_t>(n));
+    }
+    cork.size = 0;
+  }
   state_ = State::kClosed;
   // Closing the only descriptor also removes it from the epoll set.
   fd_.Reset();

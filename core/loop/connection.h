@@ -24,8 +24,10 @@
 // send() for them all, not one each, and a lone reply leaves as soon as the
 // callback that made it returns (no timer, no Nagle). A Send that would
 // overflow the cork goes out at once together with what was gathered (one
-// writev, no copy of the large piece). Close() drops what was gathered, as it
-// drops queued output; CloseAfterFlush() and ShutdownWrite() write it first.
+// writev, no copy of the large piece). Close() gives what was gathered the one
+// try write-through would have (an error line sent just before it still goes
+// out) and drops only output the kernel refused; CloseAfterFlush() and
+// ShutdownWrite() write it first.
 // With a transport (TLS) Sends are not corked: the transport batches records
 // itself.
 //

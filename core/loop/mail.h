@@ -80,8 +80,11 @@ class Mail {
   Mail(Mail&& other) noexcept { TakeFrom(other); }
   Mail& operator=(Mail&& other) noexcept {
     if (this != &other) {
+      // Out of `other` first: it may live inside the value this Mail holds
+      // (mail = std::move(mail.As<Envelope>()->inner)), which Reset ends.
+      Mail taken(std::move(other));
       Reset();
-      TakeFrom(other);
+      TakeFrom(taken);
     }
     return *this;
   }

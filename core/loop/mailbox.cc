@@ -59,14 +59,15 @@ Mailbox::PushResult Mailbox::Push(Mail&& mail, MailClass mail_class, size_t capa
         return PushResult::kOverflow;
       case MailboxOverflow::kDropOldest: {
         if (capacity == 0) return PushResult::kDroppedNewest;  // no room to make
-        // The first user entry; system entries before it stay, and those
-        // after it move up one. O(n) only on overflow, and n is bounded by
-        // the capacity plus owed replies.
+        // The first user entry goes; the system entries before it (owed
+        // replies, usually none) move one slot toward the tail and the head
+        // advances, so a flood costs O(1) per mail, not a shift of the ring.
         for (uint32_t i = 0; i < size_; ++i) {
           if (At(i).mail_class != MailClass::kUser) continue;
           if (evicted != nullptr) *evicted = std::move(At(i).mail);
-          for (uint32_t j = i; j + 1 < size_; ++j) At(j) = std::move(At(j + 1));
-          At(size_ - 1).mail = Mail();
+          for (uint32_t j = i; j > 0; --j) At(j) = std::move(At(j - 1));
+          At(0).mail = Mail();
+          head_ = (head_ + 1) & (capacity_ - 1);
           --size_;
           --user_;
           break;
@@ -105,8 +106,13 @@ Mail Mailbox::Pop() {
   if (entry.mail_class == MailClass::kUser) --user_;
   --size_;
   // Emptied: start again at the first slot, so a mailbox that holds a few
-  // mails at a time keeps using the same (cached) slots.
+  // mails at a time keeps using the same (cached) slots; and a ring a burst
+  // grew past kKeptCapacity is freed, so an idle actor keeps no large one.
   head_ = size_ == 0 ? 0 : (head_ + 1) & (capacity_ - 1);
+  if (size_ == 0 && capacity_ > kKeptCapacity) {
+    slots_.reset();
+    capacity_ = 0;
+  }
   return mail;
 }
 

@@ -100,6 +100,9 @@ class Mailbox {
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
   size_t user_mail() const { return user_; }
+  // Slots the ring holds now (0 until the first mail, and after a large
+  // ring is emptied).
+  size_t capacity() const { return capacity_; }
 
  private:
   struct Entry {
@@ -107,6 +110,9 @@ class Mailbox {
     MailClass mail_class = MailClass::kUser;
   };
   Entry& At(uint32_t i) { return slots_[(head_ + i) & (capacity_ - 1)]; }
+  // An emptied ring at most this large is kept for the next mail (24 KiB);
+  // a larger one, grown by a burst, is freed.
+  static constexpr uint32_t kKeptCapacity = 256;
   // Doubles the ring (the first mail: makes it), keeping the order.
   void Grow();
 

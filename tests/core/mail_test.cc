@@ -223,5 +223,25 @@ TEST(MailTest, ThrowingMoveGoesToTheHeapAndWorks) {
   EXPECT_EQ(value->value, 4);
 }
 
+// A Mail inside the value of the Mail it is moved into (an envelope opened
+// in place): the inner one must be taken out before the envelope ends.
+struct Envelope {
+  Mail inner;
+  std::array<char, 64> pad{};  // on the heap, as a real envelope would be
+};
+
+TEST(MailTest, AMailMovedOutOfItsOwnValueSurvives) {
+  Mail mail = Mail::Of(Envelope{Mail::Of(std::string(100, 'p')), {}});
+  ASSERT_FALSE(Mail::kHeldInline<Envelope>);
+  mail = std::move(mail.As<Envelope>()->inner);
+  const std::string* payload = mail.Get<std::string>();
+  ASSERT_NE(payload, nullptr);
+  EXPECT_EQ(*payload, std::string(100, 'p'));
+  // Self-move leaves it as it was.
+  Mail& same = mail;
+  mail = std::move(same);
+  ASSERT_NE(mail.Get<std::string>(), nullptr);
+}
+
 }  // namespace
 }  // namespace troupe

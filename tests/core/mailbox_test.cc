@@ -108,6 +108,43 @@ TEST(MailboxTest, DropOldestAcrossTheWrap) {
   EXPECT_EQ(Drain(box), (std::vector<int>{100, 2, 3, 4, 5}));
 }
 
+// Eviction takes the oldest user mail; system mail before and after it keeps
+// its place and order.
+TEST(MailboxTest, DropOldestKeepsSystemMailAroundTheEvictedOne) {
+  Mailbox box;
+  box.Push(Mail::Of(-1), MailClass::kSystem, 2, MailboxOverflow::kDropOldest);
+  box.Push(Mail::Of(1), MailClass::kUser, 2, MailboxOverflow::kDropOldest);
+  box.Push(Mail::Of(-2), MailClass::kSystem, 2, MailboxOverflow::kDropOldest);
+  box.Push(Mail::Of(2), MailClass::kUser, 2, MailboxOverflow::kDropOldest);
+  Mail evicted;
+  EXPECT_EQ(box.Push(Mail::Of(3), MailClass::kUser, 2, MailboxOverflow::kDropOldest, &evicted),
+            Mailbox::PushResult::kEvictedOldest);
+  ASSERT_NE(evicted.Get<int>(), nullptr);
+  EXPECT_EQ(*evicted.Get<int>(), 1);
+  EXPECT_EQ(box.user_mail(), 2u);
+  EXPECT_EQ(Drain(box), (std::vector<int>{-1, -2, 2, 3}));
+}
+
+// A ring a burst grew large is freed once emptied; a small one is kept.
+TEST(MailboxTest, ALargeRingIsFreedOnceEmptied) {
+  Mailbox box;
+  for (int i = 0; i < 10; ++i) {
+    box.Push(Mail::Of(i), MailClass::kUser, 5000, MailboxOverflow::kDropNewest);
+  }
+  Drain(box);
+  EXPECT_EQ(box.capacity(), 16u);  // kept for the next mail
+  for (int i = 0; i < 1000; ++i) {
+    box.Push(Mail::Of(i), MailClass::kUser, 5000, MailboxOverflow::kDropNewest);
+  }
+  EXPECT_EQ(box.capacity(), 1024u);
+  const std::vector<int> drained = Drain(box);
+  EXPECT_EQ(drained.size(), 1000u);
+  EXPECT_EQ(drained.back(), 999);
+  EXPECT_EQ(box.capacity(), 0u);
+  box.Push(Mail::Of(7), MailClass::kUser, 5000, MailboxOverflow::kDropNewest);
+  EXPECT_EQ(Drain(box), (std::vector<int>{7}));
+}
+
 TEST(MailboxTest, ClearHandsOverEveryWaitingMailOnce) {
   Mailbox box;
   for (int i = 0; i < 10; ++i) {
