@@ -58,12 +58,7 @@ void ChatCounts::Add(const ChatCounts& other) {
   deliveries += other.deliveries;
   deliveries_measured += other.deliveries_measured;
   latency_ns.Merge(other.latency_ns);
-  if (latency_buckets.size() < other.latency_buckets.size()) {
-    latency_buckets.resize(other.latency_buckets.size(), 0);
-  }
-  for (size_t i = 0; i < other.latency_buckets.size(); ++i) {
-    latency_buckets[i] += other.latency_buckets[i];
-  }
+  LatencyHistogram::AddCounts(latency_buckets, other.latency_buckets);
   lost += other.lost;
   duplicates += other.duplicates;
   reordered += other.reordered;

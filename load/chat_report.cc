@@ -12,47 +12,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "load/histogram.h"
+#include "load/report_fields.h"
 
 namespace troupe {
 namespace {
 
-// The JSON and CSV quoting of load/report.cc, which keeps its own private.
-void AppendJsonString(std::string& out, absl::string_view s) {
-  out.push_back('"');
-  for (const char ch : s) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (u < 0x20 || u == 0x7f) {
-      absl::StrAppendFormat(&out, "\\u%04x", u);
-    } else {
-      out.push_back(ch);  // UTF-8 passes through unchanged.
-    }
-  }
-  out.push_back('"');
-}
-
-void AppendCsvField(std::string& out, absl::string_view s) {
-  if (s.find_first_of(",\"\r\n") == absl::string_view::npos) {
-    out.append(s.data(), s.size());
-    return;
-  }
-  out.push_back('"');
-  for (const char ch : s) {
-    if (ch == '"') out.push_back('"');
-    out.push_back(ch);
-  }
-  out.push_back('"');
-}
-
 double Micros(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
-struct Field {
-  std::vector<absl::string_view> path;
-  std::string json;
-  std::string csv;
-};
+using Field = ReportField;
 
 // The report's fields in output order, adjacent when they share an object.
 // New fields go at the end of their object.
@@ -171,53 +138,9 @@ std::string FormatChatReportText(const ChatReport& r) {
   return out;
 }
 
-std::string FormatChatReportJson(const ChatReport& r) {
-  std::string out = "{";
-  absl::string_view open_object;
-  bool first_top = true;
-  bool first_in_object = true;
-  for (const Field& f : ReportFields(r)) {
-    const absl::string_view parent = f.path.size() > 1 ? f.path[0] : "";
-    if (parent != open_object && !open_object.empty()) {
-      out.push_back('}');
-      open_object = "";
-    }
-    if (open_object.empty()) {
-      if (!first_top) out.push_back(',');
-      first_top = false;
-      if (!parent.empty()) {
-        AppendJsonString(out, parent);
-        out += ":{";
-        open_object = parent;
-        first_in_object = true;
-      }
-    }
-    if (!parent.empty()) {
-      if (!first_in_object) out.push_back(',');
-      first_in_object = false;
-    }
-    AppendJsonString(out, f.path.back());
-    out.push_back(':');
-    out += f.json;
-  }
-  if (!open_object.empty()) out.push_back('}');
-  out += "}\n";
-  return out;
-}
+std::string FormatChatReportJson(const ChatReport& r) { return FieldsToJson(ReportFields(r)); }
 
-std::string FormatChatReportCsv(const ChatReport& r) {
-  std::string header;
-  std::string values;
-  for (const Field& f : ReportFields(r)) {
-    if (!header.empty()) {
-      header.push_back(',');
-      values.push_back(',');
-    }
-    header += absl::StrJoin(f.path, "_");
-    values += f.csv;
-  }
-  return absl::StrCat(header, "\n", values, "\n");
-}
+std::string FormatChatReportCsv(const ChatReport& r) { return FieldsToCsv(ReportFields(r)); }
 
 LoadReport ChatLatencyAsLoadReport(const ChatReport& r) {
   LoadReport load;

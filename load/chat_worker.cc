@@ -137,21 +137,7 @@ void ChatWorker::Error(uint64_t& counter, uint64_t n, MakeMessage make_message) 
 
 template <typename Handler>
 void ChatWorker::Poll(int64_t deadline_ns, Handler handle) {
-  // epoll_pwait2 (Linux 5.11) for the open loop's nanosecond deadlines;
-  // epoll_wait's milliseconds otherwise (as load/worker.cc).
-  static std::atomic<bool> no_pwait2{false};
-  const int64_t wait_ns = std::max<int64_t>(deadline_ns - MonotonicNanos(), 0);
-  int n = -1;
-  if (!no_pwait2.load(std::memory_order_relaxed)) {
-    const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000),
-                           static_cast<long>(wait_ns % 1'000'000'000)};
-    n = ::epoll_pwait2(epoll_.get(), events_, kMaxEvents, &timeout, nullptr);
-    if (n < 0 && errno == ENOSYS) no_pwait2.store(true);
-  }
-  if (no_pwait2.load(std::memory_order_relaxed)) {
-    const int64_t ms = std::min<int64_t>((wait_ns + 999'999) / 1'000'000, 24 * 3600 * 1000);
-    n = ::epoll_wait(epoll_.get(), events_, kMaxEvents, static_cast<int>(ms));
-  }
+  const int n = WaitForEvents(epoll_.get(), events_, kMaxEvents, deadline_ns);
   if (n < 0) {
     TROUPE_CHECK(errno == EINTR, "epoll_wait failed on a valid epoll fd");
     return;

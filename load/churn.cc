@@ -38,13 +38,6 @@ std::string ErrnoMessage(int error, absl::string_view what) {
   return absl::StrCat(what, ": ", ::strerror_r(error, text, sizeof(text)));
 }
 
-// epoll_wait timeout for `ns` from now, rounded up so a loop never wakes
-// just before its deadline and spins.
-int TimeoutMs(int64_t ns) {
-  if (ns <= 0) return 0;
-  return static_cast<int>(std::min<int64_t>((ns + 999'999) / 1'000'000, 24 * 3600 * 1000));
-}
-
 // Infinite or huge durations saturate; zero stays zero.
 int64_t Nanos(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return std::numeric_limits<int64_t>::max();
@@ -285,8 +278,7 @@ void ChurnLoop::CheckDeadlines(int64_t now) {
 }
 
 void ChurnLoop::PollOnce(int64_t deadline_ns) {
-  const int n =
-      ::epoll_wait(epoll_fd_, events_, kMaxEvents, TimeoutMs(deadline_ns - MonotonicNanos()));
+  const int n = WaitForEvents(epoll_fd_, events_, kMaxEvents, deadline_ns);
   if (n < 0) {
     TROUPE_CHECK(errno == EINTR, "epoll_wait failed on a valid epoll fd");
     return;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "load/report_fields.h"
 
 namespace troupe {
 namespace {
@@ -41,39 +42,6 @@ FindRateStep Summarize(const LoadReport& report, double rate_asked, uint64_t bou
   return step;
 }
 
-// JSON string escaping as load/report.cc does it (quotes, backslashes,
-// control characters); error messages may hold any of them.
-void AppendJsonString(std::string& out, absl::string_view s) {
-  out.push_back('"');
-  for (const char ch : s) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (u < 0x20 || u == 0x7f) {
-      absl::StrAppendFormat(&out, "\\u%04x", u);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  out.push_back('"');
-}
-
-// RFC 4180: quoted when it holds a comma, quote or line break.
-void AppendCsvField(std::string& out, absl::string_view s) {
-  if (s.find_first_of(",\"\r\n") == absl::string_view::npos) {
-    out.append(s.data(), s.size());
-    return;
-  }
-  out.push_back('"');
-  for (const char ch : s) {
-    if (ch == '"') out.push_back('"');
-    out.push_back(ch);
-  }
-  out.push_back('"');
-}
-
-// "the closed-loop probe" or "step 3".
 std::string StepName(int index) {
   return index == 0 ? std::string("probe") : absl::StrCat("step ", index);
 }

@@ -61,6 +61,11 @@ void LatencyHistogram::RecordN(uint64_t value, uint64_t n) {
   sum_ += static_cast<double>(value) * static_cast<double>(n);
 }
 
+void LatencyHistogram::AddCounts(std::vector<uint64_t>& into, const std::vector<uint64_t>& from) {
+  if (into.size() < from.size()) into.resize(from.size(), 0);
+  for (size_t i = 0; i < from.size(); ++i) into[i] += from[i];
+}
+
 void LatencyHistogram::Merge(const LatencyHistogram& other) {
   if (other.count_ == 0) return;
   for (size_t i = 0; i < kBucketCount; ++i) counts_[i] += other.counts_[i];

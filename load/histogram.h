@@ -63,6 +63,9 @@ class LatencyHistogram {
   // own (per-interval differences, say) rather than a histogram.
   static size_t BucketAtPercentile(std::span<const uint64_t> counts, uint64_t total,
                                    double percentile);
+  // Adds bare per-bucket counts `from` into `into` (grown to fit): a
+  // report's summed counts from each thread's.
+  static void AddCounts(std::vector<uint64_t>& into, const std::vector<uint64_t>& from);
 
   // Bucket geometry, exposed for tests and for exporters.
   static size_t BucketIndex(uint64_t value);

@@ -51,12 +51,7 @@ void LoadTally::Add(const LoadTally& other) {
   bytes += other.bytes;
   latency_ns.Merge(other.latency_ns);
   latency_actual_ns.Merge(other.latency_actual_ns);
-  if (latency_buckets.size() < other.latency_buckets.size()) {
-    latency_buckets.resize(other.latency_buckets.size(), 0);
-  }
-  for (size_t i = 0; i < other.latency_buckets.size(); ++i) {
-    latency_buckets[i] += other.latency_buckets[i];
-  }
+  LatencyHistogram::AddCounts(latency_buckets, other.latency_buckets);
   verification_errors += other.verification_errors;
   connections_lost += other.connections_lost;
   connections_timed_out += other.connections_timed_out;

@@ -13,54 +13,10 @@
 #include "absl/time/time.h"
 #include "load/framing.h"
 #include "load/histogram.h"
+#include "load/report_fields.h"
 
 namespace troupe {
 namespace {
-
-void AppendJsonString(std::string& out, absl::string_view s) {
-  out.push_back('"');
-  for (const char ch : s) {
-    const auto u = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20 || u == 0x7f) {
-          absl::StrAppendFormat(&out, "\\u%04x", u);
-        } else {
-          out.push_back(ch);  // UTF-8 passes through unchanged.
-        }
-    }
-  }
-  out.push_back('"');
-}
-
-// RFC 4180: quoted when it holds a comma, quote or line break.
-void AppendCsvField(std::string& out, absl::string_view s) {
-  if (s.find_first_of(",\"\r\n") == absl::string_view::npos) {
-    out.append(s.data(), s.size());
-    return;
-  }
-  out.push_back('"');
-  for (const char ch : s) {
-    if (ch == '"') out.push_back('"');
-    out.push_back(ch);
-  }
-  out.push_back('"');
-}
 
 double Micros(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
@@ -213,11 +169,7 @@ namespace {
 
 // One report field: the JSON path of its name and its value, already
 // formatted as JSON (strings quoted).
-struct Field {
-  std::vector<absl::string_view> path;
-  std::string json;
-  std::string csv;  // Unquoted text; strings CSV-quoted where needed.
-};
+using Field = ReportField;
 
 // The report's fields in output order, shared by JSON and CSV so that the two
 // cannot drift apart. New fields go at the end of their object.
@@ -352,56 +304,9 @@ std::vector<Field> ReportFields(const LoadReport& r) {
 
 }  // namespace
 
-std::string FormatReportJson(const LoadReport& r) {
-  // Fields sharing a first path element are adjacent (ReportFields keeps
-  // each object's fields together), so one pass can open and close objects.
-  std::string out = "{";
-  absl::string_view open_object;
-  bool first_in_object = true;
-  bool first_top = true;
-  for (const Field& f : ReportFields(r)) {
-    const absl::string_view parent = f.path.size() > 1 ? f.path[0] : "";
-    if (parent != open_object) {
-      if (!open_object.empty()) out.push_back('}');
-      open_object = "";
-    }
-    if (open_object.empty()) {
-      if (!first_top) out.push_back(',');
-      first_top = false;
-      if (!parent.empty()) {
-        AppendJsonString(out, parent);
-        out += ":{";
-        open_object = parent;
-        first_in_object = true;
-      }
-    }
-    if (!parent.empty()) {
-      if (!first_in_object) out.push_back(',');
-      first_in_object = false;
-    }
-    AppendJsonString(out, f.path.back());
-    out.push_back(':');
-    out += f.json;
-  }
-  if (!open_object.empty()) out.push_back('}');
-  out += "}\n";
-  return out;
-}
+std::string FormatReportJson(const LoadReport& r) { return FieldsToJson(ReportFields(r)); }
 
-std::string FormatReportCsv(const LoadReport& r) {
-  const std::vector<Field> fields = ReportFields(r);
-  std::string header;
-  std::string values;
-  for (size_t i = 0; i < fields.size(); ++i) {
-    if (i > 0) {
-      header.push_back(',');
-      values.push_back(',');
-    }
-    header += absl::StrJoin(fields[i].path, "_");
-    values += fields[i].csv;
-  }
-  return absl::StrCat(header, "\n", values, "\n");
-}
+std::string FormatReportCsv(const LoadReport& r) { return FieldsToCsv(ReportFields(r)); }
 
 std::string FormatProgressLine(const LoadProgress& p) {
   using Phase = LoadProgress::Phase;

@@ -16,6 +16,8 @@
 // OpenLoopSchedule is thread-compatible: one per worker.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -24,6 +26,13 @@ namespace troupe::load {
 // CLOCK_MONOTONIC, not absl::Now(): latencies and phase deadlines must not
 // jump when the wall clock is stepped. One vDSO call, ~20 ns.
 int64_t MonotonicNanos();
+
+// epoll_wait on `epoll_fd` until `deadline_ns` (MonotonicNanos) at the
+// latest: epoll_pwait2 (Linux 5.11) with its nanosecond timeout, which the
+// open loop needs to send on time, else epoll_wait's milliseconds rounded up
+// (so a loop never wakes just before its deadline and spins). Returns the
+// number of events, or -1 with errno EINTR.
+int WaitForEvents(int epoll_fd, epoll_event* events, int max_events, int64_t deadline_ns);
 
 // Times of the run's phases, on the MonotonicNanos() clock.
 struct PhaseTimes {

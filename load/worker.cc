@@ -39,13 +39,6 @@ constexpr unsigned long kRateTimerSlackNs = 1000;
 // is 4 ms of schedule, far more than a turn that keeps up takes.
 constexpr uint64_t kMaxIssuesPerTurn = 4096;
 
-// epoll_wait timeout for `ns` from now, rounded up so a loop never wakes
-// just before its deadline and spins.
-int TimeoutMs(int64_t ns) {
-  if (ns <= 0) return 0;
-  return static_cast<int>(std::min<int64_t>((ns + 999'999) / 1'000'000, 24 * 3600 * 1000));
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const LoadOptions& options,
@@ -106,20 +99,7 @@ Worker::Worker(const LoadOptions& options, const Stream& stream,
 
 template <typename Handler>
 void Worker::PollOnce(int64_t deadline_ns, Handler handle) {
-  // epoll_pwait2 (Linux 5.11) takes a nanosecond timeout, which the open
-  // loop needs to send on time; epoll_wait's milliseconds are the fallback.
-  static std::atomic<bool> no_pwait2{false};
-  const int64_t wait_ns = std::max<int64_t>(deadline_ns - MonotonicNanos(), 0);
-  int n = -1;
-  if (!no_pwait2.load(std::memory_order_relaxed)) {
-    const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000),
-                           static_cast<long>(wait_ns % 1'000'000'000)};
-    n = ::epoll_pwait2(epoll_.get(), events_, kMaxEvents, &timeout, nullptr);
-    if (n < 0 && errno == ENOSYS) no_pwait2.store(true);
-  }
-  if (no_pwait2.load(std::memory_order_relaxed)) {
-    n = ::epoll_wait(epoll_.get(), events_, kMaxEvents, TimeoutMs(wait_ns));
-  }
+  const int n = WaitForEvents(epoll_.get(), events_, kMaxEvents, deadline_ns);
   if (n < 0) {
     TROUPE_CHECK(errno == EINTR, "epoll_wait failed on a valid epoll fd");
     return;

@@ -167,6 +167,27 @@ bool FlagChanged(const absl::Flag<T>& flag) {
   std::exit(code);
 }
 
+// Before either run: SIGPIPE ignored (belt and braces: every send already
+// passes MSG_NOSIGNAL), the open-file limit raised for `connections`, and
+// --histogram-out opened (so that a bad path fails in a second, not after
+// the whole run).
+std::ofstream PrepareRun(uint64_t connections) {
+  ::signal(SIGPIPE, SIG_IGN);
+  if (absl::Status s = troupe::RaiseOpenFileLimit(connections + kSpareFds); !s.ok()) {
+    Fail(kExitFailure, s.message());
+  }
+  std::ofstream histogram_file;
+  const std::string path = absl::GetFlag(FLAGS_histogram_out);
+  if (!path.empty()) {
+    histogram_file.open(path, std::ios::out | std::ios::trunc);
+    if (!histogram_file.is_open()) {
+      Fail(kExitFailure,
+           absl::StrCat("--histogram-out: cannot open ", path, ": ", std::strerror(errno)));
+    }
+  }
+  return histogram_file;
+}
+
 // --chat: the chat room load (load/chat.h) with the flags it shares with
 // the echo load. Returns the exit status.
 int RunChatMode(const troupe::Address& target) {
@@ -193,21 +214,7 @@ int RunChatMode(const troupe::Address& target) {
   if (absl::Status s = troupe::ValidateChatOptions(options); !s.ok()) {
     Fail(kExitUsage, s.message());
   }
-  ::signal(SIGPIPE, SIG_IGN);
-  if (absl::Status s =
-          troupe::RaiseOpenFileLimit(static_cast<uint64_t>(options.members) + kSpareFds);
-      !s.ok()) {
-    Fail(kExitFailure, s.message());
-  }
-  const std::string histogram_path = absl::GetFlag(FLAGS_histogram_out);
-  std::ofstream histogram_file;
-  if (!histogram_path.empty()) {
-    histogram_file.open(histogram_path, std::ios::out | std::ios::trunc);
-    if (!histogram_file.is_open()) {
-      Fail(kExitFailure, absl::StrCat("--histogram-out: cannot open ", histogram_path, ": ",
-                                      std::strerror(errno)));
-    }
-  }
+  std::ofstream histogram_file = PrepareRun(static_cast<uint64_t>(options.members));
   absl::StatusOr<troupe::ChatReport> report = troupe::RunChat(options);
   if (!report.ok()) Fail(kExitFailure, report.status().message());
   if (absl::GetFlag(FLAGS_json)) {
@@ -223,7 +230,8 @@ int RunChatMode(const troupe::Address& target) {
         troupe::ChatLatencyAsLoadReport(*report));
     histogram_file.close();
     if (!histogram_file) {
-      Fail(kExitFailure, absl::StrCat("--histogram-out: cannot write ", histogram_path));
+      Fail(kExitFailure,
+           absl::StrCat("--histogram-out: cannot write ", absl::GetFlag(FLAGS_histogram_out)));
     }
   }
   if (!report->ok()) {
@@ -249,18 +257,14 @@ int RunFindRateMode(troupe::LoadOptions load) {
     Fail(kExitUsage, s.message());
   }
   if (absl::GetFlag(FLAGS_progress_interval) > absl::ZeroDuration()) {
-    int index = 0;
-    options.on_step = [&index, max_steps = options.max_steps](const troupe::FindRateStep& step) {
+    // The step count lives in the callback, which outlives this block.
+    options.on_step = [index = 0,
+                       max_steps = options.max_steps](const troupe::FindRateStep& step) mutable {
       std::cerr << "echo-load: find-rate " << troupe::FormatFindRateStep(step, index++, max_steps)
                 << std::endl;
     };
   }
-  ::signal(SIGPIPE, SIG_IGN);
-  if (absl::Status s =
-          troupe::RaiseOpenFileLimit(static_cast<uint64_t>(options.load.connections) + kSpareFds);
-      !s.ok()) {
-    Fail(kExitFailure, s.message());
-  }
+  PrepareRun(static_cast<uint64_t>(options.load.connections));  // no --histogram-out here
   absl::StatusOr<troupe::FindRateResult> result = troupe::FindRate(options);
   if (!result.ok()) Fail(kExitFailure, result.status().message());
   if (absl::GetFlag(FLAGS_json)) {
@@ -418,25 +422,7 @@ int main(int argc, char** argv) {
     Fail(kExitUsage, s.message());
   }
 
-  // Belt and braces: every send already passes MSG_NOSIGNAL.
-  ::signal(SIGPIPE, SIG_IGN);
-  if (absl::Status s =
-          troupe::RaiseOpenFileLimit(static_cast<uint64_t>(options.connections) + kSpareFds);
-      !s.ok()) {
-    Fail(kExitFailure, s.message());
-  }
-
-  // Opened before the run, so that a bad path fails in a second, not after
-  // the whole run.
-  const std::string histogram_path = absl::GetFlag(FLAGS_histogram_out);
-  std::ofstream histogram_file;
-  if (!histogram_path.empty()) {
-    histogram_file.open(histogram_path, std::ios::out | std::ios::trunc);
-    if (!histogram_file.is_open()) {
-      Fail(kExitFailure, absl::StrCat("--histogram-out: cannot open ", histogram_path, ": ",
-                                      std::strerror(errno)));
-    }
-  }
+  std::ofstream histogram_file = PrepareRun(static_cast<uint64_t>(options.connections));
 
   absl::StatusOr<troupe::LoadReport> report = troupe::RunLoad(options);
   // Wipes the progress line, so the report starts in column 0.
@@ -456,7 +442,8 @@ int main(int argc, char** argv) {
     histogram_file << troupe::FormatPercentileDistribution(*report);
     histogram_file.close();
     if (!histogram_file) {
-      Fail(kExitFailure, absl::StrCat("--histogram-out: cannot write ", histogram_path));
+      Fail(kExitFailure,
+           absl::StrCat("--histogram-out: cannot write ", absl::GetFlag(FLAGS_histogram_out)));
     }
   }
   if (!report->ok()) {
