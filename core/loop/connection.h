@@ -246,7 +246,9 @@ class Connection {
   bool connecting() const { return state_ == State::kConnecting; }
   // Dialed out by Reactor::Connect (counted apart from accepted ones).
   bool outbound() const { return outbound_; }
-  size_t pending_output() const { return output_.size(); }
+  // Output the kernel has not taken yet: queued, plus what the callback now
+  // running has gathered in the cork.
+  size_t pending_output() const { return output_.size() + (corked_ ? host_.cork().size : 0); }
   // Mail waiting for the handler (user and system).
   size_t mailbox_depth() const { return mailbox_.size(); }
   // When bytes last moved either way (the loop's per-turn clock).
@@ -254,7 +256,7 @@ class Connection {
   // True while queued output is above the high watermark: the peer is not
   // keeping up, and a handler that can shed (drop a chat line, skip an
   // update) should rather than queue more.
-  bool behind() const { return output_.size() > options_.high_watermark; }
+  bool behind() const { return pending_output() > options_.high_watermark; }
 
   // Asynchronous work this connection's handler still owes the peer a reply
   // for. CloseAfterFlush() waits until it is zero (see the header comment).

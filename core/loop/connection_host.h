@@ -99,6 +99,7 @@ class ConnectionHost {
     bool lent = false;
   };
   Cork& cork() { return cork_; }
+  const Cork& cork() const { return cork_; }
   const ConnectionOptions& options() const { return options_; }
   // Zero: connections have no idle timeout.
   Clock::duration idle_timeout() const { return idle_timeout_; }

@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -327,6 +329,24 @@ TEST_F(CoalescingTest, ASendLargerThanTheCorkGoesOutBehindWhatWasGathered) {
   }
   EXPECT_EQ(got, expected);  // in order, nothing lost or doubled
   EXPECT_FALSE(host_.cork().lent);
+}
+
+// What a callback has gathered counts as pending output, so a handler that
+// sheds (TryWriteFrame) sees it behind before the cork is written.
+TEST_F(CoalescingTest, GatheredBytesCountTowardBehind) {
+  options_.high_watermark = 100;
+  std::vector<std::pair<size_t, bool>> seen;
+  lines_->then = [&seen](Connection& conn) {
+    seen.emplace_back(conn.pending_output(), conn.behind());
+  };
+  PeerWrites(Lines(30));  // 30 lines of 7-8 bytes: 230 bytes gathered
+  conn_->HandleEventsInLoop(EPOLLIN);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].first, Lines(30).size());
+  EXPECT_TRUE(seen[0].second);
+  EXPECT_EQ(PeerReads(), Lines(30));
+  EXPECT_EQ(conn_->pending_output(), 0u);
+  EXPECT_FALSE(conn_->behind());
 }
 
 TEST_F(CoalescingTest, CloseInsideTheCallbackStillSendsWhatWasGatheredOnce) {
