@@ -188,6 +188,18 @@ std::ofstream PrepareRun(uint64_t connections) {
   return histogram_file;
 }
 
+// After either run: the latency distribution into --histogram-out, if it
+// was asked for (PrepareRun opened it).
+void WriteHistogram(std::ofstream& histogram_file, const troupe::LoadReport& latency) {
+  if (!histogram_file.is_open()) return;
+  histogram_file << troupe::FormatPercentileDistribution(latency);
+  histogram_file.close();
+  if (!histogram_file) {
+    Fail(kExitFailure,
+         absl::StrCat("--histogram-out: cannot write ", absl::GetFlag(FLAGS_histogram_out)));
+  }
+}
+
 // --chat: the chat room load (load/chat.h) with the flags it shares with
 // the echo load. Returns the exit status.
 int RunChatMode(const troupe::Address& target) {
@@ -225,15 +237,7 @@ int RunChatMode(const troupe::Address& target) {
     std::cout << troupe::FormatChatReportText(*report);
   }
   std::cout << std::flush;
-  if (histogram_file.is_open()) {
-    histogram_file << troupe::FormatPercentileDistribution(
-        troupe::ChatLatencyAsLoadReport(*report));
-    histogram_file.close();
-    if (!histogram_file) {
-      Fail(kExitFailure,
-           absl::StrCat("--histogram-out: cannot write ", absl::GetFlag(FLAGS_histogram_out)));
-    }
-  }
+  WriteHistogram(histogram_file, troupe::ChatLatencyAsLoadReport(*report));
   if (!report->ok()) {
     Fail(kExitFailure, absl::StrCat("run failed: ", report->error_count(), " errors (",
                                     troupe::FormatChatErrorKinds(*report), ")"));
@@ -438,14 +442,7 @@ int main(int argc, char** argv) {
   std::cout << std::flush;
   // After the report, so that it is the last thing a terminal shows.
   std::cerr << troupe::FormatClientWarning(report->client);
-  if (histogram_file.is_open()) {
-    histogram_file << troupe::FormatPercentileDistribution(*report);
-    histogram_file.close();
-    if (!histogram_file) {
-      Fail(kExitFailure,
-           absl::StrCat("--histogram-out: cannot write ", absl::GetFlag(FLAGS_histogram_out)));
-    }
-  }
+  WriteHistogram(histogram_file, *report);
   if (!report->ok()) {
     Fail(kExitFailure, absl::StrCat("run failed: ", report->error_count(), " errors (",
                                     troupe::FormatErrorKinds(*report), ")"));
